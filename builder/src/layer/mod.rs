@@ -1,0 +1,240 @@
+//! The role layer: the one internal model of what a role adds to a node's root
+//! filesystem (files, directories, links, systemd units and drop-ins, with owner
+//! and mode). It is rendered twice, as an Ignition config and as a tarball,
+//! and the two renderings must agree (tests apply the Ignition config with the
+//! real Ignition and compare).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kiln_firstboot::node_config::Role;
+
+/// Owner and permission bits of a node in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Meta {
+    pub const fn root(mode: u32) -> Meta {
+        Meta {
+            mode,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contents {
+    /// The bytes themselves, carried in every rendering.
+    Inline(Vec<u8>),
+    /// Downloaded by Ignition and checked against a SHA-512 (hex); the
+    /// tarball still carries `local` so a baked image needs no network.
+    Remote {
+        url: String,
+        sha512: String,
+        local: Vec<u8>,
+    },
+}
+
+impl Contents {
+    /// The bytes a baked image holds.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Contents::Inline(b) => b,
+            Contents::Remote { local, .. } => local,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir(Meta),
+    File {
+        meta: Meta,
+        contents: Contents,
+        /// Private keys and tokens: recorded in the manifest, must be 0600.
+        secret: bool,
+    },
+    /// A symbolic link.
+    Link {
+        target: PathBuf,
+    },
+}
+
+/// A systemd unit in /etc/systemd/system, with its drop-ins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    pub name: String,
+    pub contents: Option<String>,
+    /// `(name, contents)` of drop-ins in `/etc/systemd/system/<unit>.d/`.
+    pub dropins: Vec<(String, String)>,
+}
+
+/// Units and unit files are written with this mode by Ignition and by kiln.
+pub const UNIT_MODE: u32 = 0o644;
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleLayer {
+    pub role: Role,
+    /// Absolute node path -> what is there. Parents not listed are implied
+    /// directories, root-owned 0755 (as Ignition creates them).
+    pub nodes: BTreeMap<PathBuf, Node>,
+    pub units: BTreeMap<String, Unit>,
+}
+
+impl RoleLayer {
+    pub fn new(role: Role) -> RoleLayer {
+        RoleLayer {
+            role,
+            nodes: BTreeMap::new(),
+            units: BTreeMap::new(),
+        }
+    }
+
+    pub fn add_file(&mut self, path: impl Into<PathBuf>, meta: Meta, contents: Contents) {
+        self.nodes.insert(
+            path.into(),
+            Node::File {
+                meta,
+                contents,
+                secret: false,
+            },
+        );
+    }
+
+    /// A private key or token: root-owned, 0600.
+    pub fn add_secret(&mut self, path: impl Into<PathBuf>, bytes: impl Into<Vec<u8>>) {
+        self.nodes.insert(
+            path.into(),
+            Node::File {
+                meta: Meta::root(0o600),
+                contents: Contents::Inline(bytes.into()),
+                secret: true,
+            },
+        );
+    }
+
+    pub fn add_dir(&mut self, path: impl Into<PathBuf>, meta: Meta) {
+        self.nodes.insert(path.into(), Node::Dir(meta));
+    }
+
+    pub fn add_link(&mut self, path: impl Into<PathBuf>, target: impl Into<PathBuf>) {
+        self.nodes.insert(
+            path.into(),
+            Node::Link {
+                target: target.into(),
+            },
+        );
+    }
+
+    /// Adds a unit; when `enable` is set, links it into every target named by
+    /// `WantedBy=`/`RequiredBy=` of its `[Install]` section, the way
+    /// `systemctl enable` does, so the image needs no preset run.
+    pub fn add_unit(&mut self, unit: Unit, enable: bool) {
+        if enable {
+            for (dir_suffix, target) in install_targets(unit.contents.as_deref().unwrap_or("")) {
+                let link = Path::new(SYSTEMD_DIR)
+                    .join(format!("{target}{dir_suffix}"))
+                    .join(&unit.name);
+                self.add_link(link, Path::new(SYSTEMD_DIR).join(&unit.name));
+            }
+        }
+        self.units.insert(unit.name.clone(), unit);
+    }
+
+    /// Every file a unit contributes to the tree: `(path, contents)`.
+    pub fn unit_files(&self) -> impl Iterator<Item = (PathBuf, &str)> {
+        self.units.values().flat_map(|unit| {
+            let main = unit
+                .contents
+                .as_deref()
+                .map(|c| (Path::new(SYSTEMD_DIR).join(&unit.name), c));
+            let dropins = unit.dropins.iter().map(move |(name, c)| {
+                (
+                    Path::new(SYSTEMD_DIR)
+                        .join(format!("{}.d", unit.name))
+                        .join(name),
+                    c.as_str(),
+                )
+            });
+            main.into_iter().chain(dropins)
+        })
+    }
+
+    /// True if any file of the layer is a secret.
+    pub fn has_secrets(&self) -> bool {
+        self.nodes
+            .values()
+            .any(|n| matches!(n, Node::File { secret: true, .. }))
+    }
+}
+
+/// `(".wants" | ".requires", target)` pairs from a unit's `[Install]` section.
+fn install_targets(contents: &str) -> Vec<(&'static str, String)> {
+    let mut in_install = false;
+    let mut targets = Vec::new();
+    for line in contents.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_install = line == "[Install]";
+            continue;
+        }
+        if !in_install {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let suffix = match key.trim() {
+            "WantedBy" => ".wants",
+            "RequiredBy" => ".requires",
+            _ => continue,
+        };
+        targets.extend(value.split_whitespace().map(|t| (suffix, t.to_owned())));
+    }
+    targets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enabling_a_unit_links_it_into_its_targets() {
+        let mut layer = RoleLayer::new(Role::Etcd);
+        layer.add_unit(
+            Unit {
+                name: "a.service".into(),
+                contents: Some("[Unit]\nDescription=x\n[Install]\nWantedBy=multi-user.target other.target\nRequiredBy=b.service\n".into()),
+                dropins: vec![("10-x.conf".into(), "[Service]\n".into())],
+            },
+            true,
+        );
+        let links: Vec<_> = layer
+            .nodes
+            .keys()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "/etc/systemd/system/b.service.requires/a.service",
+                "/etc/systemd/system/multi-user.target.wants/a.service",
+                "/etc/systemd/system/other.target.wants/a.service",
+            ]
+        );
+        let files: Vec<_> = layer.unit_files().map(|(p, _)| p).collect();
+        assert_eq!(
+            files,
+            [
+                PathBuf::from("/etc/systemd/system/a.service"),
+                PathBuf::from("/etc/systemd/system/a.service.d/10-x.conf")
+            ]
+        );
+    }
+}

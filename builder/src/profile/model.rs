@@ -1,0 +1,255 @@
+//! The cluster profile as written in TOML: every section, field and default.
+//! docs/profile.md documents each field; keep the two in step.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use kiln_firstboot::node_config::{DiscoverySource, Topology};
+use kiln_firstboot::pki::KeyAlgorithm;
+use serde::Deserialize;
+
+use super::types::{Cidr, KubeVersion};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub cluster: ClusterSection,
+    pub etcd: EtcdSection,
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneSection>,
+    #[serde(default)]
+    pub workers: WorkersSection,
+    #[serde(default)]
+    pub pki: PkiSection,
+    #[serde(default)]
+    pub images: ImagesSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    pub name: String,
+    pub domain: String,
+    pub kubernetes_version: KubeVersion,
+    /// Networks the nodes live on; every node address and the VIP must be inside one.
+    pub node_subnets: Vec<Cidr>,
+    #[serde(default = "default_pod_subnet")]
+    pub pod_subnet: Cidr,
+    #[serde(default = "default_service_subnet")]
+    pub service_subnet: Cidr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSection {
+    #[serde(default)]
+    pub topology: Topology,
+    #[serde(default = "default_client_port")]
+    pub client_port: u16,
+    #[serde(default = "default_peer_port")]
+    pub peer_port: u16,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_discovery")]
+    pub discovery: Vec<DiscoverySource>,
+    /// Initial members (external topology). Empty for the stacked topology,
+    /// where the masters are the members.
+    #[serde(default)]
+    pub members: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    pub ip: IpAddr,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneSection {
+    /// `host:port` of the API server as clients reach it (VIP or load balancer).
+    pub endpoint: String,
+    #[serde(default)]
+    pub vip: Option<VipSpec>,
+    pub masters: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VipSpec {
+    pub address: IpAddr,
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersSection {
+    /// Workers known in advance; more may join at any time from the same image.
+    #[serde(default)]
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSection {
+    #[serde(default)]
+    pub key_algorithm: KeyAlgorithm,
+    #[serde(default = "default_ca_validity_days")]
+    pub ca_validity_days: u32,
+    #[serde(default = "default_leaf_validity_days")]
+    pub leaf_validity_days: u32,
+}
+
+impl Default for PkiSection {
+    fn default() -> Self {
+        PkiSection {
+            key_algorithm: KeyAlgorithm::default(),
+            ca_validity_days: default_ca_validity_days(),
+            leaf_validity_days: default_leaf_validity_days(),
+        }
+    }
+}
+
+/// What `kiln build` writes for each role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// `<role>/<role>.ign`, an Ignition spec 3.3.0 config.
+    Ignition,
+    /// `<role>/rootfs.tar.gz`, the role's root filesystem.
+    Rootfs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesSection {
+    #[serde(default = "default_formats")]
+    pub formats: Vec<OutputFormat>,
+    /// mtime of every tarball entry; `SOURCE_DATE_EPOCH` overrides it.
+    #[serde(default)]
+    pub source_date_epoch: Option<u64>,
+    /// Where nodes download the agent instead of carrying it in the Ignition config.
+    #[serde(default)]
+    pub agent: Option<AgentSource>,
+    #[serde(default)]
+    pub etcd: RoleImage,
+    #[serde(default)]
+    pub master: RoleImage,
+    #[serde(default)]
+    pub worker: RoleImage,
+}
+
+impl Default for ImagesSection {
+    fn default() -> Self {
+        ImagesSection {
+            formats: default_formats(),
+            source_date_epoch: None,
+            agent: None,
+            etcd: RoleImage::default(),
+            master: RoleImage::default(),
+            worker: RoleImage::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSource {
+    /// http(s) URL of the kiln-firstboot binary.
+    pub url: String,
+    /// Hex SHA-512 of the binary; Ignition refuses a download that differs.
+    pub sha512: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleImage {
+    /// Base root filesystem: a folder or a .tar/.tar.gz, relative to the profile.
+    #[serde(default)]
+    pub base: Option<PathBuf>,
+    /// Extra Debian packages for the base image.
+    #[serde(default)]
+    pub packages: Vec<String>,
+    #[serde(default)]
+    pub files: Vec<ExtraFile>,
+    #[serde(default)]
+    pub units: Vec<ExtraUnit>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraFile {
+    /// Absolute path on the node.
+    pub path: String,
+    pub contents: FileSource,
+    #[serde(default = "default_file_mode")]
+    pub mode: u32,
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
+}
+
+/// Exactly one of `inline` or `local` (a file relative to the profile).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    #[serde(default)]
+    pub inline: Option<String>,
+    #[serde(default)]
+    pub local: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraUnit {
+    pub name: String,
+    #[serde(default)]
+    pub contents: Option<String>,
+    /// Enable the unit (links it into the targets of its `[Install]` section).
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub dropins: Vec<ExtraDropin>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraDropin {
+    pub name: String,
+    pub contents: String,
+}
+
+fn default_pod_subnet() -> Cidr {
+    "10.244.0.0/16".parse().expect("valid default")
+}
+fn default_service_subnet() -> Cidr {
+    "10.96.0.0/12".parse().expect("valid default")
+}
+fn default_client_port() -> u16 {
+    2379
+}
+fn default_peer_port() -> u16 {
+    2380
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/etcd")
+}
+fn default_discovery() -> Vec<DiscoverySource> {
+    vec![DiscoverySource::Static]
+}
+fn default_ca_validity_days() -> u32 {
+    3650
+}
+fn default_leaf_validity_days() -> u32 {
+    365
+}
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Ignition, OutputFormat::Rootfs]
+}
+fn default_file_mode() -> u32 {
+    0o644
+}

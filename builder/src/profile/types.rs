@@ -1,0 +1,164 @@
+//! Value types of the profile that parse themselves: CIDR blocks and
+//! Kubernetes versions. Parse errors surface with the TOML position.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// An IP network, `address/prefix`, with no host bits set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    fn bits(ip: IpAddr) -> (u128, u8) {
+        match ip {
+            IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+            IpAddr::V6(v6) => (u128::from(v6), 128),
+        }
+    }
+
+    fn mask(prefix: u8, width: u8) -> u128 {
+        if prefix == 0 {
+            0
+        } else {
+            (!0u128 << (width - prefix))
+                & (if width == 128 {
+                    !0
+                } else {
+                    (1u128 << width) - 1
+                })
+        }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (net, width) = Self::bits(self.addr);
+        let (addr, addr_width) = Self::bits(ip);
+        width == addr_width && (addr & Self::mask(self.prefix, width)) == net
+    }
+
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = s.split_once('/').ok_or_else(|| {
+            format!("{s:?} is not a CIDR block: write address/prefix, like 10.0.0.0/24")
+        })?;
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} in {s:?} is not an IP address"))?;
+        let (bits, width) = Self::bits(addr);
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= width).ok_or_else(|| {
+            format!("prefix {prefix:?} in {s:?} must be a number from 0 to {width}")
+        })?;
+        if bits & !Self::mask(prefix, width) != 0 {
+            let (net, _) = (bits & Self::mask(prefix, width), ());
+            let net = match addr {
+                IpAddr::V4(_) => IpAddr::from((net as u32).to_be_bytes()),
+                IpAddr::V6(_) => IpAddr::from(net.to_be_bytes()),
+            };
+            return Err(format!(
+                "{s:?} has host bits set: did you mean {net}/{prefix}?"
+            ));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A released Kubernetes version, `MAJOR.MINOR.PATCH` (a leading `v` is accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl FromStr for KubeVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("{s:?} is not a Kubernetes version: write MAJOR.MINOR.PATCH, like \"1.31.2\"")
+        };
+        let parts: Vec<u32> = s
+            .strip_prefix('v')
+            .unwrap_or(s)
+            .split('.')
+            .map(|p| p.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        match parts[..] {
+            [major, minor, patch] => Ok(KubeVersion {
+                major,
+                minor,
+                patch,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KubeVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_contains_and_overlaps() {
+        let net: Cidr = "10.77.0.0/24".parse().unwrap();
+        assert!(net.contains("10.77.0.11".parse().unwrap()));
+        assert!(!net.contains("10.78.0.1".parse().unwrap()));
+        assert!(!net.contains("fd00::1".parse().unwrap()));
+        let wide: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(wide.overlaps(&net) && net.overlaps(&wide));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn cidr_with_host_bits_suggests_the_network() {
+        let err = "10.77.0.5/24".parse::<Cidr>().unwrap_err();
+        assert!(err.contains("did you mean 10.77.0.0/24"), "{err}");
+    }
+
+    #[test]
+    fn versions_parse_and_order() {
+        let v: KubeVersion = "v1.31.2".parse().unwrap();
+        assert_eq!(v.to_string(), "1.31.2");
+        assert!(v > "1.30.9".parse().unwrap());
+        assert!("1.31".parse::<KubeVersion>().is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! kiln-firstboot: the agent that makes a freshly booted node converge into its cluster.
+//!
+//! The library owns the contract between the builder and the agent: the node
+//! configuration written to `/etc/kiln/node.toml`, where every file lives on a
+//! node, and the one routine that issues certificates, used by the builder at
+//! bake time and by the agent when a node that no profile listed mints its own.
+
+pub mod fsutil;
+pub mod layout;
+pub mod node_config;
+pub mod pki;
+
+pub use node_config::NodeConfig;

@@ -1,0 +1,205 @@
+//! The node configuration: what the builder tells every node of a role, written
+//! to `/etc/kiln/node.toml`. It is the same file on every node of the role; each
+//! node finds out at boot which member (if any) it is.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pki::KeyAlgorithm;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Cluster name; also etcd's `--initial-cluster-token`.
+    pub cluster: String,
+    /// DNS domain of the nodes (FQDN = `<name>.<domain>`).
+    pub domain: String,
+    pub role: Role,
+    pub kubernetes_version: String,
+    pub pki: PkiSettings,
+    pub etcd: EtcdSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Etcd,
+    Master,
+    Worker,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Etcd, Role::Master, Role::Worker];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Etcd => "etcd",
+            Role::Master => "master",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkiSettings {
+    pub key_algorithm: KeyAlgorithm,
+    /// Validity of certificates the agent mints for unlisted nodes.
+    pub leaf_validity_days: u32,
+}
+
+/// Where etcd runs relative to the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// Dedicated etcd nodes (kubeadm's external etcd).
+    #[default]
+    External,
+    /// etcd runs on the masters.
+    Stacked,
+}
+
+/// How a node finds its etcd peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscoverySource {
+    /// The initial members listed in the profile.
+    Static,
+    /// DNS SRV records `_etcd-server-ssl._tcp.<domain>`.
+    DnsSrv,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSettings {
+    pub topology: Topology,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub discovery: Vec<DiscoverySource>,
+    /// The initial members: the only nodes allowed to bootstrap a new cluster.
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub name: String,
+    pub ip: IpAddr,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneSettings {
+    /// `host:port` clients and kubelets use to reach the API server.
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<Vip>,
+    pub masters: Vec<Member>,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+    /// kubeadm's CA pin: `sha256:<hex of the cluster CA's SubjectPublicKeyInfo>`.
+    pub discovery_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vip {
+    pub address: IpAddr,
+    pub interface: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeConfigError {
+    #[error("reading node configuration {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node configuration {path} is invalid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, NodeConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NodeConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| NodeConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("node configuration always serializes")
+    }
+
+    /// `https://<ip>:<client_port>` of every initial member.
+    pub fn etcd_client_urls(&self) -> Vec<String> {
+        self.etcd
+            .members
+            .iter()
+            .map(|m| url_for(m.ip, self.etcd.client_port))
+            .collect()
+    }
+}
+
+/// `https://ip:port`, with brackets around IPv6 addresses.
+pub fn url_for(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("https://{v4}:{port}"),
+        IpAddr::V6(v6) => format!("https://[{v6}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_toml() {
+        let config = NodeConfig {
+            cluster: "local".into(),
+            domain: "kiln.test".into(),
+            role: Role::Etcd,
+            kubernetes_version: "1.31.2".into(),
+            pki: PkiSettings {
+                key_algorithm: KeyAlgorithm::EcdsaP256,
+                leaf_validity_days: 365,
+            },
+            etcd: EtcdSettings {
+                topology: Topology::External,
+                client_port: 2379,
+                peer_port: 2380,
+                data_dir: "/var/lib/etcd".into(),
+                discovery: vec![DiscoverySource::Static],
+                members: vec![Member {
+                    name: "etcd1".into(),
+                    ip: "fd00::1".parse().unwrap(),
+                    dns_names: vec![],
+                }],
+            },
+            control_plane: None,
+        };
+        let back: NodeConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(back, config);
+        assert_eq!(back.etcd_client_urls(), vec!["https://[fd00::1]:2379"]);
+    }
+}

@@ -1,0 +1,261 @@
+//! Certificate issuance: the one routine that mints kiln's CAs and leaf
+//! certificates, following the classic cfssl profiles (server and peer
+//! certificates are serverAuth+clientAuth, client certificates clientAuth only).
+
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SignatureAlgorithm,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+/// CAs are valid from a little before their creation, so that nodes whose
+/// clock lags the build machine's still accept them.
+const CA_BACKDATE: Duration = Duration::hours(1);
+const LEAF_BACKDATE: Duration = Duration::minutes(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("generating a {0} key: {1}")]
+    KeyGeneration(KeyAlgorithm, rcgen::Error),
+    #[error("the private key is not a PEM-encoded ECDSA key etcd and kubeadm accept: {0}")]
+    BadKey(rcgen::Error),
+    #[error("the CA certificate cannot be parsed: {0}")]
+    BadCaCertificate(rcgen::Error),
+    #[error("signing the certificate for {0}: {1}")]
+    Signing(String, rcgen::Error),
+    #[error("invalid DNS name {0:?} for a certificate")]
+    BadDnsName(String),
+}
+
+/// Key algorithms that both etcd and kubeadm load (no Ed25519: neither accepts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyAlgorithm {
+    #[default]
+    EcdsaP256,
+    EcdsaP384,
+}
+
+impl KeyAlgorithm {
+    fn signature_algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            KeyAlgorithm::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyAlgorithm::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+
+    /// Generates a key pair; its PEM form is PKCS#8.
+    pub fn generate(self) -> Result<KeyPair, PkiError> {
+        KeyPair::generate_for(self.signature_algorithm())
+            .map_err(|e| PkiError::KeyGeneration(self, e))
+    }
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyAlgorithm::EcdsaP256 => "ecdsa-p256",
+            KeyAlgorithm::EcdsaP384 => "ecdsa-p384",
+        })
+    }
+}
+
+/// What a leaf certificate is for, after the runbook's cfssl profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A serving certificate (also presented as a client, as cfssl's "server").
+    Server,
+    /// etcd peer traffic: both ends authenticate.
+    Peer,
+    /// A client only.
+    Client,
+}
+
+/// A certificate and its private key, both PEM. The key is a secret.
+pub struct CertifiedKey {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// What to put in a leaf certificate.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    pub common_name: String,
+    /// Subject organization; kubeadm maps it to a Kubernetes group.
+    pub organization: Option<String>,
+    pub usage: Usage,
+    pub dns_names: Vec<String>,
+    pub ips: Vec<IpAddr>,
+    pub algorithm: KeyAlgorithm,
+    pub validity_days: u32,
+}
+
+/// A certificate authority that can issue leaf certificates.
+pub struct Authority {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl Authority {
+    /// Creates a new self-signed CA and returns it with its certificate and key.
+    pub fn generate(
+        common_name: &str,
+        algorithm: KeyAlgorithm,
+        validity_days: u32,
+    ) -> Result<(Authority, CertifiedKey), PkiError> {
+        let key = algorithm.generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(common_name, None);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        set_validity(&mut params, CA_BACKDATE, validity_days);
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| PkiError::Signing(common_name.to_owned(), e))?;
+        let material = CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        let authority = Authority {
+            cert_pem: material.cert_pem.clone(),
+            issuer: Issuer::new(params, key),
+        };
+        Ok((authority, material))
+    }
+
+    /// Loads an existing CA from its PEM certificate and private key.
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, PkiError> {
+        let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(PkiError::BadCaCertificate)?;
+        Ok(Authority {
+            cert_pem: cert_pem.to_owned(),
+            issuer,
+        })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// kubeadm's discovery hash of this CA: `sha256:` and the hex SHA-256 of
+    /// its DER SubjectPublicKeyInfo.
+    pub fn discovery_hash(&self) -> String {
+        spki_hash(self.issuer.key())
+    }
+
+    /// Issues a leaf certificate signed by this CA.
+    pub fn issue(&self, spec: &LeafSpec) -> Result<CertifiedKey, PkiError> {
+        let key = spec.algorithm.generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name =
+            distinguished_name(&spec.common_name, spec.organization.as_deref());
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = match spec.usage {
+            Usage::Server | Usage::Peer => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        for name in &spec.dns_names {
+            let dns = name
+                .as_str()
+                .try_into()
+                .map_err(|_| PkiError::BadDnsName(name.clone()))?;
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
+        params
+            .subject_alt_names
+            .extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        set_validity(&mut params, LEAF_BACKDATE, spec.validity_days);
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Signing(spec.common_name.clone(), e))?;
+        Ok(CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// A bare key pair (the service-account signing key): private PEM and public PEM.
+pub fn generate_key_pair(algorithm: KeyAlgorithm) -> Result<(String, String), PkiError> {
+    let key = algorithm.generate()?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
+fn spki_hash(key: &impl PublicKeyData) -> String {
+    let digest = Sha256::digest(key.subject_public_key_info());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn distinguished_name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    if let Some(org) = organization {
+        dn.push(DnType::OrganizationName, org);
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn set_validity(params: &mut CertificateParams, backdate: Duration, days: u32) {
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - backdate;
+    params.not_after = now + Duration::days(i64::from(days));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_spec() -> LeafSpec {
+        LeafSpec {
+            common_name: "etcd1".into(),
+            organization: None,
+            usage: Usage::Server,
+            dns_names: vec!["etcd1".into(), "localhost".into()],
+            ips: vec!["10.77.0.11".parse().unwrap()],
+            algorithm: KeyAlgorithm::EcdsaP256,
+            validity_days: 30,
+        }
+    }
+
+    #[test]
+    fn loaded_ca_issues_like_the_generated_one() {
+        let (_, material) = Authority::generate("etcd-ca", KeyAlgorithm::EcdsaP256, 365).unwrap();
+        let loaded = Authority::load(&material.cert_pem, &material.key_pem).unwrap();
+        let leaf = loaded.issue(&server_spec()).unwrap();
+        assert!(leaf.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(leaf.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    }
+
+    #[test]
+    fn discovery_hash_is_stable_across_load() {
+        let (ca, material) = Authority::generate("ca", KeyAlgorithm::EcdsaP384, 365).unwrap();
+        let loaded = Authority::load(&material.cert_pem, &material.key_pem).unwrap();
+        assert_eq!(ca.discovery_hash(), loaded.discovery_hash());
+        assert_eq!(ca.discovery_hash().len(), "sha256:".len() + 64);
+    }
+
+    #[test]
+    fn non_ascii_dns_name_is_refused() {
+        let (ca, _) = Authority::generate("ca", KeyAlgorithm::EcdsaP256, 365).unwrap();
+        let mut spec = server_spec();
+        spec.dns_names.push("nöt-ascii".into());
+        assert!(ca.issue(&spec).is_err());
+    }
+}

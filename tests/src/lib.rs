@@ -1,0 +1,1 @@
+//! Shared harness of kiln's end-to-end tests.
