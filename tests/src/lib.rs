@@ -1,1 +1,61 @@
-//! Shared harness of kiln's end-to-end tests.
+//! Shared harness of kiln's end-to-end tests: where the binaries and fixtures
+//! are, and how to run them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace's top folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_owned()
+}
+
+/// A binary built from this workspace (`tests/run` builds them first).
+pub fn binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = dir.join("debug").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first (tests/run does it)",
+        path.display()
+    );
+    path
+}
+
+/// `kiln` with its agent binary found beside it.
+pub fn kiln() -> Command {
+    Command::new(binary("kiln"))
+}
+
+/// A file under tests/fixtures/.
+pub fn fixture(rel: &str) -> PathBuf {
+    workspace_root().join("tests/fixtures").join(rel)
+}
+
+/// A profile under profiles/.
+pub fn profile(name: &str) -> PathBuf {
+    workspace_root().join("profiles").join(name)
+}
+
+/// Runs a command, failing the test with its output if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
