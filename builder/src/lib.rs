@@ -1,4 +1,11 @@
 //! kiln: turns one cluster profile into role-specific node images.
 
+pub mod build;
+pub mod cli;
 pub mod layer;
+pub mod manifest;
+pub mod nodeconf;
 pub mod profile;
+pub mod progress;
+pub mod render;
+pub mod secrets;

@@ -4,10 +4,16 @@
 //! configuration written to `/etc/kiln/node.toml`, where every file lives on a
 //! node, and the one routine that issues certificates, used by the builder at
 //! bake time and by the agent when a node that no profile listed mints its own.
+//! It also holds the agent itself: identity, discovery and the etcd role.
 
+pub mod backoff;
+pub mod discovery;
+pub mod etcd;
 pub mod fsutil;
+pub mod identity;
 pub mod layout;
 pub mod node_config;
 pub mod pki;
+pub mod status;
 
 pub use node_config::NodeConfig;

@@ -1,11 +1,13 @@
 //! `kiln-firstboot`: command-line entry point of the first-boot agent.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
-use kiln_firstboot::{layout, NodeConfig};
+use kiln_firstboot::node_config::Role;
+use kiln_firstboot::{etcd, layout, NodeConfig};
 
 /// kiln's first-boot agent: makes this node converge into its cluster.
 #[derive(Parser, Debug)]
@@ -14,12 +16,24 @@ struct Cli {
     /// Prefix for every path the agent reads or writes (tests use a folder).
     #[arg(long, global = true, default_value = "/")]
     root: PathBuf,
+    /// Configure only; never start etcd (implied when --root is not /).
+    #[arg(long, global = true)]
+    no_start: bool,
+    /// Seconds any single wait (for peers, quorum, health) may last.
+    #[arg(long, global = true, default_value_t = 300)]
+    timeout: u64,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Converge this node into its cluster (the default; what the unit runs).
+    Run,
+    /// Print what `run` would do and why; change nothing.
+    Plan,
+    /// After etcd was started: promote it if a learner, confirm health.
+    Settle,
     /// Load the node configuration and print it.
     ShowConfig,
 }
@@ -41,13 +55,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::ShowConfig => {
-            let path = layout::under_root(&cli.root, layout::NODE_CONFIG.as_ref());
-            let config = NodeConfig::load(&path)?;
-            print!("{}", config.to_toml());
+    let path = layout::under_root(&cli.root, layout::NODE_CONFIG.as_ref());
+    let config = NodeConfig::load(&path)?;
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::ShowConfig = command {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+    if config.role != Role::Etcd {
+        bail!(
+            "{} says role = {}; this agent converges etcd nodes only so far",
+            path.display(),
+            config.role
+        );
+    }
+    let start = cli.root == Path::new("/") && !cli.no_start;
+    let node = etcd::Node::new(config, &cli.root, Duration::from_secs(cli.timeout))?;
+    match command {
+        Command::Run => etcd::run(&node, start),
+        Command::Plan => {
+            println!("{}", etcd::plan(&node)?);
             Ok(())
         }
+        Command::Settle => etcd::settle(&node),
+        Command::ShowConfig => Ok(()),
     }
 }
 

@@ -1,6 +1,12 @@
 //! Shared harness of kiln's end-to-end tests: where the binaries and fixtures
 //! are, and how to run them.
 
+pub mod artifacts;
+pub mod etcd;
+pub mod ignition;
+pub mod netns;
+pub mod tree;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -4,6 +4,10 @@
 //! and the two renderings must agree (tests apply the Ignition config with the
 //! real Ignition and compare).
 
+mod roles;
+
+pub use roles::{build_layer, LayerInputs};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

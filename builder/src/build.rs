@@ -1,0 +1,271 @@
+//! `kiln build`: profile -> secrets -> role layers -> Ignition configs and
+//! tarballs -> manifest, staged in a private folder and moved into place only
+//! when complete, so a failed build leaves the previous output untouched.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use kiln_firstboot::node_config::Role;
+
+use crate::layer::{build_layer, LayerInputs, RoleLayer};
+use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
+use crate::nodeconf::etcd_members;
+use crate::profile::{self, LoadedProfile, OutputFormat};
+use crate::progress::Progress;
+use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
+use crate::secrets::Secrets;
+
+/// Cloud user-data limits start here (e.g. 16 KiB on some providers).
+const USER_DATA_WARN_BYTES: u64 = 16 * 1024;
+/// Names of the build products in the output folder, replaced as a set.
+const PRODUCTS: [&str; 4] = ["etcd", "master", "worker", "manifest.json"];
+
+pub struct BuildOptions {
+    pub profile: PathBuf,
+    /// Output folder; default `images/<cluster>`.
+    pub out: Option<PathBuf>,
+    /// Secrets folder; default `<out>/secrets`.
+    pub secrets: Option<PathBuf>,
+    /// The kiln-firstboot binary; default: beside the running `kiln`.
+    pub agent: Option<PathBuf>,
+}
+
+/// What a build produced, for the summary.
+pub struct BuildReport {
+    pub out: PathBuf,
+    pub manifest: Manifest,
+}
+
+pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport> {
+    let loaded = profile::load(&options.profile)?;
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let agent_path = agent_path(options.agent.as_deref())?;
+    let agent = fs::read(&agent_path)
+        .with_context(|| format!("reading the agent binary {}", agent_path.display()))?;
+    let cluster = &loaded.profile.cluster.name;
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("images").join(cluster));
+    let secrets_dir = options
+        .secrets
+        .clone()
+        .unwrap_or_else(|| out.join("secrets"));
+    let mtime = source_date_epoch(&loaded)?;
+
+    let secrets = progress.step("preparing secrets", || {
+        Secrets::open_or_create(
+            &secrets_dir,
+            &loaded.profile,
+            &etcd_members(&loaded.profile),
+        )
+    })?;
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".kiln-build-")
+        .tempdir_in(&out)
+        .with_context(|| format!("creating a staging folder in {}", out.display()))?;
+
+    let inputs = LayerInputs {
+        profile: &loaded,
+        secrets: &secrets,
+        agent: &agent,
+    };
+    let mut manifest = Manifest {
+        kiln_version: env!("CARGO_PKG_VERSION"),
+        cluster: cluster.clone(),
+        profile: ProfileRecord {
+            name: file_name(&loaded.path),
+            digest: loaded.digest.clone(),
+        },
+        source_date_epoch: mtime,
+        roles: Default::default(),
+    };
+    for role in loaded.profile.roles() {
+        let layer = build_layer(role, &inputs)?;
+        let record = progress.step(&format!("building the {role} image"), || {
+            write_role(&layer, &loaded, staging.path(), mtime)
+        })?;
+        manifest.roles.insert(role, record);
+    }
+    let manifest_path = staging.path().join("manifest.json");
+    fs::write(&manifest_path, manifest.to_json())
+        .with_context(|| format!("writing {}", manifest_path.display()))?;
+    publish(staging.path(), &out)?;
+    Ok(BuildReport { out, manifest })
+}
+
+/// Renders one role's artifacts into `staging/<role>/`.
+fn write_role(
+    layer: &RoleLayer,
+    loaded: &LoadedProfile,
+    staging: &Path,
+    mtime: u64,
+) -> Result<RoleRecord> {
+    let role = layer.role;
+    let dir = staging.join(role.as_str());
+    fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let secret = layer.has_secrets();
+    let mut record = RoleRecord::default();
+    for format in &loaded.profile.images.formats {
+        let rel = match format {
+            OutputFormat::Ignition => format!("{role}/{role}.ign"),
+            OutputFormat::Rootfs => format!("{role}/rootfs.tar.gz"),
+        };
+        let path = staging.join(&rel);
+        let mut file = create_artifact(&path, secret)?;
+        match format {
+            OutputFormat::Ignition => {
+                let config = render_ignition(layer)
+                    .with_context(|| format!("rendering the {role} Ignition config"))?;
+                file.write_all(&config)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            OutputFormat::Rootfs => {
+                let base = role_base(loaded, role);
+                write_rootfs(layer, base.as_deref(), mtime, &mut file)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        file.sync_all()
+            .with_context(|| format!("writing {}", path.display()))?;
+        record.artifacts.push(Artifact::of(staging, &rel, secret)?);
+    }
+    Ok(record)
+}
+
+fn role_base(loaded: &LoadedProfile, role: Role) -> Option<PathBuf> {
+    let images = &loaded.profile.images;
+    let image = match role {
+        Role::Etcd => &images.etcd,
+        Role::Master => &images.master,
+        Role::Worker => &images.worker,
+    };
+    image.base.as_deref().map(|b| loaded.resolve(b))
+}
+
+/// Artifacts holding keys are 0600 from creation; the others 0644.
+fn create_artifact(path: &Path, secret: bool) -> Result<File> {
+    File::options()
+        .write(true)
+        .create_new(true)
+        .mode(if secret { 0o600 } else { 0o644 })
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Moves the staged products into `out`, replacing the previous build's.
+/// Only renames happen here; if one fails, the previous products are put back.
+fn publish(staging: &Path, out: &Path) -> Result<()> {
+    let previous = staging.join(".previous");
+    fs::create_dir(&previous).with_context(|| format!("creating {}", previous.display()))?;
+    let mut moved_aside = Vec::new();
+    let mut placed = Vec::new();
+    let result = (|| -> Result<()> {
+        for name in PRODUCTS {
+            let current = out.join(name);
+            if current.exists() {
+                fs::rename(&current, previous.join(name))
+                    .with_context(|| format!("moving aside {}", current.display()))?;
+                moved_aside.push(name);
+            }
+        }
+        for name in PRODUCTS {
+            let staged = staging.join(name);
+            if staged.exists() {
+                fs::rename(&staged, out.join(name))
+                    .with_context(|| format!("moving {} into {}", name, out.display()))?;
+                placed.push(name);
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for name in placed {
+            let _ = fs::rename(out.join(name), staging.join(name));
+        }
+        for name in moved_aside {
+            let _ = fs::rename(previous.join(name), out.join(name));
+        }
+    }
+    result
+}
+
+/// The agent binary: `--agent`, or `kiln-firstboot` beside this executable.
+fn agent_path(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let exe = std::env::current_exe().context("locating the kiln executable")?;
+    let beside = exe.with_file_name("kiln-firstboot");
+    if !beside.exists() {
+        bail!(
+            "the agent binary {} is missing: build it with `cargo build --release -p kiln-firstboot` \
+             (or `cargo build --workspace`), or pass --agent PATH",
+            beside.display()
+        );
+    }
+    Ok(beside)
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment, else the profile's, else 0.
+fn source_date_epoch(loaded: &LoadedProfile) -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) => value.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={value:?} is not a number of seconds since 1970")
+        }),
+        Err(_) => Ok(loaded.profile.images.source_date_epoch.unwrap_or(0)),
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Prints the artifacts, and warns about Ignition configs too large for
+/// cloud user-data.
+pub fn print_summary(report: &BuildReport) {
+    println!(
+        "built cluster {} into {}",
+        report.manifest.cluster,
+        report.out.display()
+    );
+    for record in report.manifest.roles.values() {
+        for artifact in &record.artifacts {
+            let secret = if artifact.carries_secrets {
+                "  (holds secrets)"
+            } else {
+                ""
+            };
+            println!(
+                "  {:<28} {:>12}{secret}",
+                artifact.path,
+                human_size(artifact.size)
+            );
+            if artifact.path.ends_with(".ign") && artifact.size > USER_DATA_WARN_BYTES {
+                eprintln!(
+                    "warning: {} is {}, over the 16 KiB user-data limit of some clouds: \
+                     bake it into the image, serve it by URL, or set [images.agent] url and sha512 \
+                     so the agent binary is downloaded instead of embedded",
+                    artifact.path,
+                    human_size(artifact.size)
+                );
+            }
+        }
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

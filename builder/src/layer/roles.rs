@@ -1,0 +1,234 @@
+//! What each role adds to a node: the files, units and secrets it needs and no
+//! more. Workers never receive a CA private key.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use kiln_firstboot::layout::{self, pki};
+use kiln_firstboot::node_config::{Role, Topology};
+
+use super::{Contents, Meta, RoleLayer, Unit};
+use crate::nodeconf::node_config;
+use crate::profile::{LoadedProfile, RoleImage};
+use crate::secrets::{Pair, Secrets};
+
+/// Everything the role layers are made from.
+pub struct LayerInputs<'a> {
+    pub profile: &'a LoadedProfile,
+    pub secrets: &'a Secrets,
+    /// The kiln-firstboot binary.
+    pub agent: &'a [u8],
+}
+
+const KUBE_PKI: &str = "/etc/kubernetes/pki";
+
+/// Builds the layer of `role`.
+pub fn build_layer(role: Role, inputs: &LayerInputs) -> Result<RoleLayer> {
+    let mut layer = RoleLayer::new(role);
+    add_common(&mut layer, inputs);
+    let stacked = inputs.profile.profile.etcd.topology == Topology::Stacked;
+    match role {
+        Role::Etcd => add_etcd_member_pki(&mut layer, inputs.secrets),
+        Role::Master => {
+            add_master_pki(&mut layer, inputs.secrets);
+            if stacked {
+                add_etcd_member_pki(&mut layer, inputs.secrets);
+            }
+        }
+        Role::Worker => add_worker_pki(&mut layer, inputs.secrets),
+    }
+    add_extras(&mut layer, inputs.profile, role_image(inputs.profile, role))?;
+    Ok(layer)
+}
+
+fn role_image(profile: &LoadedProfile, role: Role) -> &RoleImage {
+    let images = &profile.profile.images;
+    match role {
+        Role::Etcd => &images.etcd,
+        Role::Master => &images.master,
+        Role::Worker => &images.worker,
+    }
+}
+
+/// The agent, its unit and the node configuration: on every role.
+fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
+    let profile = &inputs.profile.profile;
+    let config = node_config(profile, layer.role, &inputs.secrets.discovery_hash);
+    layer.add_file(
+        layout::NODE_CONFIG,
+        Meta::root(0o644),
+        Contents::Inline(config.to_toml().into_bytes()),
+    );
+    let agent = match &profile.images.agent {
+        Some(remote) => Contents::Remote {
+            url: remote.url.clone(),
+            sha512: remote.sha512.clone(),
+            local: inputs.agent.to_vec(),
+        },
+        None => Contents::Inline(inputs.agent.to_vec()),
+    };
+    layer.add_file(layout::AGENT_BINARY, Meta::root(0o755), agent);
+    layer.add_dir(layout::PKI_DIR, Meta::root(0o700));
+    layer.add_unit(
+        Unit {
+            name: layout::AGENT_UNIT.to_owned(),
+            contents: Some(agent_unit(layer.role)),
+            dropins: vec![],
+        },
+        true,
+    );
+}
+
+fn agent_unit(role: Role) -> String {
+    let before = match role {
+        Role::Etcd => "etcd.service",
+        Role::Master | Role::Worker => "kubelet.service",
+    };
+    format!(
+        "[Unit]\n\
+         Description=kiln first-boot agent: join or form the {role} cluster\n\
+         Documentation=https://github.com/kiln/kiln\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         Before={before}\n\
+         ConditionPathExists=!{done}\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={agent} run\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n",
+        done = layout::DONE_MARKER,
+        agent = layout::AGENT_BINARY,
+    )
+}
+
+fn add_pair(layer: &mut RoleLayer, cert: &Path, key: Option<&Path>, pair: &Pair) {
+    layer.add_file(
+        cert,
+        Meta::root(0o644),
+        Contents::Inline(pair.cert.clone().into_bytes()),
+    );
+    if let Some(key) = key {
+        layer.add_secret(key, pair.key.clone());
+    }
+}
+
+/// etcd's CA (the key lets unlisted nodes mint their own certificates), the
+/// agent's client certificate and every listed member's certificates.
+fn add_etcd_member_pki(layer: &mut RoleLayer, secrets: &Secrets) {
+    add_pair(
+        layer,
+        &pki::etcd_ca_cert(),
+        Some(&pki::etcd_ca_key()),
+        &secrets.etcd_ca,
+    );
+    add_etcd_agent_client(layer, secrets);
+    for (name, certs) in &secrets.etcd_members {
+        let dir = pki::etcd_member_dir(name);
+        for (stem, pair) in [("server", &certs.server), ("peer", &certs.peer)] {
+            add_pair(
+                layer,
+                &dir.join(format!("{stem}.crt")),
+                Some(&dir.join(format!("{stem}.key"))),
+                pair,
+            );
+        }
+    }
+}
+
+fn add_etcd_agent_client(layer: &mut RoleLayer, secrets: &Secrets) {
+    add_pair(
+        layer,
+        &pki::etcd_agent_client_cert(),
+        Some(&pki::etcd_agent_client_key()),
+        &secrets.etcd_agent_client,
+    );
+}
+
+/// The control-plane PKI kubeadm expects, pre-placed so that
+/// `kubeadm join --control-plane` needs no uploaded certificates.
+fn add_master_pki(layer: &mut RoleLayer, secrets: &Secrets) {
+    let kube = Path::new(KUBE_PKI);
+    for (stem, pair) in [
+        ("ca", &secrets.cluster_ca),
+        ("front-proxy-ca", &secrets.front_proxy_ca),
+        ("apiserver-etcd-client", &secrets.apiserver_etcd_client),
+    ] {
+        add_pair(
+            layer,
+            &kube.join(format!("{stem}.crt")),
+            Some(&kube.join(format!("{stem}.key"))),
+            pair,
+        );
+    }
+    layer.add_secret(kube.join("sa.key"), secrets.service_account.key.clone());
+    layer.add_file(
+        kube.join("sa.pub"),
+        Meta::root(0o644),
+        Contents::Inline(secrets.service_account.cert.clone().into_bytes()),
+    );
+    add_pair(layer, &kube.join("etcd/ca.crt"), None, &secrets.etcd_ca);
+    add_pair(layer, &pki::etcd_ca_cert(), None, &secrets.etcd_ca);
+    add_etcd_agent_client(layer, secrets);
+    layer.add_secret(
+        pki::bootstrap_token(),
+        format!("{}\n", secrets.bootstrap_token),
+    );
+}
+
+/// CA certificate and token only: a worker can be stolen without the CA.
+fn add_worker_pki(layer: &mut RoleLayer, secrets: &Secrets) {
+    add_pair(layer, &pki::cluster_ca_cert(), None, &secrets.cluster_ca);
+    layer.add_secret(
+        pki::bootstrap_token(),
+        format!("{}\n", secrets.bootstrap_token),
+    );
+}
+
+/// The profile's extra files and units for this role.
+fn add_extras(layer: &mut RoleLayer, profile: &LoadedProfile, image: &RoleImage) -> Result<()> {
+    for file in &image.files {
+        let bytes = match (&file.contents.inline, &file.contents.local) {
+            (Some(text), _) => text.clone().into_bytes(),
+            (None, Some(local)) => {
+                let path = profile.resolve(local);
+                std::fs::read(&path).with_context(|| {
+                    format!(
+                        "reading {} (images.{}.files, path {})",
+                        path.display(),
+                        layer.role,
+                        file.path
+                    )
+                })?
+            }
+            (None, None) => unreachable!("validation requires inline or local"),
+        };
+        layer.add_file(
+            &file.path,
+            Meta {
+                mode: file.mode,
+                uid: file.uid,
+                gid: file.gid,
+            },
+            Contents::Inline(bytes),
+        );
+    }
+    for unit in &image.units {
+        layer.add_unit(
+            Unit {
+                name: unit.name.clone(),
+                contents: unit.contents.clone(),
+                dropins: unit
+                    .dropins
+                    .iter()
+                    .map(|d| (d.name.clone(), d.contents.clone()))
+                    .collect(),
+            },
+            unit.enabled,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! From the profile to each role's node configuration (the agent's contract).
+
+use kiln_firstboot::node_config::{
+    ControlPlaneSettings, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology, Vip,
+};
+
+use crate::profile::{NodeSpec, Profile};
+
+/// The etcd members the profile lists: the etcd nodes, or the masters when
+/// etcd is stacked on the control plane.
+pub fn etcd_members(profile: &Profile) -> Vec<Member> {
+    let nodes = match profile.etcd.topology {
+        Topology::External => &profile.etcd.members[..],
+        Topology::Stacked => profile
+            .control_plane
+            .as_ref()
+            .map_or(&[][..], |cp| &cp.masters[..]),
+    };
+    nodes.iter().map(member).collect()
+}
+
+fn member(node: &NodeSpec) -> Member {
+    Member {
+        name: node.name.clone(),
+        ip: node.ip,
+        dns_names: node.dns_names.clone(),
+    }
+}
+
+/// `/etc/kiln/node.toml` for every node of `role`.
+pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeConfig {
+    let cluster = &profile.cluster;
+    NodeConfig {
+        cluster: cluster.name.clone(),
+        domain: cluster.domain.clone(),
+        role,
+        kubernetes_version: cluster.kubernetes_version.to_string(),
+        pki: PkiSettings {
+            key_algorithm: profile.pki.key_algorithm,
+            leaf_validity_days: profile.pki.leaf_validity_days,
+        },
+        etcd: EtcdSettings {
+            topology: profile.etcd.topology,
+            client_port: profile.etcd.client_port,
+            peer_port: profile.etcd.peer_port,
+            data_dir: profile.etcd.data_dir.clone(),
+            discovery: profile.etcd.discovery.clone(),
+            members: etcd_members(profile),
+        },
+        control_plane: profile
+            .control_plane
+            .as_ref()
+            .map(|cp| ControlPlaneSettings {
+                endpoint: cp.endpoint.clone(),
+                vip: cp.vip.as_ref().map(|v| Vip {
+                    address: v.address,
+                    interface: v.interface.clone(),
+                }),
+                masters: cp.masters.iter().map(member).collect(),
+                pod_subnet: cluster.pod_subnet.to_string(),
+                service_subnet: cluster.service_subnet.to_string(),
+                discovery_hash: discovery_hash.to_owned(),
+            }),
+    }
+}

@@ -1,0 +1,133 @@
+//! Semantic checks of a deserialized profile. Every check runs, so one
+//! `kiln validate` lists every problem; each names its field and the fix.
+
+mod cluster;
+mod images;
+mod nodes;
+
+use std::path::Path;
+
+use super::diagnostic::{Diagnostic, Severity};
+use super::locate::SourceMap;
+use super::model::{PkiSection, Profile};
+
+/// Collects diagnostics, positioning each at its field.
+pub struct Checker<'a> {
+    map: &'a SourceMap<'a>,
+    /// Folder that relative paths in the profile are resolved against.
+    pub base_dir: &'a Path,
+    found: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    pub fn error(
+        &mut self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.report(Severity::Error, field.into(), message.into(), hint.into());
+    }
+
+    pub fn warn(
+        &mut self,
+        field: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.report(Severity::Warning, field.into(), message.into(), hint.into());
+    }
+
+    /// Whether the user wrote `field` (rather than leaving its default).
+    pub fn is_written(&self, field: &str) -> bool {
+        self.map.has(field)
+    }
+
+    fn report(&mut self, severity: Severity, field: String, message: String, hint: String) {
+        let diagnostic = self.map.at_field(severity, field, message, hint);
+        self.found.push(diagnostic);
+    }
+}
+
+pub fn validate(profile: &Profile, map: &SourceMap<'_>, base_dir: &Path) -> Vec<Diagnostic> {
+    let mut check = Checker {
+        map,
+        base_dir,
+        found: Vec::new(),
+    };
+    cluster::check(profile, &mut check);
+    nodes::check(profile, &mut check);
+    check_pki(&profile.pki, &mut check);
+    images::check(&profile.images, &mut check);
+    check.found
+}
+
+fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
+    if pki.ca_validity_days == 0 {
+        check.error(
+            "pki.ca_validity_days",
+            "a CA valid for 0 days expires before any node boots",
+            "set ca_validity_days to a positive number, like 3650",
+        );
+    }
+    if pki.leaf_validity_days == 0 {
+        check.error(
+            "pki.leaf_validity_days",
+            "a certificate valid for 0 days is already expired",
+            "set leaf_validity_days to a positive number, like 365",
+        );
+    } else if pki.leaf_validity_days > pki.ca_validity_days && pki.ca_validity_days > 0 {
+        check.error(
+            "pki.leaf_validity_days",
+            format!(
+                "leaf certificates ({} days) would outlive the CA that signs them ({} days)",
+                pki.leaf_validity_days, pki.ca_validity_days
+            ),
+            "set leaf_validity_days at most ca_validity_days, like 365",
+        );
+    }
+}
+
+/// An RFC 1123 label as Kubernetes accepts it: 1-63 lowercase letters,
+/// digits and '-', starting and ending with a letter or digit.
+pub fn is_dns_label(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&s.len())
+        && s.chars().all(|c| alnum(c) || c == '-')
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+}
+
+/// An RFC 1123 DNS name: dot-separated labels, at most 253 characters.
+pub fn is_dns_name(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+pub const DNS_LABEL_RULE: &str =
+    "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels_and_names_follow_rfc_1123() {
+        for good in ["a", "etcd1", "prod-eu1", "1node"] {
+            assert!(is_dns_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "Etcd1", "a_b", "a.b", &"x".repeat(64)] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
+        assert!(is_dns_name("kiln.test"));
+        assert!(is_dns_name("etcd1.cluster.example"));
+        for bad in [
+            "kiln..test",
+            ".kiln",
+            "kiln.",
+            "under_score.test",
+            "bad domain",
+        ] {
+            assert!(!is_dns_name(bad), "{bad}");
+        }
+    }
+}

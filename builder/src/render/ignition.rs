@@ -1,0 +1,194 @@
+//! Renders a role layer as an Ignition spec 3.3.0 config (what Debian's
+//! Ignition 2.14 and every current Ignition accept).
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use flate2::Compression;
+use ignition_config::v3_3::{
+    Config, Directory, Dropin, File, Link, NodeGroup, NodeUser, Resource, Storage, Systemd, Unit,
+    Verification,
+};
+use serde_json::Value;
+
+use super::{gzip_writer, layer_tree, FileData, Origin, RenderError, TreeKind};
+use crate::layer::{Meta, RoleLayer};
+
+/// The Ignition config for `layer`, as compact JSON without nulls. Implied
+/// parents are left out (Ignition creates them root 0755 itself), unit files
+/// go to `systemd.units`; enabling is already done by the layer's links.
+pub fn render_ignition(layer: &RoleLayer) -> Result<Vec<u8>, RenderError> {
+    let mut storage = Storage::default();
+    let (mut directories, mut files, mut links) = (Vec::new(), Vec::new(), Vec::new());
+    for (path, entry) in layer_tree(layer)? {
+        if entry.origin != Origin::Node {
+            continue;
+        }
+        match entry.kind {
+            TreeKind::Dir => directories.push(directory(&path, entry.meta)?),
+            TreeKind::File(data) => files.push(file(&path, entry.meta, data)?),
+            TreeKind::Link(target) => links.push(link(&path, target)?),
+        }
+    }
+    storage.directories = non_empty(directories);
+    storage.files = non_empty(files);
+    storage.links = non_empty(links);
+
+    let units = layer.units.values().map(|unit| Unit {
+        contents: unit.contents.clone(),
+        dropins: non_empty(
+            unit.dropins
+                .iter()
+                .map(|(name, contents)| Dropin {
+                    name: name.clone(),
+                    contents: Some(contents.clone()),
+                })
+                .collect(),
+        ),
+        ..Unit::new(unit.name.clone())
+    });
+    let mut config = Config::default();
+    if storage != Storage::default() {
+        config.storage = Some(storage);
+    }
+    config.systemd = non_empty(units.collect()).map(|units| Systemd { units: Some(units) });
+
+    let mut json = serde_json::to_value(&config)?;
+    strip_nulls(&mut json);
+    Ok(serde_json::to_vec(&json)?)
+}
+
+fn non_empty<T>(items: Vec<T>) -> Option<Vec<T>> {
+    (!items.is_empty()).then_some(items)
+}
+
+fn path_string(path: &Path) -> Result<String, RenderError> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| RenderError::layer(path, "is not valid UTF-8, which JSON cannot carry"))
+}
+
+fn owner(meta: Meta) -> (Option<NodeUser>, Option<NodeGroup>) {
+    let user = NodeUser {
+        id: Some(meta.uid.into()),
+        name: None,
+    };
+    let group = NodeGroup {
+        id: Some(meta.gid.into()),
+        name: None,
+    };
+    (Some(user), Some(group))
+}
+
+fn directory(path: &Path, meta: Meta) -> Result<Directory, RenderError> {
+    let (user, group) = owner(meta);
+    // No `overwrite`: an existing directory then only gets its mode and
+    // owner set, keeping its contents, like the tarball's layering does.
+    Ok(Directory {
+        mode: Some(meta.mode.into()),
+        user,
+        group,
+        ..Directory::new(path_string(path)?)
+    })
+}
+
+fn file(path: &Path, meta: Meta, data: FileData<'_>) -> Result<File, RenderError> {
+    let (user, group) = owner(meta);
+    let contents = match data {
+        FileData::Inline(bytes) => inline_resource(bytes),
+        FileData::Remote { url, sha512, .. } => Resource {
+            source: Some(url.to_owned()),
+            verification: Some(Verification {
+                hash: Some(format!("sha512-{sha512}")),
+            }),
+            ..Resource::default()
+        },
+    };
+    Ok(File {
+        contents: Some(contents),
+        mode: Some(meta.mode.into()),
+        overwrite: Some(true),
+        user,
+        group,
+        ..File::new(path_string(path)?)
+    })
+}
+
+fn link(path: &Path, target: &Path) -> Result<Link, RenderError> {
+    Ok(Link {
+        hard: Some(false),
+        overwrite: Some(true),
+        target: Some(path_string(target)?),
+        ..Link::new(path_string(path)?)
+    })
+}
+
+/// The smallest of a plain, a base64 and a gzip+base64 data URL: configs
+/// often travel as size-limited cloud user-data.
+fn inline_resource(bytes: &[u8]) -> Resource {
+    let plain = plain_data_url(bytes);
+    let base64 = format!("data:;base64,{}", base64_of(bytes));
+    let mut best = Resource {
+        source: Some(if base64.len() < plain.len() {
+            base64
+        } else {
+            plain
+        }),
+        ..Resource::default()
+    };
+    let gzipped = format!("data:;base64,{}", base64_of(&gzip(bytes)));
+    let gzip_overhead = r#","compression":"gzip""#.len();
+    let best_len = best.source.as_ref().map_or(0, String::len);
+    if gzipped.len() + gzip_overhead < best_len {
+        best = Resource {
+            source: Some(gzipped),
+            compression: Some("gzip".to_owned()),
+            ..Resource::default()
+        };
+    }
+    best
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = gzip_writer(Vec::new(), Compression::best());
+    // Writing into a Vec cannot fail.
+    encoder.write_all(bytes).expect("gzip into memory");
+    encoder.finish().expect("gzip into memory")
+}
+
+/// `data:,` with everything percent-encoded except characters that mean
+/// nothing special in a URL (no `?`, `#`, `%` or `;` left bare).
+fn plain_data_url(bytes: &[u8]) -> String {
+    let mut url = String::from("data:,");
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"-_.~/:=+,@!*'()".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+/// The crate writes `None` as `null` for several fields (mode, overwrite,
+/// enabled...); Ignition reads null as "unset", but validators and humans
+/// reading the config are better served without them.
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[path = "ignition_tests.rs"]
+mod tests;

@@ -1,0 +1,394 @@
+//! The secrets folder: the cluster's CAs, keys and bootstrap token, created
+//! once and reused by every later build so that rebuilt images join the same
+//! cluster. The folder is 0700 and its keys 0600 from the moment they exist.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::IpAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use kiln_firstboot::fsutil::{create_dir_all_mode, write_atomic};
+use kiln_firstboot::node_config::Member;
+use kiln_firstboot::pki::{Authority, CertifiedKey, LeafSpec, Usage};
+use serde::{Deserialize, Serialize};
+
+use crate::profile::Profile;
+
+/// Identifies the cluster a secrets folder belongs to.
+const IDENTITY_FILE: &str = "kiln-secrets.toml";
+const KEY_MODE: u32 = 0o600;
+const CERT_MODE: u32 = 0o644;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    cluster: String,
+}
+
+/// A CA or leaf certificate with its key, as stored in the folder.
+pub struct Pair {
+    pub cert: String,
+    pub key: String,
+}
+
+impl From<CertifiedKey> for Pair {
+    fn from(c: CertifiedKey) -> Pair {
+        Pair {
+            cert: c.cert_pem,
+            key: c.key_pem,
+        }
+    }
+}
+
+/// The serving and peer certificates of one etcd member.
+pub struct MemberCerts {
+    pub server: Pair,
+    pub peer: Pair,
+}
+
+/// Everything the role layers need from the secrets folder.
+pub struct Secrets {
+    pub etcd_ca: Pair,
+    pub cluster_ca: Pair,
+    pub front_proxy_ca: Pair,
+    /// Service-account signing key (private PEM, public PEM).
+    pub service_account: Pair,
+    pub apiserver_etcd_client: Pair,
+    /// For operators (`etcdctl`, `kiln health`).
+    pub etcd_operator_client: Pair,
+    /// For the agent's own etcd calls.
+    pub etcd_agent_client: Pair,
+    /// `[a-z0-9]{6}.[a-z0-9]{16}`.
+    pub bootstrap_token: String,
+    /// `sha256:<hex>` of the cluster CA's SubjectPublicKeyInfo.
+    pub discovery_hash: String,
+    /// Per etcd member, by name.
+    pub etcd_members: BTreeMap<String, MemberCerts>,
+}
+
+/// Files of a CA, an ordinary key pair, or a leaf, relative to the folder.
+const ETCD_CA: &str = "etcd/ca";
+const CLUSTER_CA: &str = "ca";
+const FRONT_PROXY_CA: &str = "front-proxy-ca";
+const SERVICE_ACCOUNT: &str = "sa";
+const APISERVER_ETCD_CLIENT: &str = "apiserver-etcd-client";
+const ETCD_OPERATOR_CLIENT: &str = "etcd/operator";
+const ETCD_AGENT_CLIENT: &str = "etcd/kiln-agent";
+const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
+
+impl Secrets {
+    /// Opens the secrets folder of `profile`'s cluster at `dir`, creating it
+    /// (complete, or not at all) on first use, and issuing certificates for
+    /// etcd members that are new to the profile.
+    pub fn open_or_create(dir: &Path, profile: &Profile, members: &[Member]) -> Result<Secrets> {
+        if !dir.exists() {
+            create(dir, profile)
+                .with_context(|| format!("creating secrets folder {}", dir.display()))?;
+            eprintln!(
+                "created secrets folder {} (back it up: it holds the cluster's CA keys)",
+                dir.display()
+            );
+        }
+        check_folder(dir, &profile.cluster.name)?;
+        let store = Store { dir };
+        let cluster_ca = store.read_pair(CLUSTER_CA)?;
+        let discovery_hash = Authority::load(&cluster_ca.cert, &cluster_ca.key)
+            .with_context(|| format!("loading the cluster CA from {}", dir.display()))?
+            .discovery_hash();
+        let etcd_ca = store.read_pair(ETCD_CA)?;
+        let etcd_members = store.member_certs(&etcd_ca, profile, members)?;
+        Ok(Secrets {
+            etcd_ca,
+            cluster_ca,
+            front_proxy_ca: store.read_pair(FRONT_PROXY_CA)?,
+            service_account: Pair {
+                key: store.read(&format!("{SERVICE_ACCOUNT}.key"))?,
+                cert: store.read(&format!("{SERVICE_ACCOUNT}.pub"))?,
+            },
+            apiserver_etcd_client: store.read_pair(APISERVER_ETCD_CLIENT)?,
+            etcd_operator_client: store.read_pair(ETCD_OPERATOR_CLIENT)?,
+            etcd_agent_client: store.read_pair(ETCD_AGENT_CLIENT)?,
+            bootstrap_token: store.read(BOOTSTRAP_TOKEN)?.trim().to_owned(),
+            discovery_hash,
+            etcd_members,
+        })
+    }
+}
+
+/// Generates the cluster-wide material into a private staging folder beside
+/// `dir` and renames it into place, so a crash never leaves half a folder.
+fn create(dir: &Path, profile: &Profile) -> Result<()> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".kiln-secrets-")
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir_in(parent)
+        .with_context(|| format!("creating a staging folder in {}", parent.display()))?;
+    let store = Store {
+        dir: staging.path(),
+    };
+    let pki = &profile.pki;
+    let alg = pki.key_algorithm;
+    let name = &profile.cluster.name;
+
+    let (etcd_ca, etcd_pair) =
+        Authority::generate(&format!("{name}-etcd-ca"), alg, pki.ca_validity_days)?;
+    store.write_pair(ETCD_CA, &etcd_pair.into())?;
+    let (_, cluster_pair) = Authority::generate("kubernetes", alg, pki.ca_validity_days)?;
+    store.write_pair(CLUSTER_CA, &cluster_pair.into())?;
+    let (_, front_proxy) = Authority::generate("front-proxy-ca", alg, pki.ca_validity_days)?;
+    store.write_pair(FRONT_PROXY_CA, &front_proxy.into())?;
+    let (sa_key, sa_pub) = kiln_firstboot::pki::generate_key_pair(alg)?;
+    store.write(&format!("{SERVICE_ACCOUNT}.key"), &sa_key, KEY_MODE)?;
+    store.write(&format!("{SERVICE_ACCOUNT}.pub"), &sa_pub, CERT_MODE)?;
+    let client = |cn: &str, org: Option<&str>| LeafSpec {
+        common_name: cn.to_owned(),
+        organization: org.map(str::to_owned),
+        usage: Usage::Client,
+        dns_names: vec![],
+        ips: vec![],
+        algorithm: alg,
+        validity_days: pki.leaf_validity_days,
+    };
+    store.write_pair(
+        APISERVER_ETCD_CLIENT,
+        &etcd_ca
+            .issue(&client("kube-apiserver-etcd-client", None))?
+            .into(),
+    )?;
+    store.write_pair(
+        ETCD_OPERATOR_CLIENT,
+        &etcd_ca.issue(&client("kiln-operator", None))?.into(),
+    )?;
+    store.write_pair(
+        ETCD_AGENT_CLIENT,
+        &etcd_ca.issue(&client("kiln-agent", None))?.into(),
+    )?;
+    store.write(
+        BOOTSTRAP_TOKEN,
+        &format!("{}\n", bootstrap_token()?),
+        KEY_MODE,
+    )?;
+    store.write(
+        IDENTITY_FILE,
+        &toml::to_string(&Identity {
+            cluster: name.clone(),
+        })?,
+        CERT_MODE,
+    )?;
+    let staging = staging.keep();
+    fs::rename(&staging, dir)
+        .with_context(|| format!("moving {} to {}", staging.display(), dir.display()))?;
+    Ok(())
+}
+
+/// Refuses a folder others can read, that another user owns, or that holds
+/// another cluster's secrets.
+fn check_folder(dir: &Path, cluster: &str) -> Result<()> {
+    let meta = fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("secrets folder {} is not a folder", dir.display());
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "secrets folder {} is accessible to group or others (mode {:o}): it holds CA keys; \
+             run `chmod 700 {}` after checking nobody copied them",
+            dir.display(),
+            meta.mode() & 0o777,
+            dir.display()
+        );
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        bail!(
+            "secrets folder {} belongs to uid {}, not to the user running kiln",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    let identity_path = dir.join(IDENTITY_FILE);
+    let text = fs::read_to_string(&identity_path).with_context(|| {
+        format!(
+            "reading {}: {} is not a kiln secrets folder (point --secrets at an empty or missing folder to create one)",
+            identity_path.display(),
+            dir.display()
+        )
+    })?;
+    let identity: Identity =
+        toml::from_str(&text).with_context(|| format!("parsing {}", identity_path.display()))?;
+    if identity.cluster != cluster {
+        bail!(
+            "secrets folder {} belongs to cluster {:?}, not {:?}: use --secrets with the folder of cluster {:?}, \
+             or a new folder to create fresh secrets",
+            dir.display(),
+            identity.cluster,
+            cluster,
+            cluster
+        );
+    }
+    Ok(())
+}
+
+/// Reads and writes the folder's files by their relative stem.
+struct Store<'a> {
+    dir: &'a Path,
+}
+
+impl Store<'_> {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn read(&self, rel: &str) -> Result<String> {
+        let path = self.path(rel);
+        let meta = fs::metadata(&path).with_context(|| {
+            format!(
+                "secrets folder {} is incomplete: {} is missing; restore the folder from its backup \
+                 (a new CA would split the cluster)",
+                self.dir.display(),
+                path.display()
+            )
+        })?;
+        if rel.ends_with(".key") && meta.mode() & 0o077 != 0 {
+            bail!(
+                "{} is accessible to group or others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                meta.mode() & 0o777,
+                path.display()
+            );
+        }
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    fn read_pair(&self, stem: &str) -> Result<Pair> {
+        Ok(Pair {
+            cert: self.read(&format!("{stem}.crt"))?,
+            key: self.read(&format!("{stem}.key"))?,
+        })
+    }
+
+    fn write(&self, rel: &str, contents: &str, mode: u32) -> Result<()> {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            create_dir_all_mode(parent, 0o700)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        write_atomic(&path, contents.as_bytes(), mode)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn write_pair(&self, stem: &str, pair: &Pair) -> Result<()> {
+        self.write(&format!("{stem}.key"), &pair.key, KEY_MODE)?;
+        self.write(&format!("{stem}.crt"), &pair.cert, CERT_MODE)
+    }
+
+    /// Certificates of every listed member; issued the first time a member
+    /// appears, and again when its names or address changed.
+    fn member_certs(
+        &self,
+        etcd_ca: &Pair,
+        profile: &Profile,
+        members: &[Member],
+    ) -> Result<BTreeMap<String, MemberCerts>> {
+        let mut authority = None;
+        let mut certs = BTreeMap::new();
+        for member in members {
+            let stem = format!("etcd/members/{}", member.name);
+            let spec = member_spec(member, &profile.cluster.domain, profile);
+            let fingerprint = format!("{:?} {:?}\n", spec.dns_names, spec.ips);
+            let fingerprint_file = format!("{stem}/names");
+            let current = fs::read_to_string(self.path(&fingerprint_file)).ok();
+            if current.as_deref() != Some(fingerprint.as_str()) {
+                let ca = match &authority {
+                    Some(ca) => ca,
+                    None => authority.insert(Authority::load(&etcd_ca.cert, &etcd_ca.key)?),
+                };
+                let verb = if current.is_some() {
+                    "reissued (names changed)"
+                } else {
+                    "issued"
+                };
+                for usage in [Usage::Server, Usage::Peer] {
+                    let leaf = ca.issue(&LeafSpec {
+                        usage,
+                        ..spec.clone()
+                    })?;
+                    self.write_pair(&format!("{stem}/{}", usage_stem(usage)), &leaf.into())?;
+                }
+                self.write(&fingerprint_file, &fingerprint, CERT_MODE)?;
+                eprintln!("{verb} etcd certificates for member {}", member.name);
+            }
+            certs.insert(
+                member.name.clone(),
+                MemberCerts {
+                    server: self.read_pair(&format!("{stem}/server"))?,
+                    peer: self.read_pair(&format!("{stem}/peer"))?,
+                },
+            );
+        }
+        Ok(certs)
+    }
+}
+
+fn usage_stem(usage: Usage) -> &'static str {
+    match usage {
+        Usage::Server => "server",
+        Usage::Peer => "peer",
+        Usage::Client => "client",
+    }
+}
+
+/// SANs of a member: name, FQDN, extra names, localhost; its IP and loopback.
+pub fn member_spec(member: &Member, domain: &str, profile: &Profile) -> LeafSpec {
+    let mut dns_names = vec![member.name.clone(), format!("{}.{domain}", member.name)];
+    dns_names.extend(member.dns_names.iter().cloned());
+    dns_names.push("localhost".to_owned());
+    dns_names.dedup();
+    LeafSpec {
+        common_name: member.name.clone(),
+        organization: None,
+        usage: Usage::Server,
+        dns_names,
+        ips: vec![member.ip, IpAddr::from([127, 0, 0, 1])],
+        algorithm: profile.pki.key_algorithm,
+        validity_days: profile.pki.leaf_validity_days,
+    }
+}
+
+/// A kubeadm bootstrap token, `[a-z0-9]{6}.[a-z0-9]{16}`, from the OS's CSPRNG.
+fn bootstrap_token() -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(23);
+    while out.len() < 23 {
+        if out.len() == 6 {
+            out.push('.');
+        }
+        let mut byte = [0u8; 1];
+        getrandom::fill(&mut byte).context("reading random bytes")?;
+        // 252 = 7 * 36: rejecting larger bytes keeps every character equally likely.
+        if byte[0] < 252 {
+            out.push(ALPHABET[usize::from(byte[0] % 36)] as char);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_token_has_kubeadm_shape() {
+        let token = bootstrap_token().unwrap();
+        let (id, secret) = token.split_once('.').unwrap();
+        assert_eq!((id.len(), secret.len()), (6, 16));
+        assert!(token
+            .chars()
+            .all(|c| c == '.' || c.is_ascii_lowercase() || c.is_ascii_digit()));
+    }
+}

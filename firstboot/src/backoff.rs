@@ -1,0 +1,87 @@
+//! Bounded waiting: every retry loop of the agent has a deadline, grows its
+//! pause with jitter, and ends in an error that says what it waited for.
+
+use std::time::{Duration, Instant};
+
+/// Pauses between attempts start here and double up to `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// What one attempt concluded.
+pub enum Attempt<T> {
+    Done(T),
+    /// Not yet; the reason is reported if the deadline passes.
+    Retry(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("gave up after {waited:.1?} waiting for {what}; last answer: {last}")]
+pub struct TimedOut {
+    pub what: String,
+    pub waited: Duration,
+    pub last: String,
+}
+
+/// Calls `attempt` until it is done or `budget` has passed.
+///
+/// Jitter keeps nodes that booted together from probing in lockstep.
+pub fn retry<T>(
+    what: &str,
+    budget: Duration,
+    mut attempt: impl FnMut() -> Attempt<T>,
+) -> Result<T, TimedOut> {
+    let start = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let last = match attempt() {
+            Attempt::Done(value) => return Ok(value),
+            Attempt::Retry(reason) => reason,
+        };
+        let waited = start.elapsed();
+        if waited >= budget {
+            return Err(TimedOut {
+                what: what.to_owned(),
+                waited,
+                last,
+            });
+        }
+        tracing::debug!(what, last = %last, "not yet, retrying");
+        let jittered = pause.mul_f64(0.5 + fastrand::f64());
+        std::thread::sleep(jittered.min(budget - waited));
+        pause = (pause * 2).min(MAX_PAUSE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returns_once_an_attempt_succeeds() {
+        let mut calls = 0;
+        let got = retry("three calls", Duration::from_secs(5), || {
+            calls += 1;
+            if calls < 3 {
+                Attempt::Retry(format!("call {calls}"))
+            } else {
+                Attempt::Done(calls)
+            }
+        });
+        assert_eq!(got.unwrap(), 3);
+    }
+
+    #[test]
+    fn gives_up_with_the_last_reason_after_the_budget() {
+        let start = Instant::now();
+        let err = retry::<()>("nothing", Duration::from_millis(300), || {
+            Attempt::Retry("still down".into())
+        })
+        .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        let text = err.to_string();
+        assert!(
+            text.contains("waiting for nothing") && text.contains("still down"),
+            "{text}"
+        );
+    }
+}

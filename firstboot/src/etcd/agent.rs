@@ -1,0 +1,256 @@
+//! The `run` and `plan` commands for the etcd role: observe, decide, then
+//! (for `run`) install certificates, change membership and write etcd's
+//! configuration, in an order where a crash at any point converges on rerun.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::client::MemberInfo;
+use super::config::{self, ClusterState, EtcdSettings};
+use super::membership::{decide, Decision, Plan};
+use super::node::Node;
+use super::{certs, settle};
+use crate::backoff::{retry, Attempt};
+use crate::status::{self, Phase, Status};
+
+/// Observes the cluster until a decision other than "wait" is possible.
+pub fn make_plan(node: &Node) -> Result<Plan> {
+    let me = node.as_member();
+    retry("an etcd cluster to answer", node.timeout, || {
+        let plan = decide(&me, node.observe().as_ref());
+        match plan.decision {
+            Decision::Wait(reason) => Attempt::Retry(reason),
+            _ => Attempt::Done(plan),
+        }
+    })
+    .with_context(|| {
+        if node.me.is_initial_member() {
+            "the etcd cluster did not become ready for this node".to_owned()
+        } else {
+            format!(
+                "{} is not an initial member, so it never bootstraps a cluster alone; \
+                 start the listed members (or fix discovery: {:?}) and rerun",
+                node.me.name, node.config.etcd.discovery
+            )
+        }
+    })
+}
+
+/// The decision as the sentence an operator reads in the journal.
+pub fn describe(node: &Node, plan: &Plan) -> String {
+    let name = &node.me.name;
+    let aside = if plan.move_aside_data {
+        ", after moving the stale data dir aside"
+    } else {
+        ""
+    };
+    let sentence = match &plan.decision {
+        Decision::Restart => format!("{name} has a write-ahead log: restarting etcd on it, no membership change"),
+        Decision::Bootstrap => format!(
+            "no etcd member answers and {name} is an initial member: bootstrapping a new cluster of {}",
+            node.config.etcd.members.len()
+        ),
+        Decision::StartListed { id, learner } => format!(
+            "the cluster lists {name}'s peer URL {} as not started (member {id}{}): starting etcd with state=existing",
+            node.peer_url,
+            if *learner { ", learner" } else { "" }
+        ),
+        Decision::Join => format!("{name} is not a member: joining the existing cluster as a learner, then promoting it"),
+        Decision::Replace { dead } => format!(
+            "joining the existing cluster as replacement for dead member {} (id {}, peer {}): removing it, then adding {name} as a learner",
+            dead.name, dead.id, dead.peer_urls.join(",")
+        ),
+        Decision::Wait(reason) => format!("waiting: {reason}"),
+        Decision::QuorumLost { alive, voting } => format!(
+            "etcd quorum is lost: only {alive} of {voting} voting members answer; changing nothing. \
+             No member can be removed or added without quorum: restore the cluster from a snapshot \
+             (the profile's restore_from setting) or bring the dead members back with their data"
+        ),
+        Decision::Conflict(m) => format!(
+            "member {} at {} is alive and has {name}'s name or peer URL; refusing to add a second member for it",
+            m.name,
+            m.peer_urls.join(",")
+        ),
+    };
+    format!("{sentence}{aside}")
+}
+
+/// `kiln-firstboot plan`: prints the decision and why, changes nothing.
+pub fn plan(node: &Node) -> Result<String> {
+    if status::is_done(&node.root) {
+        return Ok("already converged (done marker present): nothing to do".into());
+    }
+    Ok(describe(node, &make_plan(node)?))
+}
+
+/// `kiln-firstboot run`. With `start`, also starts etcd and settles.
+pub fn run(node: &Node, start: bool) -> Result<()> {
+    if status::is_done(&node.root) {
+        tracing::info!("already converged (done marker present): nothing to do");
+        return Ok(());
+    }
+    let plan = make_plan(node)?;
+    let sentence = describe(node, &plan);
+    if matches!(
+        plan.decision,
+        Decision::QuorumLost { .. } | Decision::Conflict(_) | Decision::Wait(_)
+    ) {
+        bail!("{sentence}");
+    }
+    tracing::info!(member = %node.me.name, peer = %node.peer_url, decision = %sentence, "decided");
+    certs::install(&node.root, &node.config, &node.me)?;
+    if plan.move_aside_data {
+        move_aside(&node.data_dir())?;
+    }
+    let (state, initial_cluster) = match &plan.decision {
+        Decision::Bootstrap => (ClusterState::New, listed_cluster(node)),
+        Decision::Restart => (
+            ClusterState::Existing,
+            vec![(node.me.name.clone(), node.peer_url.clone())],
+        ),
+        Decision::Join => {
+            add_self(node)?;
+            (ClusterState::Existing, current_cluster(node)?)
+        }
+        Decision::Replace { dead } => {
+            remove_member(node, dead)?;
+            add_self(node)?;
+            (ClusterState::Existing, current_cluster(node)?)
+        }
+        // StartListed; the refusing decisions returned above.
+        _ => (ClusterState::Existing, current_cluster(node)?),
+    };
+    prepare_data_dir(&node.data_dir())?;
+    let settings = EtcdSettings {
+        name: &node.me.name,
+        data_dir: &node.config.etcd.data_dir,
+        client_url: &node.client_url,
+        peer_url: &node.peer_url,
+        initial_cluster,
+        state,
+        token: &node.config.cluster,
+    };
+    config::write(&node.root, &settings)?;
+    status::write_status(
+        &node.root,
+        &Status {
+            phase: Phase::Configured,
+            role: "etcd".into(),
+            member: node.me.name.clone(),
+            decision: sentence,
+            updated: status::now(),
+        },
+    )?;
+    if !start {
+        tracing::info!("etcd is configured; not starting it (--no-start): run `kiln-firstboot settle` once it runs");
+        return Ok(());
+    }
+    start_etcd()?;
+    settle::settle(node)
+}
+
+fn listed_cluster(node: &Node) -> Vec<(String, String)> {
+    let port = node.config.etcd.peer_port;
+    node.config
+        .etcd
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), crate::node_config::url_for(m.ip, port)))
+        .collect()
+}
+
+/// The current membership, with this node's (unstarted, nameless) entry named.
+fn current_cluster(node: &Node) -> Result<Vec<(String, String)>> {
+    let members = node.cluster_call("list the members", |_, endpoint| {
+        node.client.member_list(endpoint)
+    })?;
+    Ok(members
+        .iter()
+        .flat_map(|m| {
+            let mine = m.peer_urls.contains(&node.peer_url);
+            let name = if mine {
+                node.me.name.clone()
+            } else {
+                m.name.clone()
+            };
+            m.peer_urls.iter().map(move |u| (name.clone(), u.clone()))
+        })
+        .collect())
+}
+
+fn add_self(node: &Node) -> Result<()> {
+    let id = node.cluster_call("add this node as a learner", |members, endpoint| {
+        // A timed-out add may have happened anyway: never add a second member.
+        if let Some(m) = members
+            .iter()
+            .find(|m| m.peer_urls.contains(&node.peer_url))
+        {
+            return Ok(m.id.clone());
+        }
+        node.client.member_add(endpoint, &node.peer_url, true)
+    })?;
+    tracing::info!(member = %node.me.name, id = %id, "added this node to the cluster as a learner");
+    Ok(())
+}
+
+fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
+    node.cluster_call("remove the dead member", |members, endpoint| {
+        if !members.iter().any(|m| m.id == dead.id) {
+            return Ok(());
+        }
+        node.client.member_remove(endpoint, &dead.id)
+    })?;
+    tracing::info!(member = %dead.name, id = %dead.id, "removed the dead member");
+    Ok(())
+}
+
+/// Renames a data dir etcd must not reuse; it is kept for forensics.
+fn move_aside(data_dir: &Path) -> Result<()> {
+    let target = data_dir.with_file_name(format!(
+        "{}.stale-{}",
+        data_dir.file_name().unwrap_or_default().to_string_lossy(),
+        status::now()
+    ));
+    std::fs::rename(data_dir, &target)
+        .with_context(|| format!("moving the stale data dir {} aside", data_dir.display()))?;
+    tracing::warn!(from = %data_dir.display(), to = %target.display(), "moved the stale etcd data dir aside");
+    Ok(())
+}
+
+fn prepare_data_dir(data_dir: &Path) -> Result<()> {
+    crate::fsutil::create_dir_all_mode(data_dir, 0o700)
+        .with_context(|| format!("creating the etcd data dir {}", data_dir.display()))?;
+    if let Some((uid, gid)) = certs::etcd_owner() {
+        nix::unistd::chown(data_dir, Some(uid), Some(gid))
+            .with_context(|| format!("giving {} to user etcd", data_dir.display()))?;
+    }
+    Ok(())
+}
+
+fn start_etcd() -> Result<()> {
+    // --no-block: a bootstrapping member only reports ready once its peers
+    // are up; settle's bounded wait takes over from here.
+    for args in [
+        &["daemon-reload"][..],
+        &["enable", "etcd.service"],
+        &["restart", "--no-block", "etcd.service"],
+    ] {
+        let status = Command::new("systemctl")
+            .args(args)
+            .status()
+            .with_context(|| format!("running systemctl {}", args.join(" ")))?;
+        if !status.success() {
+            bail!("systemctl {} failed with {status}", args.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// The decision recorded by the `run` that configured this node.
+pub fn describe_existing(root: &Path) -> String {
+    status::read_status(root)
+        .map(|s| s.decision)
+        .unwrap_or_else(|| "configured outside kiln-firstboot run".into())
+}

@@ -1,0 +1,101 @@
+//! Puts the node's etcd certificates where etcd reads them: the builder's
+//! pre-generated ones for a listed member on its listed address, or freshly
+//! minted ones (from the baked etcd CA key) for any other node.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::config::{cert_path, CERT_DIR};
+use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::identity::NodeIdentity;
+use crate::layout::{pki, under_root};
+use crate::node_config::NodeConfig;
+use crate::pki::{Authority, LeafSpec, Usage};
+
+/// The user Debian's etcd.service runs as.
+const ETCD_USER: &str = "etcd";
+
+/// Installs ca.crt, server.{crt,key} and peer.{crt,key} into [`CERT_DIR`].
+pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()> {
+    let read = |p: &Path| {
+        let path = under_root(root, p);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let dir = under_root(root, Path::new(CERT_DIR));
+    create_dir_all_mode(&dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
+    let ca_pem = read(&pki::etcd_ca_cert())?;
+    let mut files = vec![("ca.crt", ca_pem.clone(), 0o644)];
+    if me.has_baked_certs() {
+        let member = pki::etcd_member_dir(&me.name);
+        for name in ["server.crt", "server.key", "peer.crt", "peer.key"] {
+            let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
+            files.push((name, read(&member.join(name))?, mode));
+        }
+    } else if minted_already(&dir) {
+        tracing::info!("keeping the certificates minted by an earlier run");
+    } else {
+        let key_path = pki::etcd_ca_key();
+        let key_pem = read(&key_path).with_context(|| {
+            format!(
+                "node {} ({}) is not a listed member on its address, so it must mint its \
+                 certificates, but the image has no etcd CA key; list the node in the profile",
+                me.name, me.ip
+            )
+        })?;
+        let ca = Authority::load(&ca_pem, &key_pem)
+            .with_context(|| format!("loading the etcd CA from {}", key_path.display()))?;
+        let leaves = [
+            (Usage::Server, "server.crt", "server.key"),
+            (Usage::Peer, "peer.crt", "peer.key"),
+        ];
+        for (usage, crt, key) in leaves {
+            let leaf = ca.issue(&leaf_spec(config, me, usage))?;
+            files.push((crt, leaf.cert_pem, 0o644));
+            files.push((key, leaf.key_pem, 0o600));
+        }
+        tracing::info!(member = %me.name, ip = %me.ip, "minted server and peer certificates from the etcd CA");
+    }
+    let owner = etcd_owner();
+    for (name, pem, mode) in files {
+        let path = under_root(root, &cert_path(name));
+        write_atomic(&path, pem.as_bytes(), mode)
+            .with_context(|| format!("writing {}", path.display()))?;
+        if let Some((uid, gid)) = owner {
+            nix::unistd::chown(&path, Some(uid), Some(gid))
+                .with_context(|| format!("giving {} to user {ETCD_USER}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn minted_already(dir: &Path) -> bool {
+    ["server.crt", "server.key", "peer.crt", "peer.key"]
+        .iter()
+        .all(|f| dir.join(f).exists())
+}
+
+fn leaf_spec(config: &NodeConfig, me: &NodeIdentity, usage: Usage) -> LeafSpec {
+    let mut dns_names = vec![me.name.clone(), format!("{}.{}", me.name, config.domain)];
+    dns_names.extend(me.dns_names.iter().cloned());
+    dns_names.push("localhost".into());
+    LeafSpec {
+        common_name: me.name.clone(),
+        organization: None,
+        usage,
+        dns_names,
+        ips: vec![me.ip, IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        algorithm: config.pki.key_algorithm,
+        validity_days: config.pki.leaf_validity_days,
+    }
+}
+
+/// etcd runs as user etcd: its keys must be its own (0600). Absent user
+/// (a test root on a machine without etcd's package): leave them to root.
+pub fn etcd_owner() -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
+    nix::unistd::User::from_name(ETCD_USER)
+        .ok()
+        .flatten()
+        .map(|u| (u.uid, u.gid))
+}

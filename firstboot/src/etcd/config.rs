@@ -1,0 +1,150 @@
+//! The etcd configuration the agent writes for Debian's `etcd.service`: a
+//! drop-in that points the unit at kiln's environment file, and that file
+//! (etcd reads `ETCD_*` variables; the unit's `$DAEMON_ARGS` stays empty).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::layout::under_root;
+
+/// etcd's settings, read by the unit through the drop-in.
+pub const ENV_FILE: &str = "/etc/kiln/etcd.env";
+/// Replaces the unit's `EnvironmentFile=-/etc/default/etcd` with [`ENV_FILE`].
+pub const DROP_IN: &str = "/etc/systemd/system/etcd.service.d/10-kiln.conf";
+/// Where the node's etcd certificates are installed, readable by user etcd.
+pub const CERT_DIR: &str = "/etc/etcd/pki";
+
+/// Paths of the installed certificates (node paths, not under the root).
+pub fn cert_path(file: &str) -> PathBuf {
+    Path::new(CERT_DIR).join(file)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    New,
+    Existing,
+}
+
+/// Everything that differs between nodes and decisions.
+#[derive(Debug, Clone)]
+pub struct EtcdSettings<'a> {
+    pub name: &'a str,
+    pub data_dir: &'a Path,
+    pub client_url: &'a str,
+    pub peer_url: &'a str,
+    /// `name=peer_url` pairs for `--initial-cluster`.
+    pub initial_cluster: Vec<(String, String)>,
+    pub state: ClusterState,
+    pub token: &'a str,
+}
+
+/// Renders the environment file.
+pub fn render_env(s: &EtcdSettings) -> String {
+    let initial: Vec<String> = s
+        .initial_cluster
+        .iter()
+        .map(|(name, url)| format!("{name}={url}"))
+        .collect();
+    let state = match s.state {
+        ClusterState::New => "new",
+        ClusterState::Existing => "existing",
+    };
+    let cert = |f: &str| cert_path(f).display().to_string();
+    let vars = [
+        ("ETCD_NAME", s.name.to_owned()),
+        ("ETCD_DATA_DIR", s.data_dir.display().to_string()),
+        ("ETCD_LISTEN_CLIENT_URLS", s.client_url.to_owned()),
+        ("ETCD_ADVERTISE_CLIENT_URLS", s.client_url.to_owned()),
+        ("ETCD_LISTEN_PEER_URLS", s.peer_url.to_owned()),
+        ("ETCD_INITIAL_ADVERTISE_PEER_URLS", s.peer_url.to_owned()),
+        ("ETCD_INITIAL_CLUSTER", initial.join(",")),
+        ("ETCD_INITIAL_CLUSTER_STATE", state.to_owned()),
+        ("ETCD_INITIAL_CLUSTER_TOKEN", s.token.to_owned()),
+        ("ETCD_CLIENT_CERT_AUTH", "true".to_owned()),
+        ("ETCD_TRUSTED_CA_FILE", cert("ca.crt")),
+        ("ETCD_CERT_FILE", cert("server.crt")),
+        ("ETCD_KEY_FILE", cert("server.key")),
+        ("ETCD_PEER_CLIENT_CERT_AUTH", "true".to_owned()),
+        ("ETCD_PEER_TRUSTED_CA_FILE", cert("ca.crt")),
+        ("ETCD_PEER_CERT_FILE", cert("peer.crt")),
+        ("ETCD_PEER_KEY_FILE", cert("peer.key")),
+    ];
+    let mut out = String::from("# Written by kiln-firstboot; rewritten on every first-boot run.\n");
+    for (key, value) in vars {
+        let _ = writeln!(out, "{key}={value}");
+    }
+    out
+}
+
+/// The drop-in: reset the unit's environment files to kiln's only, so the
+/// package's single-node localhost defaults never apply.
+pub fn render_drop_in() -> String {
+    format!(
+        "# Written by kiln-firstboot.\n[Service]\nEnvironmentFile=\nEnvironmentFile={ENV_FILE}\n\
+         Restart=on-failure\nRestartSec=2s\n"
+    )
+}
+
+/// Writes the environment file and the drop-in under `root`.
+pub fn write(root: &Path, settings: &EtcdSettings) -> Result<()> {
+    for (path, text) in [
+        (ENV_FILE, render_env(settings)),
+        (DROP_IN, render_drop_in()),
+    ] {
+        let target = under_root(root, Path::new(path));
+        if let Some(dir) = target.parent() {
+            create_dir_all_mode(dir, 0o755)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_atomic(&target, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
+}
+
+/// Parses `KEY=value` lines the way systemd's `EnvironmentFile=` does for
+/// the simple, unquoted files kiln writes.
+pub fn parse_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_round_trips_and_names_the_whole_initial_cluster() {
+        let settings = EtcdSettings {
+            name: "etcd1",
+            data_dir: Path::new("/var/lib/etcd"),
+            client_url: "https://10.77.0.11:2379",
+            peer_url: "https://10.77.0.11:2380",
+            initial_cluster: vec![
+                ("etcd1".into(), "https://10.77.0.11:2380".into()),
+                ("etcd2".into(), "https://10.77.0.12:2380".into()),
+            ],
+            state: ClusterState::New,
+            token: "prod",
+        };
+        let vars = parse_env(&render_env(&settings));
+        let get = |k: &str| {
+            vars.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(
+            get("ETCD_INITIAL_CLUSTER"),
+            Some("etcd1=https://10.77.0.11:2380,etcd2=https://10.77.0.12:2380")
+        );
+        assert_eq!(get("ETCD_INITIAL_CLUSTER_STATE"), Some("new"));
+        assert_eq!(get("ETCD_KEY_FILE"), Some("/etc/etcd/pki/server.key"));
+    }
+}

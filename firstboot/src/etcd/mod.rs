@@ -1,0 +1,29 @@
+//! The etcd role: form, join and repair the etcd cluster from this node.
+//!
+//! Two phases, so that tests (and operators) can run etcd themselves:
+//!
+//! 1. `run` observes the cluster, decides (see [`membership`]), installs
+//!    certificates, makes the membership change the decision needs (remove a
+//!    dead member, add this node as a learner) and writes etcd's
+//!    configuration. With `--no-start` (or a `--root` other than `/`) it
+//!    stops here and leaves `status.json` in phase `configured`.
+//! 2. `settle` waits for the local etcd to answer, promotes it if it is a
+//!    learner, waits until it is healthy, then writes phase `converged` and
+//!    the done-marker. `run` on a real node does both: it starts etcd
+//!    through systemctl between the two.
+//!
+//! Every step can be interrupted and rerun: a member already added for this
+//! node's peer URL is reused, a dead member already removed is not removed
+//! again, and the done-marker makes a rerun after success a no-op.
+
+mod agent;
+mod certs;
+pub mod client;
+pub mod config;
+pub mod membership;
+mod node;
+mod settle;
+
+pub use agent::{plan, run};
+pub use node::Node;
+pub use settle::settle;

@@ -1,0 +1,166 @@
+//! This node as an etcd member: its identity, URLs and gateway client, and
+//! how it looks at the cluster (probing every candidate in parallel).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::client::{EtcdClient, EtcdRefused, MemberInfo};
+use super::membership::{ClusterView, Me};
+use crate::backoff::{retry, Attempt};
+use crate::discovery::{self, PeerSource};
+use crate::identity::{identify, HostFacts, NodeIdentity};
+use crate::layout::{pki, under_root};
+use crate::node_config::{url_for, NodeConfig};
+
+pub struct Node {
+    pub config: NodeConfig,
+    pub root: PathBuf,
+    pub me: NodeIdentity,
+    pub peer_url: String,
+    pub client_url: String,
+    pub client: EtcdClient,
+    /// Every wait of the agent ends after this long.
+    pub timeout: Duration,
+    sources: Vec<Box<dyn PeerSource>>,
+}
+
+impl Node {
+    pub fn new(config: NodeConfig, root: &Path, timeout: Duration) -> Result<Node> {
+        let facts = HostFacts::detect()?;
+        let me = identify(&facts, &config.etcd.members)?;
+        let pki_file = |p: PathBuf| under_root(root, &p);
+        let client = EtcdClient::new(
+            &pki_file(pki::etcd_ca_cert()),
+            &pki_file(pki::etcd_agent_client_cert()),
+            &pki_file(pki::etcd_agent_client_key()),
+        )
+        .context("loading the agent's etcd client certificate baked into the image")?;
+        Ok(Node {
+            peer_url: url_for(me.ip, config.etcd.peer_port),
+            client_url: url_for(me.ip, config.etcd.client_port),
+            sources: discovery::sources(&config, root),
+            root: root.to_owned(),
+            me,
+            client,
+            timeout,
+            config,
+        })
+    }
+
+    /// The data dir on this root.
+    pub fn data_dir(&self) -> PathBuf {
+        under_root(&self.root, &self.config.etcd.data_dir)
+    }
+
+    pub fn has_wal(&self) -> bool {
+        std::fs::read_dir(self.data_dir().join("member/wal"))
+            .map(|mut entries| entries.next().is_some())
+            .unwrap_or(false)
+    }
+
+    pub fn as_member(&self) -> Me<'_> {
+        Me {
+            name: &self.me.name,
+            peer_url: &self.peer_url,
+            initial_member: self.me.is_initial_member(),
+            has_wal: self.has_wal(),
+        }
+    }
+
+    /// Asks the discovered peers for the member list, then every member for
+    /// its status. `None` when no peer answers at all.
+    pub fn observe(&self) -> Option<ClusterView> {
+        let candidates = discovery::candidate_urls(&self.sources, &self.client_url);
+        let members = std::thread::scope(|s| {
+            let probes: Vec<_> = candidates
+                .iter()
+                .map(|url| s.spawn(move || self.client.member_list(url)))
+                .collect();
+            probes
+                .into_iter()
+                .filter_map(|p| p.join().ok()?.ok())
+                .next()
+        })?;
+        let statuses: Vec<(String, bool)> = std::thread::scope(|s| {
+            let probes: Vec<_> = members
+                .iter()
+                .filter_map(|m| Some((m.id.clone(), m.client_urls.first()?.clone())))
+                .map(|(id, url)| s.spawn(move || (id, self.client.status(&url))))
+                .collect();
+            probes
+                .into_iter()
+                .filter_map(|p| p.join().ok())
+                .filter_map(|(id, status)| Some((id, status.ok()?.has_leader())))
+                .collect()
+        });
+        Some(ClusterView {
+            alive: statuses.iter().map(|(id, _)| id.clone()).collect(),
+            has_leader: statuses.iter().any(|(_, leader)| *leader),
+            members,
+        })
+    }
+
+    /// Client URLs of the started voting members: where membership calls go.
+    pub fn voting_endpoints(&self, members: &[MemberInfo]) -> Vec<String> {
+        members
+            .iter()
+            .filter(|m| !m.is_learner && m.client_url_differs(&self.client_url))
+            .flat_map(|m| m.client_urls.iter().cloned())
+            .collect()
+    }
+
+    /// Runs a membership call against the cluster until it succeeds, retrying
+    /// the answers etcd gives while a change is not yet safe.
+    ///
+    /// `call` gets the current member list and an endpoint, so it can first
+    /// check whether an earlier, interrupted attempt already took effect.
+    pub fn cluster_call<T>(
+        &self,
+        what: &str,
+        mut call: impl FnMut(&[MemberInfo], &str) -> Result<T>,
+    ) -> Result<T> {
+        let outcome = retry(what, self.timeout, || {
+            let Some(view) = self.observe() else {
+                return Attempt::Retry("no etcd member answers".into());
+            };
+            let mut last = "no voting member to ask".to_owned();
+            for endpoint in self.voting_endpoints(&view.members) {
+                match call(&view.members, &endpoint) {
+                    Ok(value) => return Attempt::Done(Ok(value)),
+                    Err(e) => match e.downcast_ref::<EtcdRefused>() {
+                        Some(refused) if !is_transient(&refused.message) => {
+                            return Attempt::Done(Err(e.context(format!("etcd refused to {what}"))))
+                        }
+                        _ => last = format!("{e:#}"),
+                    },
+                }
+            }
+            Attempt::Retry(last)
+        })?;
+        outcome
+    }
+}
+
+impl MemberInfo {
+    fn client_url_differs(&self, own: &str) -> bool {
+        !self.client_urls.iter().any(|u| u == own)
+    }
+}
+
+/// etcd's answers that mean "not now" rather than "no".
+fn is_transient(message: &str) -> bool {
+    [
+        "unhealthy cluster",
+        "too many learner",
+        "in sync with leader",
+        "not supported for learner",
+        "leader changed",
+        "no leader",
+        "timed out",
+        "request timed out",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}

@@ -1,0 +1,66 @@
+//! The second phase: once the local etcd runs, wait until it has caught up,
+//! promote it if it joined as a learner, confirm it is healthy, and record
+//! that the node converged.
+
+use anyhow::{bail, Context, Result};
+
+use super::agent::describe_existing;
+use super::node::Node;
+use crate::backoff::{retry, Attempt};
+use crate::status::{self, Phase, Status};
+
+/// `kiln-firstboot settle` (also the tail of `run` when it starts etcd).
+pub fn settle(node: &Node) -> Result<()> {
+    if status::is_done(&node.root) {
+        tracing::info!("already converged (done marker present): nothing to do");
+        return Ok(());
+    }
+    let url = &node.client_url;
+    let local = retry(
+        "the local etcd member to know a leader",
+        node.timeout,
+        || match node.client.status(url) {
+            Ok(s) if s.has_leader() => Attempt::Done(s),
+            Ok(_) => Attempt::Retry(format!("{url} knows no leader yet")),
+            Err(e) => Attempt::Retry(format!("{e:#}")),
+        },
+    )
+    .with_context(|| {
+        format!("etcd on this node ({url}) did not come up; see `journalctl -u etcd`")
+    })?;
+    let id = local.header.member_id.clone();
+    if local.is_learner {
+        node.cluster_call("promote this learner to a voting member", |members, endpoint| {
+            match members.iter().find(|m| m.id == id) {
+                Some(m) if !m.is_learner => Ok(()),
+                Some(_) => node.client.member_promote(endpoint, &id),
+                None => bail!("member {id} (this node) is no longer in the cluster; it was removed while joining"),
+            }
+        })?;
+        tracing::info!(member = %node.me.name, id = %id, "promoted this learner to a voting member");
+    }
+    retry(
+        "the local etcd member to be healthy",
+        node.timeout,
+        || match node.client.healthy(url) {
+            Ok(true) => Attempt::Done(()),
+            Ok(false) => Attempt::Retry(format!("{url}/health says false")),
+            Err(e) => Attempt::Retry(format!("{e:#}")),
+        },
+    )?;
+    status::write_status(
+        &node.root,
+        &Status {
+            phase: Phase::Converged,
+            role: "etcd".into(),
+            member: node.me.name.clone(),
+            decision: describe_existing(&node.root),
+            updated: status::now(),
+        },
+    )?;
+    status::mark_done(&node.root)?;
+    tracing::info!(member = %node.me.name, "etcd member is healthy and voting: node converged");
+    // Outside systemd there is no socket to notify, which is fine.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! What the agent leaves behind: `/run/kiln/status.json` for operators and
+//! tools, and the done-marker that turns a rerun into a no-op.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::layout::{under_root, DONE_MARKER, STATUS_FILE};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Configuration written, membership prepared; etcd not yet confirmed healthy.
+    Configured,
+    /// The local member is a healthy voting member.
+    Converged,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub phase: Phase,
+    pub role: String,
+    pub member: String,
+    /// The decision, as the sentence the agent logged.
+    pub decision: String,
+    /// Seconds since the Unix epoch.
+    pub updated: u64,
+}
+
+pub fn write_status(root: &Path, status: &Status) -> Result<()> {
+    let path = under_root(root, Path::new(STATUS_FILE));
+    let json = serde_json::to_string_pretty(status).context("serializing the status")?;
+    write_file(&path, json.as_bytes())
+}
+
+pub fn read_status(root: &Path) -> Option<Status> {
+    let text = std::fs::read_to_string(under_root(root, Path::new(STATUS_FILE))).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn is_done(root: &Path) -> bool {
+    under_root(root, Path::new(DONE_MARKER)).exists()
+}
+
+pub fn mark_done(root: &Path) -> Result<()> {
+    write_file(&under_root(root, Path::new(DONE_MARKER)), b"")
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        create_dir_all_mode(dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(path, contents, 0o644).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,181 @@
+//! Reading what `kiln build` produced: runs a build, decodes Ignition
+//! payloads and lists tarball entries, independently of kiln's own code.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use base64::Engine;
+use flate2::read::GzDecoder;
+use serde_json::Value;
+
+use crate::{kiln, run};
+
+/// A build's output and secrets folders inside a private temporary folder.
+pub struct Build {
+    pub dir: tempfile::TempDir,
+}
+
+impl Build {
+    pub fn new() -> Build {
+        Build {
+            dir: tempfile::tempdir().expect("creating a temporary folder"),
+        }
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    pub fn secrets(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    /// Runs `kiln build PROFILE --out <out> --secrets <secrets>`.
+    pub fn run(&self, profile: &Path) -> Output {
+        self.run_into(profile, &self.out())
+    }
+
+    pub fn run_into(&self, profile: &Path, out: &Path) -> Output {
+        run(kiln()
+            .arg("build")
+            .arg(profile)
+            .arg("--out")
+            .arg(out)
+            .arg("--secrets")
+            .arg(self.secrets())
+            .env("CI", "true"))
+    }
+
+    /// Runs a build that must succeed.
+    pub fn ok(&self, profile: &Path) -> &Build {
+        let out = self.run(profile);
+        assert!(
+            out.status.success(),
+            "kiln build {} failed:\n{}",
+            profile.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self
+    }
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build::new()
+    }
+}
+
+/// One file an artifact would put on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadFile {
+    pub path: String,
+    pub mode: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Every file of an Ignition config with its decoded contents (data URLs,
+/// optionally gzip-compressed) and every unit and drop-in as a file.
+pub fn ignition_files(ign: &Path) -> Vec<PayloadFile> {
+    let text = std::fs::read_to_string(ign).expect("reading the Ignition config");
+    let config: Value = serde_json::from_str(&text).expect("the Ignition config is JSON");
+    let mut files = Vec::new();
+    for file in config["storage"]["files"].as_array().into_iter().flatten() {
+        let contents = &file["contents"];
+        let Some(source) = contents["source"].as_str() else {
+            continue;
+        };
+        let Some(mut bytes) = decode_data_url(source) else {
+            continue; // a remote source: not carried in the config
+        };
+        if contents["compression"].as_str() == Some("gzip") {
+            let mut plain = Vec::new();
+            GzDecoder::new(&bytes[..])
+                .read_to_end(&mut plain)
+                .expect("gzip payload decodes");
+            bytes = plain;
+        }
+        files.push(PayloadFile {
+            path: file["path"].as_str().expect("file path").to_owned(),
+            mode: file["mode"].as_u64().unwrap_or(0o644) as u32,
+            bytes,
+        });
+    }
+    for unit in config["systemd"]["units"].as_array().into_iter().flatten() {
+        let name = unit["name"].as_str().expect("unit name");
+        if let Some(contents) = unit["contents"].as_str() {
+            files.push(PayloadFile {
+                path: format!("/etc/systemd/system/{name}"),
+                mode: 0o644,
+                bytes: contents.as_bytes().to_vec(),
+            });
+        }
+        for dropin in unit["dropins"].as_array().into_iter().flatten() {
+            files.push(PayloadFile {
+                path: format!(
+                    "/etc/systemd/system/{name}.d/{}",
+                    dropin["name"].as_str().expect("drop-in name")
+                ),
+                mode: 0o644,
+                bytes: dropin["contents"]
+                    .as_str()
+                    .unwrap_or("")
+                    .as_bytes()
+                    .to_vec(),
+            });
+        }
+    }
+    files
+}
+
+/// Decodes an RFC 2397 data URL; None for other URLs.
+pub fn decode_data_url(url: &str) -> Option<Vec<u8>> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    if meta.ends_with(";base64") {
+        Some(
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .expect("base64 payload decodes"),
+        )
+    } else {
+        Some(percent_decode(data))
+    }
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
+            out.push(u8::from_str_radix(hex, 16).expect("percent escape"));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every regular file of a .tar.gz with its mode and contents.
+pub fn tarball_files(tgz: &Path) -> Vec<PayloadFile> {
+    let file = std::fs::File::open(tgz).expect("opening the tarball");
+    let mut archive = tar::Archive::new(GzDecoder::new(file));
+    let mut files = Vec::new();
+    for entry in archive.entries().expect("reading the tarball") {
+        let mut entry = entry.expect("tarball entry");
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let raw = entry.path().expect("entry path").display().to_string();
+        let path = format!("/{}", raw.trim_start_matches("./").trim_start_matches('/'));
+        let mode = entry.header().mode().expect("entry mode");
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).expect("entry contents");
+        files.push(PayloadFile { path, mode, bytes });
+    }
+    files
+}

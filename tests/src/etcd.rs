@@ -1,0 +1,230 @@
+//! etcd test fixtures: node roots laid out the way the builder bakes them
+//! (node.toml and the etcd PKI), the agent run inside a host's namespace, and
+//! etcd started from the configuration the agent wrote, as systemd would.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_firstboot::etcd::config::{parse_env, ENV_FILE};
+use kiln_firstboot::layout::{pki as paths, under_root, NODE_CONFIG};
+use kiln_firstboot::node_config::{
+    DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology,
+};
+use kiln_firstboot::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage};
+
+use crate::netns::{Host, Lab};
+
+/// The test cluster's DNS domain.
+pub const DOMAIN: &str = "kiln.test";
+
+/// What the builder would bake: one CA, the agent's client cert, and
+/// server/peer certs for every listed member.
+pub struct Fixture {
+    pub config: NodeConfig,
+    ca: CertifiedKey,
+    client: CertifiedKey,
+    members: Vec<(String, [CertifiedKey; 2])>,
+}
+
+fn leaf(ca: &Authority, name: &str, usage: Usage, ips: Vec<IpAddr>) -> CertifiedKey {
+    ca.issue(&LeafSpec {
+        common_name: name.into(),
+        organization: None,
+        usage,
+        dns_names: vec![name.into(), format!("{name}.{DOMAIN}")],
+        ips,
+        algorithm: KeyAlgorithm::EcdsaP256,
+        validity_days: 30,
+    })
+    .expect("issuing a test certificate")
+}
+
+impl Fixture {
+    /// Members `etcd1..` at the given addresses, discovered through `discovery`.
+    pub fn new(ips: &[Ipv4Addr], discovery: DiscoverySource) -> Fixture {
+        let (ca, ca_material) =
+            Authority::generate("kiln-test-etcd-ca", KeyAlgorithm::EcdsaP256, 30).unwrap();
+        let members: Vec<Member> = ips
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| Member {
+                name: format!("etcd{}", i + 1),
+                ip: IpAddr::V4(*ip),
+                dns_names: vec![],
+            })
+            .collect();
+        let member_certs = members
+            .iter()
+            .map(|m| {
+                let ips = vec![m.ip, IpAddr::V4(Ipv4Addr::LOCALHOST)];
+                let certs = [
+                    leaf(&ca, &m.name, Usage::Server, ips.clone()),
+                    leaf(&ca, &m.name, Usage::Peer, ips),
+                ];
+                (m.name.clone(), certs)
+            })
+            .collect();
+        let config = NodeConfig {
+            cluster: "kiln-test".into(),
+            domain: DOMAIN.into(),
+            role: Role::Etcd,
+            kubernetes_version: "1.31.2".into(),
+            pki: PkiSettings {
+                key_algorithm: KeyAlgorithm::EcdsaP256,
+                leaf_validity_days: 30,
+            },
+            etcd: EtcdSettings {
+                topology: Topology::External,
+                client_port: 2379,
+                peer_port: 2380,
+                data_dir: "/var/lib/etcd".into(),
+                discovery: vec![discovery],
+                members,
+            },
+            control_plane: None,
+        };
+        Fixture {
+            client: leaf(&ca, "kiln-agent", Usage::Client, vec![]),
+            ca: ca_material,
+            members: member_certs,
+            config,
+        }
+    }
+
+    /// Writes a fresh node root (what every node of the role boots with).
+    pub fn node_root(&self, root: &Path) {
+        let put = |path: &Path, text: &str, mode: u32| {
+            let target = under_root(root, path);
+            fs::create_dir_all(target.parent().unwrap()).unwrap();
+            kiln_firstboot::fsutil::write_atomic(&target, text.as_bytes(), mode).unwrap();
+        };
+        put(Path::new(NODE_CONFIG), &self.config.to_toml(), 0o644);
+        put(&paths::etcd_ca_cert(), &self.ca.cert_pem, 0o644);
+        put(&paths::etcd_ca_key(), &self.ca.key_pem, 0o600);
+        put(
+            &paths::etcd_agent_client_cert(),
+            &self.client.cert_pem,
+            0o644,
+        );
+        put(&paths::etcd_agent_client_key(), &self.client.key_pem, 0o600);
+        for (name, [server, peer]) in &self.members {
+            let dir = paths::etcd_member_dir(name);
+            put(&dir.join("server.crt"), &server.cert_pem, 0o644);
+            put(&dir.join("server.key"), &server.key_pem, 0o600);
+            put(&dir.join("peer.crt"), &peer.cert_pem, 0o644);
+            put(&dir.join("peer.key"), &peer.key_pem, 0o600);
+        }
+    }
+}
+
+/// How long the agent may wait in tests (peers here answer within a second).
+pub const AGENT_TIMEOUT_SECS: u64 = 20;
+
+/// Runs `kiln-firstboot --root ROOT --no-start ARGS` inside the host's
+/// namespace; with `hostname`, in its own UTS namespace with that hostname.
+pub fn agent(host: &Host, root: &Path, hostname: Option<&str>, args: &[&str]) -> Output {
+    agent_with_timeout(host, root, hostname, AGENT_TIMEOUT_SECS, args)
+}
+
+pub fn agent_with_timeout(
+    host: &Host,
+    root: &Path,
+    hostname: Option<&str>,
+    timeout: u64,
+    args: &[&str],
+) -> Output {
+    let mut cmd = host.command("unshare");
+    cmd.arg("--uts").arg("sh").arg("-c");
+    cmd.arg(r#"[ -z "$1" ] || hostname "$1"; shift; exec "$@""#)
+        .arg("sh");
+    cmd.arg(hostname.unwrap_or(""));
+    cmd.arg(crate::binary("kiln-firstboot"))
+        .arg("--root")
+        .arg(root)
+        .arg("--no-start")
+        .arg("--timeout")
+        .arg(timeout.to_string())
+        .args(args);
+    crate::run(&mut cmd)
+}
+
+/// Asserts that an agent run succeeded, showing its log if not.
+pub fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed with {}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts etcd in the host's namespace from the environment file the agent
+/// wrote under `root` (node paths mapped under `root`). Returns its PID.
+pub fn start_etcd(lab: &Lab, label: &str, host: &Host, root: &Path) -> u32 {
+    let env_path = under_root(root, Path::new(ENV_FILE));
+    let text = fs::read_to_string(&env_path)
+        .unwrap_or_else(|e| panic!("the agent wrote no {}: {e}", env_path.display()));
+    let mut cmd = host.command("/usr/bin/etcd");
+    cmd.env_clear();
+    for (key, value) in parse_env(&text) {
+        let value = if value.starts_with('/') {
+            under_root(root, Path::new(&value)).display().to_string()
+        } else {
+            value
+        };
+        cmd.env(key, value);
+    }
+    let log = fs::File::create(root.join("etcd.log")).unwrap();
+    cmd.stdout(Stdio::null()).stderr(log);
+    lab.spawn(label, cmd)
+}
+
+/// `etcdctl` in `host`'s namespace with the agent's client certificate.
+pub fn etcdctl(host: &Host, root: &Path, endpoints: &[Ipv4Addr], args: &[&str]) -> Output {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|ip| format!("https://{ip}:2379"))
+        .collect();
+    let file = |p: PathBuf| under_root(root, &p);
+    let mut cmd = host.command("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", eps.join(",")))
+        .arg("--cacert")
+        .arg(file(paths::etcd_ca_cert()))
+        .arg("--cert")
+        .arg(file(paths::etcd_agent_client_cert()))
+        .arg("--key")
+        .arg(file(paths::etcd_agent_client_key()))
+        .arg("--command-timeout=5s")
+        .args(args);
+    crate::run(&mut cmd)
+}
+
+/// The member list as JSON, from one endpoint.
+pub fn members(host: &Host, root: &Path, endpoint: Ipv4Addr) -> Vec<serde_json::Value> {
+    let out = etcdctl(host, root, &[endpoint], &["member", "list", "-w", "json"]);
+    assert_ok(&out, "etcdctl member list");
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    value["members"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until `etcdctl endpoint health` passes for every endpoint.
+pub fn wait_healthy(host: &Host, root: &Path, endpoints: &[Ipv4Addr], within: Duration) {
+    let start = Instant::now();
+    loop {
+        let out = etcdctl(host, root, endpoints, &["endpoint", "health"]);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "endpoints {endpoints:?} not healthy after {within:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

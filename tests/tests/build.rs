@@ -1,0 +1,380 @@
+//! `kiln build` end to end: the PKI checked by openssl, least privilege in
+//! worker artifacts, key permissions, reproducibility, the secrets folder's
+//! guarantees and the all-or-nothing output.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use kiln_e2e::artifacts::{ignition_files, tarball_files, Build, PayloadFile};
+use kiln_e2e::{profile, run_ok};
+
+const ROLES: [&str; 3] = ["etcd", "master", "worker"];
+
+fn openssl(args: &[&str]) -> String {
+    run_ok(Command::new("openssl").args(args))
+}
+
+/// `openssl x509 -noout -ext ...` of a certificate file.
+fn extensions(cert: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-in",
+        cert.to_str().unwrap(),
+        "-noout",
+        "-ext",
+        "basicConstraints,keyUsage,extendedKeyUsage,subjectAltName",
+    ])
+}
+
+fn verify(ca: &Path, leaf: &Path) {
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        ca.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    ]);
+    assert!(out.trim().ends_with(": OK"), "{out}");
+}
+
+#[test]
+fn every_leaf_verifies_against_its_ca_with_the_runbook_usages() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let s = build.secrets();
+    for ca in ["etcd/ca.crt", "ca.crt", "front-proxy-ca.crt"] {
+        let ext = extensions(&s.join(ca));
+        assert!(ext.contains("CA:TRUE"), "{ca}: {ext}");
+        assert!(ext.contains("Certificate Sign"), "{ca}: {ext}");
+    }
+    for client in [
+        "apiserver-etcd-client.crt",
+        "etcd/operator.crt",
+        "etcd/kiln-agent.crt",
+    ] {
+        verify(&s.join("etcd/ca.crt"), &s.join(client));
+        let ext = extensions(&s.join(client));
+        assert!(ext.contains("TLS Web Client Authentication"), "{ext}");
+        assert!(
+            !ext.contains("TLS Web Server Authentication"),
+            "client only: {ext}"
+        );
+        assert!(ext.contains("CA:FALSE"), "{ext}");
+    }
+    for (name, ip) in [
+        ("etcd1", "10.10.0.11"),
+        ("etcd2", "10.10.0.12"),
+        ("etcd3", "10.10.0.13"),
+    ] {
+        for kind in ["server", "peer"] {
+            let cert = s.join(format!("etcd/members/{name}/{kind}.crt"));
+            verify(&s.join("etcd/ca.crt"), &cert);
+            let ext = extensions(&cert);
+            assert!(
+                ext.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+                "{name} {kind}: {ext}"
+            );
+            let sans = ext
+                .lines()
+                .skip_while(|l| !l.contains("Subject Alternative Name"))
+                .nth(1)
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            assert_eq!(
+                sans,
+                format!(
+                    "DNS:{name}, DNS:{name}.cluster.example, DNS:localhost, \
+                     IP Address:{ip}, IP Address:127.0.0.1"
+                ),
+                "{name} {kind} SANs"
+            );
+        }
+    }
+}
+
+#[test]
+fn ca_is_backdated_and_keys_are_ecdsa_that_openssl_loads() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let s = build.secrets();
+    let not_before = openssl(&[
+        "x509",
+        "-in",
+        s.join("ca.crt").to_str().unwrap(),
+        "-noout",
+        "-startdate",
+    ]);
+    let date = not_before.trim().trim_start_matches("notBefore=");
+    let epoch = run_ok(Command::new("date").args(["-u", "-d", date, "+%s"]));
+    let now = run_ok(Command::new("date").arg("+%s"));
+    let skew: i64 = now.trim().parse::<i64>().unwrap() - epoch.trim().parse::<i64>().unwrap();
+    assert!(skew >= 30 * 60, "CA NotBefore is only {skew} s in the past");
+    for key in [
+        "ca.key",
+        "etcd/ca.key",
+        "sa.key",
+        "etcd/members/etcd1/server.key",
+    ] {
+        let text = openssl(&[
+            "pkey",
+            "-in",
+            s.join(key).to_str().unwrap(),
+            "-noout",
+            "-text",
+        ]);
+        assert!(
+            text.contains("ASN1 OID: prime256v1"),
+            "{key} is not ECDSA P-256: {text}"
+        );
+    }
+}
+
+#[test]
+fn discovery_hash_matches_openssl() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let ca = build.secrets().join("ca.crt");
+    let pipeline = format!(
+        "openssl x509 -pubkey -noout -in {} | openssl pkey -pubin -outform der | sha256sum",
+        ca.display()
+    );
+    let expected = run_ok(Command::new("sh").arg("-c").arg(&pipeline));
+    let expected = format!("sha256:{}", expected.split_whitespace().next().unwrap());
+    for role in ["master", "worker"] {
+        let files = ignition_files(&build.out().join(format!("{role}/{role}.ign")));
+        let node = files
+            .iter()
+            .find(|f| f.path == "/etc/kiln/node.toml")
+            .expect("node.toml is in the config");
+        let text = String::from_utf8_lossy(&node.bytes);
+        assert!(
+            text.contains(&format!("discovery_hash = \"{expected}\"")),
+            "{role} node.toml lacks {expected}:\n{text}"
+        );
+    }
+}
+
+fn all_payloads(out: &Path, role: &str) -> Vec<(String, PayloadFile)> {
+    let ign = ignition_files(&out.join(format!("{role}/{role}.ign")));
+    let tar = tarball_files(&out.join(format!("{role}/rootfs.tar.gz")));
+    ign.into_iter()
+        .map(|f| (format!("{role}.ign"), f))
+        .chain(tar.into_iter().map(|f| ("rootfs.tar.gz".to_owned(), f)))
+        .collect()
+}
+
+fn is_private_key(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes).contains("PRIVATE KEY-----")
+}
+
+#[test]
+fn worker_artifacts_hold_no_private_key_and_every_key_is_0600() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let out = build.out();
+    let ca_keys: Vec<Vec<u8>> = ["ca.key", "etcd/ca.key", "front-proxy-ca.key"]
+        .iter()
+        .map(|k| fs::read(build.secrets().join(k)).unwrap())
+        .collect();
+    for role in ROLES {
+        let payloads = all_payloads(&out, role);
+        assert!(
+            payloads.len() > 3,
+            "{role}: artifacts decoded to {} files",
+            payloads.len()
+        );
+        for (artifact, file) in &payloads {
+            if role == "worker" {
+                assert!(
+                    !is_private_key(&file.bytes),
+                    "worker {artifact} carries a private key at {}",
+                    file.path
+                );
+                assert!(!ca_keys.contains(&file.bytes), "worker holds a CA key");
+            }
+            if is_private_key(&file.bytes) || file.path.ends_with("bootstrap-token") {
+                assert_eq!(
+                    file.mode & 0o7777,
+                    0o600,
+                    "{role} {artifact} {} is {:o}",
+                    file.path,
+                    file.mode
+                );
+            }
+        }
+        let token = payloads.iter().any(|(_, f)| {
+            f.path == "/etc/kiln/pki/bootstrap-token" || f.path.ends_with("bootstrap-token")
+        });
+        assert_eq!(token, role != "etcd", "{role}: bootstrap token presence");
+    }
+    // The etcd role carries the etcd CA key (dynamic members mint their own
+    // certificates) but never the cluster or front-proxy CA keys.
+    let etcd = all_payloads(&out, "etcd");
+    assert!(etcd.iter().any(|(_, f)| f.bytes == ca_keys[1]));
+    assert!(!etcd
+        .iter()
+        .any(|(_, f)| f.bytes == ca_keys[0] || f.bytes == ca_keys[2]));
+}
+
+fn digests(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn two_builds_are_byte_identical_and_reuse_the_secrets_untouched() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let secrets_before = digests(&build.secrets());
+    let mtimes_before: Vec<_> = secrets_before
+        .keys()
+        .map(|k| {
+            fs::metadata(build.secrets().join(k))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    let second = build.dir.path().join("second");
+    let out = build.run_into(&profile("example.toml"), &second);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = digests(&build.out());
+    let again = digests(&second);
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        again.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &first {
+        assert!(bytes == &again[name], "{name} differs between two builds");
+    }
+    assert_eq!(digests(&build.secrets()), secrets_before, "secrets changed");
+    let mtimes_after: Vec<_> = secrets_before
+        .keys()
+        .map(|k| {
+            fs::metadata(build.secrets().join(k))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(mtimes_before, mtimes_after, "secrets were rewritten");
+}
+
+#[test]
+fn manifest_lists_every_artifact_with_its_digest() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let out = build.out();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["cluster"], "example");
+    assert!(manifest["profile"]["digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    for role in ROLES {
+        let artifacts = manifest["roles"][role]["artifacts"].as_array().unwrap();
+        assert_eq!(artifacts.len(), 2, "{role}");
+        for artifact in artifacts {
+            let path = out.join(artifact["path"].as_str().unwrap());
+            let sha = run_ok(Command::new("sha256sum").arg(&path));
+            assert_eq!(
+                artifact["sha256"].as_str().unwrap(),
+                sha.split_whitespace().next().unwrap()
+            );
+            assert_eq!(
+                artifact["size"].as_u64().unwrap(),
+                fs::metadata(&path).unwrap().len()
+            );
+            assert_eq!(
+                artifact["carries_secrets"], true,
+                "{role} artifacts hold keys or a token"
+            );
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} holds secrets", path.display());
+        }
+    }
+}
+
+#[test]
+fn secrets_folder_is_private_and_refused_when_it_is_not_or_is_another_clusters() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let s = build.secrets();
+    assert_eq!(
+        fs::metadata(&s).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for (name, _) in digests(&s) {
+        if name.ends_with(".key") || name == "bootstrap-token" {
+            let mode = fs::metadata(s.join(&name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+    // Another cluster's profile pointed at this folder.
+    let other = build.run(&profile("local.toml"));
+    assert_eq!(other.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("belongs to cluster \"example\", not \"local\""),
+        "{err}"
+    );
+    // A folder others can read.
+    fs::set_permissions(&s, fs::Permissions::from_mode(0o755)).unwrap();
+    let open = build.run(&profile("example.toml"));
+    assert_eq!(open.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&open.stderr);
+    assert!(err.contains("accessible to group or others"), "{err}");
+    assert!(err.contains("chmod 700"), "{err}");
+}
+
+#[test]
+fn a_failed_build_leaves_the_previous_output_untouched() {
+    let build = Build::new();
+    build.ok(&profile("local.toml"));
+    let before = digests(&build.out());
+    // Same profile, but the etcd base image is not a tarball: rendering fails
+    // after secrets and layers were prepared.
+    let dir = build.dir.path();
+    fs::write(dir.join("broken-base.tar.gz"), b"not a tarball").unwrap();
+    let text = fs::read_to_string(profile("local.toml")).unwrap();
+    let broken = dir.join("broken.toml");
+    fs::write(
+        &broken,
+        format!("{text}\n[images.etcd]\nbase = \"broken-base.tar.gz\"\n"),
+    )
+    .unwrap();
+    let out = build.run(&broken);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(digests(&build.out()), before, "the previous output changed");
+    let leftovers: Vec<_> = fs::read_dir(build.out())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+}

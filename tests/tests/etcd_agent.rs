@@ -1,0 +1,429 @@
+//! The etcd first-boot agent against real etcd 3.4 in network namespaces:
+//! the nine scenarios of issue 3. Run as root (namespaces). Each test owns
+//! subnet 10.77.<x>.0/24 with a unique x and namespaces named after its PID.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use kiln_e2e::etcd::{self, agent, assert_ok, etcdctl, members, start_etcd, wait_healthy, Fixture};
+use kiln_e2e::netns::{Host, Lab};
+use kiln_firstboot::node_config::DiscoverySource;
+use tempfile::TempDir;
+
+/// A host namespace with a node root folder for the agent.
+struct Node {
+    host: Host,
+    root: PathBuf,
+    label: String,
+}
+
+struct Scenario {
+    lab: Lab,
+    fixture: Fixture,
+    dir: TempDir,
+    roots: AtomicU32,
+}
+
+impl Scenario {
+    /// A lab with `count` listed members at 10.77.<subnet>.11...
+    fn new(tag: &str, subnet: u8, count: u8, discovery: DiscoverySource) -> Scenario {
+        let lab = Lab::new(tag, subnet);
+        let ips: Vec<Ipv4Addr> = (0..count).map(|i| lab.addr(11 + i)).collect();
+        Scenario {
+            fixture: Fixture::new(&ips, discovery),
+            lab,
+            dir: tempfile::tempdir().unwrap(),
+            roots: AtomicU32::new(0),
+        }
+    }
+
+    /// A fresh node (new namespace, fresh root) at 10.77.<subnet>.<last>.
+    fn node(&self, last: u8) -> Node {
+        let host = self.lab.host(last);
+        self.node_on(host)
+    }
+
+    /// A fresh root (a newly booted image) on an existing host.
+    fn node_on(&self, host: Host) -> Node {
+        let n = self.roots.fetch_add(1, Ordering::SeqCst);
+        let root = self.dir.path().join(format!("root{n}"));
+        self.fixture.node_root(&root);
+        Node {
+            label: format!("etcd-root{n}"),
+            host,
+            root,
+        }
+    }
+
+    fn ip(&self, last: u8) -> Ipv4Addr {
+        self.lab.addr(last)
+    }
+
+    /// Agent `run`, etcd started from its configuration, then `settle`.
+    fn boot(&self, nodes: &[&Node], hostname: Option<&str>) {
+        std::thread::scope(|s| {
+            for node in nodes {
+                s.spawn(|| {
+                    assert_ok(
+                        &agent(&node.host, &node.root, hostname, &["run"]),
+                        "agent run",
+                    )
+                });
+            }
+        });
+        for node in nodes {
+            start_etcd(&self.lab, &node.label, &node.host, &node.root);
+        }
+        std::thread::scope(|s| {
+            for node in nodes {
+                s.spawn(|| {
+                    assert_ok(
+                        &agent(&node.host, &node.root, hostname, &["settle"]),
+                        "agent settle",
+                    )
+                });
+            }
+        });
+    }
+
+    /// Kills a node's etcd (SIGKILL) and deletes its data: the VM is gone.
+    fn destroy(&self, node: &Node) {
+        self.lab.kill(&node.label);
+        std::fs::remove_dir_all(node.root.join("var/lib/etcd")).unwrap();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn started_voting(members: &[serde_json::Value]) -> usize {
+    members
+        .iter()
+        .filter(|m| m["name"].as_str().is_some_and(|n| !n.is_empty()))
+        .filter(|m| !m["isLearner"].as_bool().unwrap_or(false))
+        .count()
+}
+
+fn peer_urls(members: &[serde_json::Value]) -> Vec<String> {
+    let mut urls: Vec<String> = members
+        .iter()
+        .flat_map(|m| m["peerURLs"].as_array().cloned().unwrap_or_default())
+        .filter_map(|u| u.as_str().map(str::to_owned))
+        .collect();
+    urls.sort();
+    urls
+}
+
+fn put(node: &Node, endpoints: &[Ipv4Addr], key: &str, value: &str) {
+    assert_ok(
+        &etcdctl(&node.host, &node.root, endpoints, &["put", key, value]),
+        "etcdctl put",
+    );
+}
+
+fn get(node: &Node, endpoint: Ipv4Addr, key: &str) -> String {
+    let out = etcdctl(
+        &node.host,
+        &node.root,
+        &[endpoint],
+        &["get", key, "--print-value-only"],
+    );
+    assert_ok(&out, "etcdctl get");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn converged(node: &Node) -> bool {
+    let status =
+        std::fs::read_to_string(node.root.join("run/kiln/status.json")).unwrap_or_default();
+    status.contains("\"converged\"") && node.root.join("var/lib/kiln/firstboot.done").exists()
+}
+
+/// Scenario 1: three listed members start at once and form a healthy cluster
+/// with mutual TLS; a client without a certificate is refused.
+#[test]
+fn three_listed_members_form_a_cluster() {
+    let sc = Scenario::new("a", 101, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
+    wait_healthy(
+        &nodes[0].host,
+        &nodes[0].root,
+        &all,
+        Duration::from_secs(10),
+    );
+    let list = members(&nodes[0].host, &nodes[0].root, all[0]);
+    assert_eq!(started_voting(&list), 3, "{list:?}");
+    assert!(nodes.iter().all(converged));
+    let key = nodes[0].root.join("etc/etcd/pki/server.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let ca = nodes[0].root.join("etc/kiln/pki/etcd/ca.crt");
+    let no_cert = kiln_e2e::run(
+        nodes[0]
+            .host
+            .command("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://{}:2379/health", all[1])),
+    );
+    assert!(
+        !no_cert.status.success(),
+        "a client without a certificate got in"
+    );
+    // A rerun after success changes nothing.
+    let rerun = agent(&nodes[0].host, &nodes[0].root, None, &["run"]);
+    assert_ok(&rerun, "rerun");
+    assert!(stderr(&rerun).contains("nothing to do"));
+}
+
+/// Scenario 2: one listed member starts 20 s after the others and joins.
+#[test]
+fn late_listed_member_joins() {
+    let sc = Scenario::new("b", 102, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&[&nodes[0], &nodes[1]], None);
+    std::thread::sleep(Duration::from_secs(20));
+    let plan = agent(&nodes[2].host, &nodes[2].root, None, &["plan"]);
+    assert_ok(&plan, "plan");
+    let said = String::from_utf8_lossy(&plan.stdout);
+    assert!(said.contains("not started"), "{said}\n{}", stderr(&plan));
+    sc.boot(&[&nodes[2]], None);
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
+    wait_healthy(
+        &nodes[0].host,
+        &nodes[0].root,
+        &all,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        started_voting(&members(&nodes[0].host, &nodes[0].root, all[0])),
+        3
+    );
+}
+
+/// Scenario 3: a member is destroyed; a fresh node on the same address
+/// replaces it; data written before the failure survives.
+#[test]
+fn dead_member_is_replaced_on_the_same_address() {
+    let sc = Scenario::new("c", 103, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
+    put(&nodes[0], &all, "/before", "failure");
+    let old = members(&nodes[0].host, &nodes[0].root, all[0]);
+    sc.destroy(&nodes[1]);
+
+    let fresh = sc.node_on(nodes[1].host.clone());
+    let plan = agent(&fresh.host, &fresh.root, None, &["plan"]);
+    assert_ok(&plan, "plan");
+    assert!(String::from_utf8_lossy(&plan.stdout).contains("replacement for dead member etcd2"));
+    assert!(
+        !fresh.root.join("etc/kiln/etcd.env").exists(),
+        "plan wrote files"
+    );
+    sc.boot(&[&fresh], None);
+
+    wait_healthy(&fresh.host, &fresh.root, &all, Duration::from_secs(10));
+    let now = members(&fresh.host, &fresh.root, all[0]);
+    assert_eq!(started_voting(&now), 3, "{now:?}");
+    assert_eq!(peer_urls(&now), peer_urls(&old));
+    assert_ne!(now, old, "the dead member's ID is gone");
+    assert_eq!(get(&fresh, all[1], "/before"), "failure");
+}
+
+/// Scenario 4: the replacement comes up on a new, unlisted address with the
+/// dead member's hostname: it mints certificates and the stale member goes.
+#[test]
+fn replacement_on_a_new_address_mints_certs_and_joins() {
+    let sc = Scenario::new("d", 104, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    sc.destroy(&nodes[1]);
+    sc.lab.remove_host(&nodes[1].host);
+
+    let fresh = sc.node(40);
+    sc.boot(&[&fresh], Some("etcd2"));
+    let all = [sc.ip(11), sc.ip(40), sc.ip(13)];
+    wait_healthy(&fresh.host, &fresh.root, &all, Duration::from_secs(10));
+    let now = members(&fresh.host, &fresh.root, all[0]);
+    assert_eq!(started_voting(&now), 3, "{now:?}");
+    let urls = peer_urls(&now);
+    assert!(
+        urls.contains(&format!("https://{}:2380", sc.ip(40))),
+        "{urls:?}"
+    );
+    assert!(
+        !urls.contains(&format!("https://{}:2380", sc.ip(12))),
+        "{urls:?}"
+    );
+    let text = kiln_e2e::run_ok(
+        std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(fresh.root.join("etc/etcd/pki/server.crt")),
+    );
+    assert!(
+        text.contains(&format!("IP Address:{}", sc.ip(40))),
+        "{text}"
+    );
+}
+
+/// Scenario 5: five members; two replaced one after the other.
+#[test]
+fn five_members_two_replaced_in_turn() {
+    let sc = Scenario::new("e", 105, 5, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..16).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    let all: Vec<Ipv4Addr> = (11..16).map(|i| sc.ip(i)).collect();
+    put(&nodes[0], &all, "/k", "v");
+    for victim in [1, 3] {
+        sc.destroy(&nodes[victim]);
+        let fresh = sc.node_on(nodes[victim].host.clone());
+        sc.boot(&[&fresh], None);
+        wait_healthy(&fresh.host, &fresh.root, &all, Duration::from_secs(10));
+        assert_eq!(
+            started_voting(&members(&fresh.host, &fresh.root, all[0])),
+            5
+        );
+        assert_eq!(get(&fresh, all[victim], "/k"), "v");
+    }
+}
+
+/// Scenario 6: two of three members dead: the new node changes nothing and
+/// says quorum is lost and what to do.
+#[test]
+fn quorum_lost_changes_nothing() {
+    let sc = Scenario::new("f", 106, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    let before = members(&nodes[0].host, &nodes[0].root, sc.ip(11));
+    sc.destroy(&nodes[1]);
+    sc.destroy(&nodes[2]);
+
+    let fresh = sc.node_on(nodes[1].host.clone());
+    let out = agent(&fresh.host, &fresh.root, None, &["run"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("quorum is lost") && err.contains("snapshot"),
+        "{err}"
+    );
+    assert!(!fresh.root.join("etc/kiln/etcd.env").exists());
+    assert!(!fresh.root.join("etc/etcd").exists());
+    let cmd = ["member", "list", "-w", "json"];
+    let out = etcdctl(&nodes[0].host, &nodes[0].root, &[sc.ip(11)], &cmd);
+    let after: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        )
+    });
+    assert_eq!(after["members"].as_array().unwrap(), &before);
+}
+
+/// Scenario 7: the agent dies right after `member add`, before etcd starts;
+/// the rerun reuses the added member and the cluster ends healthy.
+#[test]
+fn killed_after_member_add_converges_on_rerun() {
+    let sc = Scenario::new("g", 107, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    let spare = sc.node(14);
+    assert_ok(
+        &agent(&spare.host, &spare.root, Some("etcd4"), &["run"]),
+        "first run",
+    );
+    // What a kill right after `member add` leaves: the cluster knows the
+    // learner, the node's root has none of the later writes.
+    let crashed = sc.node_on(spare.host.clone());
+    let rerun = agent(&crashed.host, &crashed.root, Some("etcd4"), &["run"]);
+    assert_ok(&rerun, "rerun");
+    assert!(stderr(&rerun).contains("not started"), "{}", stderr(&rerun));
+    // A second rerun on the same root before etcd starts changes nothing either.
+    assert_ok(
+        &agent(&crashed.host, &crashed.root, Some("etcd4"), &["run"]),
+        "second rerun",
+    );
+    start_etcd(&sc.lab, &crashed.label, &crashed.host, &crashed.root);
+    assert_ok(
+        &agent(&crashed.host, &crashed.root, Some("etcd4"), &["settle"]),
+        "settle",
+    );
+
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13), sc.ip(14)];
+    wait_healthy(&crashed.host, &crashed.root, &all, Duration::from_secs(10));
+    let now = members(&crashed.host, &crashed.root, all[0]);
+    assert_eq!(now.len(), 4, "{now:?}");
+    assert_eq!(started_voting(&now), 4, "{now:?}");
+}
+
+/// Scenario 8: nothing answers and the node is not an initial member: a
+/// bounded wait, a clear error, nothing written.
+#[test]
+fn lone_unlisted_node_waits_then_fails_cleanly() {
+    let sc = Scenario::new("h", 108, 3, DiscoverySource::Static);
+    let lone = sc.node(50);
+    let start = Instant::now();
+    let out = etcd::agent_with_timeout(&lone.host, &lone.root, Some("spare"), 3, &["run"]);
+    let took = start.elapsed();
+    assert!(!out.status.success());
+    assert!(
+        took < Duration::from_secs(15),
+        "wait was not bounded: {took:?}"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("not an initial member") && err.contains("gave up after"),
+        "{err}"
+    );
+    for written in ["etc/kiln/etcd.env", "etc/etcd", "run/kiln", "var/lib/etcd"] {
+        assert!(!lone.root.join(written).exists(), "{written} was written");
+    }
+}
+
+/// Scenario 9: discovery through DNS SRV served by dnsmasq in the lab.
+#[test]
+fn unlisted_node_discovers_cluster_through_dns_srv() {
+    let sc = Scenario::new("i", 109, 3, DiscoverySource::DnsSrv);
+    let dns = sc.lab.bridge_host(1);
+    let mut dnsmasq = dns.command("dnsmasq");
+    dnsmasq.args([
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--pid-file=",
+        "--user=root",
+    ]);
+    dnsmasq.arg(format!("--listen-address={}", dns.ip));
+    for i in 1..=3u8 {
+        let name = format!("etcd{i}.{}", etcd::DOMAIN);
+        dnsmasq.arg(format!(
+            "--srv-host=_etcd-server-ssl._tcp.{},{name},2380",
+            etcd::DOMAIN
+        ));
+        dnsmasq.arg(format!("--host-record={name},{}", sc.ip(10 + i)));
+    }
+    sc.lab.spawn("dnsmasq", dnsmasq);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+
+    let joiner = sc.node(20);
+    let resolv = joiner.root.join("etc/resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", dns.ip)).unwrap();
+    sc.boot(&[&joiner], Some("etcd4"));
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13), sc.ip(20)];
+    wait_healthy(&joiner.host, &joiner.root, &all, Duration::from_secs(10));
+    assert_eq!(
+        started_voting(&members(&joiner.host, &joiner.root, all[0])),
+        4
+    );
+    assert!(Path::new(&resolv).exists());
+}

@@ -1,0 +1,224 @@
+//! The two renderings of a role layer agree: the real Ignition applying the
+//! `.ign` to an empty root writes exactly the files, folders, links, modes,
+//! owners and contents that the rootfs tarball holds, and
+//! `ignition-validate` accepts the config.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{ensure, Result};
+use kiln::layer::{Contents, Meta, RoleLayer, Unit};
+use kiln::render::{render_ignition, render_rootfs};
+use kiln_e2e::artifacts::Build;
+use kiln_e2e::{ignition, profile, tree};
+use kiln_firstboot::node_config::Role;
+
+/// A layer using every feature both renderers must carry, with file
+/// contents that take each of the three data URL encodings.
+fn feature_layer() -> RoleLayer {
+    let mut layer = RoleLayer::new(Role::Etcd);
+    let text = |s: &str| Contents::Inline(s.as_bytes().to_vec());
+    layer.add_file(
+        "/etc/kiln/node.toml",
+        Meta::root(0o644),
+        text("role = \"etcd\"\n# url?query#frag 100% ; done\n"),
+    );
+    layer.add_secret(
+        "/etc/kiln/pki/etcd-ca.key",
+        "-----BEGIN PRIVATE KEY-----\nMIGH\n",
+    );
+    layer.add_file(
+        "/etc/kiln/empty",
+        Meta::root(0o644),
+        Contents::Inline(Vec::new()),
+    );
+    layer.add_file(
+        "/etc/kiln/repetitive.conf",
+        Meta::root(0o644),
+        text(&"option = value\n".repeat(400)),
+    );
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise = (0..700)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    layer.add_file(
+        "/opt/kiln/deep/er/noise.bin",
+        Meta::root(0o640),
+        Contents::Inline(noise),
+    );
+    layer.add_file(
+        "/usr/local/bin/hello",
+        Meta::root(0o755),
+        text("#!/bin/sh\necho hello\n"),
+    );
+    layer.add_link("/usr/local/bin/hi", "hello");
+    layer.add_link("/etc/localtime", "/usr/share/zoneinfo/UTC");
+    let app = Meta {
+        mode: 0o750,
+        uid: 1000,
+        gid: 1000,
+    };
+    layer.add_dir("/var/lib/app", app);
+    layer.add_file(
+        "/var/lib/app/state.json",
+        Meta { mode: 0o640, ..app },
+        text("{}\n"),
+    );
+    layer.add_unit(
+        Unit {
+            name: "kiln-hello.service".into(),
+            contents: Some(
+                "[Unit]\nDescription=hello\n[Service]\nExecStart=/usr/local/bin/hello\n\
+                 [Install]\nWantedBy=multi-user.target\n"
+                    .into(),
+            ),
+            dropins: vec![(
+                "10-env.conf".into(),
+                "[Service]\nEnvironment=GREETING=hi\n".into(),
+            )],
+        },
+        true,
+    );
+    // A drop-in for a unit the base image ships (Debian's etcd.service).
+    layer.add_unit(
+        Unit {
+            name: "etcd.service".into(),
+            contents: None,
+            dropins: vec![("20-kiln.conf".into(), "[Service]\nExecStart=\n".into())],
+        },
+        false,
+    );
+    layer
+}
+
+/// Validates `ign`, applies it with the real Ignition to an empty root,
+/// extracts `rootfs` into another, and compares the two trees.
+fn assert_renderings_agree(label: &str, ign: &Path, rootfs: &Path) -> Result<tree::Tree> {
+    ignition::validate(ign)?;
+    let roots = tempfile::tempdir()?;
+    let (by_ignition, by_tar) = (roots.path().join("ignition"), roots.path().join("tar"));
+    fs::create_dir(&by_ignition)?;
+    ignition::apply(ign, &by_ignition)?;
+    tree::extract(rootfs, &by_tar)?;
+    let applied = tree::snapshot(&by_ignition)?;
+    let extracted = tree::snapshot(&by_tar)?;
+    let diffs = tree::differences("Ignition", &applied, "rootfs.tar.gz", &extracted);
+    ensure!(
+        diffs.is_empty(),
+        "{label}: the two renderings differ in {} entries:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+    ensure!(!applied.is_empty(), "{label}: Ignition wrote nothing");
+    Ok(applied)
+}
+
+#[test]
+fn ignition_and_rootfs_of_a_feature_layer_write_the_same_tree() -> Result<()> {
+    let layer = feature_layer();
+    let dir = tempfile::tempdir()?;
+    let (ign, rootfs) = (
+        dir.path().join("etcd.ign"),
+        dir.path().join("rootfs.tar.gz"),
+    );
+    fs::write(&ign, render_ignition(&layer)?)?;
+    render_rootfs(&layer, None, 1_700_000_000, &rootfs)?;
+    let tree = assert_renderings_agree("feature layer", &ign, &rootfs)?;
+
+    // The agreement is about the right tree, not two equally wrong ones.
+    let entry = |p: &str| {
+        tree.get(Path::new(p))
+            .cloned()
+            .unwrap_or_else(|| panic!("{p} missing"))
+    };
+    assert_eq!(entry("etc/kiln/pki/etcd-ca.key").mode, 0o600);
+    let app = entry("var/lib/app");
+    assert_eq!(
+        (app.kind, app.mode, app.uid, app.gid),
+        (tree::Kind::Dir, 0o750, 1000, 1000)
+    );
+    assert_eq!(entry("var/lib/app/state.json").uid, 1000);
+    assert_eq!(entry("opt/kiln/deep").mode, 0o755);
+    assert_eq!(
+        entry("etc/systemd/system/multi-user.target.wants/kiln-hello.service").kind,
+        tree::Kind::Link("/etc/systemd/system/kiln-hello.service".into())
+    );
+    assert_eq!(
+        entry("etc/systemd/system/kiln-hello.service.d/10-env.conf").mode,
+        0o644
+    );
+    assert!(tree.contains_key(Path::new("etc/systemd/system/etcd.service.d/20-kiln.conf")));
+    assert!(!tree.contains_key(Path::new("etc/systemd/system/etcd.service")));
+    assert_eq!(
+        entry("usr/local/bin/hi").kind,
+        tree::Kind::Link("hello".into())
+    );
+    Ok(())
+}
+
+#[test]
+fn the_comparison_catches_a_mode_an_owner_and_a_content_that_differ() -> Result<()> {
+    let layer = feature_layer();
+    let mut skewed = feature_layer();
+    skewed.add_file(
+        "/usr/local/bin/hello",
+        Meta::root(0o700),
+        Contents::Inline(b"#!/bin/sh\necho hello\n".to_vec()),
+    );
+    skewed.add_dir(
+        "/var/lib/app",
+        Meta {
+            mode: 0o750,
+            uid: 1000,
+            gid: 0,
+        },
+    );
+    skewed.add_file(
+        "/etc/kiln/empty",
+        Meta::root(0o644),
+        Contents::Inline(b"x".to_vec()),
+    );
+    let dir = tempfile::tempdir()?;
+    let (ign, rootfs) = (
+        dir.path().join("etcd.ign"),
+        dir.path().join("rootfs.tar.gz"),
+    );
+    fs::write(&ign, render_ignition(&layer)?)?;
+    render_rootfs(&skewed, None, 0, &rootfs)?;
+    let err = assert_renderings_agree("skewed", &ign, &rootfs)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("differ in 3 entries"), "{err}");
+    for path in ["usr/local/bin/hello", "var/lib/app", "etc/kiln/empty"] {
+        assert!(
+            err.contains(&format!("\n{path}: Ignition has")),
+            "{path} not reported: {err}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn ignition_and_rootfs_of_every_example_profile_role_write_the_same_tree() -> Result<()> {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    for role in ["etcd", "master", "worker"] {
+        let dir = build.out().join(role);
+        let tree = assert_renderings_agree(
+            role,
+            &dir.join(format!("{role}.ign")),
+            &dir.join("rootfs.tar.gz"),
+        )?;
+        ensure!(
+            tree.contains_key(Path::new("etc/kiln/node.toml")),
+            "{role}: no /etc/kiln/node.toml in {:?}",
+            tree.keys().collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}
