@@ -167,9 +167,21 @@ pub fn start_etcd(lab: &Lab, label: &str, host: &Host, root: &Path) -> u32 {
     let env_path = under_root(root, Path::new(ENV_FILE));
     let text = fs::read_to_string(&env_path)
         .unwrap_or_else(|e| panic!("the agent wrote no {}: {e}", env_path.display()));
+    start_etcd_with(lab, label, host, root, parse_env(&text))
+}
+
+/// Starts etcd with exactly the `ETCD_*` variables given, as systemd would
+/// from an environment file; absolute paths are mapped under `root`.
+pub fn start_etcd_with(
+    lab: &Lab,
+    label: &str,
+    host: &Host,
+    root: &Path,
+    vars: Vec<(String, String)>,
+) -> u32 {
     let mut cmd = host.command("/usr/bin/etcd");
     cmd.env_clear();
-    for (key, value) in parse_env(&text) {
+    for (key, value) in vars {
         let value = if value.starts_with('/') {
             under_root(root, Path::new(&value)).display().to_string()
         } else {

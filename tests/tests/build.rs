@@ -241,15 +241,18 @@ fn two_builds_are_byte_identical_and_reuse_the_secrets_untouched() {
     let build = Build::new();
     build.ok(&profile("example.toml"));
     let secrets_before = digests(&build.secrets());
-    let mtimes_before: Vec<_> = secrets_before
-        .keys()
-        .map(|k| {
-            fs::metadata(build.secrets().join(k))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
+    let mtimes = || -> Vec<_> {
+        secrets_before
+            .keys()
+            .map(|k| {
+                fs::metadata(build.secrets().join(k))
+                    .unwrap()
+                    .modified()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mtimes_before = mtimes();
     let second = build.dir.path().join("second");
     let out = build.run_into(&profile("example.toml"), &second);
     assert!(
@@ -267,15 +270,7 @@ fn two_builds_are_byte_identical_and_reuse_the_secrets_untouched() {
         assert!(bytes == &again[name], "{name} differs between two builds");
     }
     assert_eq!(digests(&build.secrets()), secrets_before, "secrets changed");
-    let mtimes_after: Vec<_> = secrets_before
-        .keys()
-        .map(|k| {
-            fs::metadata(build.secrets().join(k))
-                .unwrap()
-                .modified()
-                .unwrap()
-        })
-        .collect();
+    let mtimes_after = mtimes();
     assert_eq!(mtimes_before, mtimes_after, "secrets were rewritten");
 }
 

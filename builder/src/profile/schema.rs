@@ -48,7 +48,7 @@ pub fn deserialize(map: &SourceMap<'_>) -> Result<Profile, Vec<Diagnostic>> {
 }
 
 /// A misspelled required key shows up twice: as unknown, with a "did you
-/// mean" for the missing one, and as missing. Keep only the first.
+/// mean" for the missing one, and as missing. Keep only the one with the fix.
 fn drop_misspelled_missing(found: &mut Vec<Diagnostic>) {
     let suggested: Vec<String> = found
         .iter()
