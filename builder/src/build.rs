@@ -1,5 +1,5 @@
-//! `kiln build`: profile -> secrets -> role layers -> Ignition configs and
-//! tarballs -> manifest, staged in a private folder and moved into place only
+//! `kiln build`: profile -> secrets -> role layers -> Ignition configs,
+//! tarballs and bootable disks -> manifest, staged in a private folder and moved into place only
 //! when complete, so a failed build leaves the previous output untouched.
 
 use std::fs::{self, File};
@@ -8,12 +8,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::node_config::Role;
 
+use crate::image::{self, DiskRequest, RoleBase};
 use crate::layer::{build_layer, LayerInputs, RoleLayer};
 use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
 use crate::nodeconf::etcd_members;
-use crate::profile::{self, LoadedProfile, OutputFormat};
+use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
 use crate::progress::Progress;
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
 use crate::secrets::Secrets;
@@ -31,6 +31,12 @@ pub struct BuildOptions {
     pub secrets: Option<PathBuf>,
     /// The kiln-firstboot binary; default: beside the running `kiln`.
     pub agent: Option<PathBuf>,
+    /// Where the Debian base is cached; default [`image::default_cache_dir`].
+    pub cache: Option<PathBuf>,
+    /// Replaces the profile's `images.formats`.
+    pub formats: Option<Vec<OutputFormat>>,
+    /// Replaces the profile's `images.base`.
+    pub base: Option<BaseImage>,
 }
 
 /// What a build produced, for the summary.
@@ -40,7 +46,15 @@ pub struct BuildReport {
 }
 
 pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport> {
-    let loaded = profile::load(&options.profile)?;
+    let mut loaded = profile::load(&options.profile)?;
+    if let Some(formats) = &options.formats {
+        loaded.profile.images.formats = formats.clone();
+    }
+    let base_choice = options.base.unwrap_or(loaded.profile.images.base);
+    let cache = options
+        .cache
+        .clone()
+        .unwrap_or_else(image::default_cache_dir);
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
@@ -87,9 +101,20 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         roles: Default::default(),
     };
     for role in loaded.profile.roles() {
-        let layer = build_layer(role, &inputs)?;
+        let mut layer = build_layer(role, &inputs)?;
+        let base = progress.step(&format!("preparing the {role} base"), || {
+            RoleBase::resolve(&loaded, role, base_choice, &cache)
+        })?;
+        if let RoleBase::Debian(_) = base {
+            image::add_os_files(&mut layer);
+        }
+        let target = RoleTarget {
+            base: &base,
+            cache: &cache,
+            seed: format!("{cluster}/{role}"),
+        };
         let record = progress.step(&format!("building the {role} image"), || {
-            write_role(&layer, &loaded, staging.path(), mtime)
+            write_role(&layer, &loaded, &target, staging.path(), mtime)
         })?;
         manifest.roles.insert(role, record);
     }
@@ -100,10 +125,18 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
     Ok(BuildReport { out, manifest })
 }
 
+/// Where a role's image comes from, beyond its layer.
+struct RoleTarget<'a> {
+    base: &'a RoleBase,
+    cache: &'a Path,
+    seed: String,
+}
+
 /// Renders one role's artifacts into `staging/<role>/`.
 fn write_role(
     layer: &RoleLayer,
     loaded: &LoadedProfile,
+    target: &RoleTarget,
     staging: &Path,
     mtime: u64,
 ) -> Result<RoleRecord> {
@@ -116,6 +149,8 @@ fn write_role(
         let rel = match format {
             OutputFormat::Ignition => format!("{role}/{role}.ign"),
             OutputFormat::Rootfs => format!("{role}/rootfs.tar.gz"),
+            OutputFormat::Raw => format!("{role}/disk.raw"),
+            OutputFormat::Qcow2 => format!("{role}/disk.qcow2"),
         };
         let path = staging.join(&rel);
         let mut file = create_artifact(&path, secret)?;
@@ -127,9 +162,11 @@ fn write_role(
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             OutputFormat::Rootfs => {
-                let base = role_base(loaded, role);
-                write_rootfs(layer, base.as_deref(), mtime, &mut file)
+                write_rootfs(layer, target.base.path(), mtime, &mut file)
                     .with_context(|| format!("writing {}", path.display()))?;
+            }
+            OutputFormat::Raw | OutputFormat::Qcow2 => {
+                write_disk(layer, target, staging, *format, mtime, &path)?;
             }
         }
         file.sync_all()
@@ -139,14 +176,40 @@ fn write_role(
     Ok(record)
 }
 
-fn role_base(loaded: &LoadedProfile, role: Role) -> Option<PathBuf> {
-    let images = &loaded.profile.images;
-    let image = match role {
-        Role::Etcd => &images.etcd,
-        Role::Master => &images.master,
-        Role::Worker => &images.worker,
+/// `disk.raw` is baked once per role; `disk.qcow2` is converted from it
+/// (from a private raw disk when raw itself was not asked for).
+fn write_disk(
+    layer: &RoleLayer,
+    target: &RoleTarget,
+    staging: &Path,
+    format: OutputFormat,
+    mtime: u64,
+    path: &Path,
+) -> Result<()> {
+    let raw = staging.join(layer.role.as_str()).join("disk.raw");
+    let mut request = DiskRequest {
+        layer,
+        base: target.base,
+        seed: target.seed.clone(),
+        mtime,
+        cache: target.cache,
+        raw: &raw,
+        qcow2: None,
     };
-    image.base.as_deref().map(|b| loaded.resolve(b))
+    match format {
+        OutputFormat::Raw => image::write_disks(&request),
+        _ if raw.exists() => image::write_qcow2(&raw, path),
+        _ => {
+            let private = tempfile::Builder::new()
+                .prefix(".disk-")
+                .suffix(".raw")
+                .tempfile_in(staging)
+                .with_context(|| format!("creating a temporary disk in {}", staging.display()))?;
+            request.raw = private.path();
+            request.qcow2 = Some(path);
+            image::write_disks(&request)
+        }
+    }
 }
 
 /// Artifacts holding keys are 0600 from creation; the others 0644.

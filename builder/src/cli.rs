@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::build::{build, print_summary, BuildOptions};
-use crate::profile;
+use crate::profile::{self, BaseImage, OutputFormat};
 use crate::progress::Progress;
 
 /// Bakes role-specific node images (etcd, master, worker) for a highly
@@ -34,6 +34,37 @@ pub enum Command {
         /// The kiln-firstboot binary to bake in [default: beside kiln].
         #[arg(long, value_name = "PATH")]
         agent: Option<PathBuf>,
+        /// Where the Debian base root filesystem is cached
+        /// [default: $XDG_CACHE_HOME/kiln, or /var/cache/kiln as root].
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Output formats instead of the profile's images.formats, comma
+        /// separated: ignition, rootfs, raw, qcow2.
+        #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_format)]
+        formats: Option<Vec<OutputFormat>>,
+        /// Base OS instead of the profile's images.base: debian or none.
+        #[arg(long, value_name = "BASE", value_parser = parse_base)]
+        base: Option<BaseImage>,
+    },
+    /// Show every etcd member, its state and the cluster's health.
+    Health {
+        /// The cluster profile (TOML).
+        profile: PathBuf,
+        /// Secrets folder with the etcd client certificate
+        /// [default: images/<cluster>/secrets].
+        #[arg(long, value_name = "DIR")]
+        secrets: Option<PathBuf>,
+        /// Client URLs to ask instead of the profile's members, comma
+        /// separated (e.g. after a node came back on a new address).
+        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Keep checking until every member is started, voting and healthy;
+        /// fail with the reason after DURATION (90s, 5m).
+        #[arg(long, value_name = "DURATION", value_parser = crate::health::parse_duration)]
+        wait: Option<std::time::Duration>,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
     },
     /// Check a profile and report every problem with its position.
     Validate {
@@ -49,16 +80,38 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             secrets,
             agent,
+            cache,
+            formats,
+            base,
         } => {
             let options = BuildOptions {
                 profile,
                 out,
                 secrets,
                 agent,
+                cache,
+                formats,
+                base,
             };
             let report = build(&options, &Progress::detect())?;
             print_summary(&report);
             Ok(())
+        }
+        Command::Health {
+            profile,
+            secrets,
+            endpoints,
+            wait,
+            json,
+        } => {
+            let loaded = profile::load(&profile)?;
+            let secrets = secrets.unwrap_or_else(|| {
+                std::path::Path::new("images")
+                    .join(&loaded.profile.cluster.name)
+                    .join("secrets")
+            });
+            let check = crate::health::HealthCheck::new(&loaded, &secrets, endpoints)?;
+            crate::health::report(&check.wait(wait), json, wait)
         }
         Command::Validate { profile } => {
             let loaded = profile::load(&profile)?;
@@ -73,6 +126,28 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+fn parse_format(word: &str) -> Result<OutputFormat, String> {
+    match word {
+        "ignition" => Ok(OutputFormat::Ignition),
+        "rootfs" => Ok(OutputFormat::Rootfs),
+        "raw" => Ok(OutputFormat::Raw),
+        "qcow2" => Ok(OutputFormat::Qcow2),
+        _ => Err(format!(
+            "unknown format {word:?}: choose from ignition, rootfs, raw, qcow2"
+        )),
+    }
+}
+
+fn parse_base(word: &str) -> Result<BaseImage, String> {
+    match word {
+        "debian" => Ok(BaseImage::Debian),
+        "none" => Ok(BaseImage::None),
+        _ => Err(format!(
+            "unknown base {word:?}: choose debian (kiln's cached Debian bookworm) or none"
+        )),
     }
 }
 

@@ -2,6 +2,8 @@
 
 pub mod build;
 pub mod cli;
+pub mod health;
+pub mod image;
 pub mod layer;
 pub mod manifest;
 pub mod nodeconf;

@@ -57,11 +57,19 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let path = layout::under_root(&cli.root, layout::NODE_CONFIG.as_ref());
     let config = NodeConfig::load(&path)?;
-    let command = cli.command.unwrap_or(Command::Run);
-    if let Command::ShowConfig = command {
-        print!("{}", config.to_toml());
-        return Ok(());
+    let start = cli.root == Path::new("/") && !cli.no_start;
+    let node = || etcd_node(&cli, config.clone(), &path);
+    match cli.command.as_ref().unwrap_or(&Command::Run) {
+        Command::ShowConfig => print!("{}", config.to_toml()),
+        Command::Run => etcd::run(&node()?, start)?,
+        Command::Plan => println!("{}", etcd::plan(&node()?)?),
+        Command::Settle => etcd::settle(&node()?)?,
     }
+    Ok(())
+}
+
+/// This node as an etcd member; other roles are not converged yet.
+fn etcd_node(cli: &Cli, config: NodeConfig, path: &Path) -> Result<etcd::Node> {
     if config.role != Role::Etcd {
         bail!(
             "{} says role = {}; this agent converges etcd nodes only so far",
@@ -69,17 +77,7 @@ fn run(cli: Cli) -> Result<()> {
             config.role
         );
     }
-    let start = cli.root == Path::new("/") && !cli.no_start;
-    let node = etcd::Node::new(config, &cli.root, Duration::from_secs(cli.timeout))?;
-    match command {
-        Command::Run => etcd::run(&node, start),
-        Command::Plan => {
-            println!("{}", etcd::plan(&node)?);
-            Ok(())
-        }
-        Command::Settle => etcd::settle(&node),
-        Command::ShowConfig => Ok(()),
-    }
+    etcd::Node::new(config, &cli.root, Duration::from_secs(cli.timeout))
 }
 
 #[cfg(test)]

@@ -25,6 +25,10 @@ pub struct Status {
     pub member: String,
     /// The decision, as the sentence the agent logged.
     pub decision: String,
+    /// The etcd member ID of this node when `run` added it (or found it) as
+    /// a learner: `settle` promotes it without asking the local etcd first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learner_id: Option<String>,
     /// Seconds since the Unix epoch.
     pub updated: u64,
 }

@@ -5,7 +5,7 @@
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_firstboot::etcd::config::{parse_env, ENV_FILE};
@@ -16,6 +16,9 @@ use kiln_firstboot::node_config::{
 use kiln_firstboot::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage};
 
 use crate::netns::{Host, Lab};
+
+pub mod runbook;
+pub mod scenario;
 
 /// The test cluster's DNS domain.
 pub const DOMAIN: &str = "kiln.test";
@@ -121,7 +124,10 @@ impl Fixture {
 }
 
 /// How long the agent may wait in tests (peers here answer within a second).
-pub const AGENT_TIMEOUT_SECS: u64 = 20;
+pub const AGENT_TIMEOUT_SECS: u64 = 90;
+/// Bound on a cluster becoming healthy in tests: generous, because CI runs
+/// other tests (and VMs) on the same two cores; a healthy cluster returns at once.
+pub const HEALTHY_WITHIN: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Runs `kiln-firstboot --root ROOT --no-start ARGS` inside the host's
 /// namespace; with `hostname`, in its own UTS namespace with that hostname.
@@ -136,19 +142,47 @@ pub fn agent_with_timeout(
     timeout: u64,
     args: &[&str],
 ) -> Output {
-    let mut cmd = host.command("unshare");
-    cmd.arg("--uts").arg("sh").arg("-c");
-    cmd.arg(r#"[ -z "$1" ] || hostname "$1"; shift; exec "$@""#)
-        .arg("sh");
-    cmd.arg(hostname.unwrap_or(""));
-    cmd.arg(crate::binary("kiln-firstboot"))
-        .arg("--root")
+    crate::run(&mut agent_command(host, root, hostname, timeout, args))
+}
+
+/// The agent's command line, for callers that manage the process themselves.
+pub fn agent_command(
+    host: &Host,
+    root: &Path,
+    hostname: Option<&str>,
+    timeout: u64,
+    args: &[&str],
+) -> Command {
+    let mut cmd = match hostname {
+        Some(name) => {
+            let mut cmd = host.command("unshare");
+            cmd.args([
+                "--uts",
+                "sh",
+                "-c",
+                r#"hostname "$1"; shift; exec "$@""#,
+                "sh",
+            ]);
+            cmd.arg(name).arg(agent_binary());
+            cmd
+        }
+        None => host.command(&agent_binary().display().to_string()),
+    };
+    cmd.arg("--root")
         .arg(root)
         .arg("--no-start")
         .arg("--timeout")
         .arg(timeout.to_string())
         .args(args);
-    crate::run(&mut cmd)
+    cmd
+}
+
+/// The agent under test: `$KILN_FIRSTBOOT_BIN` (benchmarks point it at the
+/// release build) or the workspace's debug build.
+pub fn agent_binary() -> PathBuf {
+    std::env::var_os("KILN_FIRSTBOOT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::binary("kiln-firstboot"))
 }
 
 /// Asserts that an agent run succeeded, showing its log if not.
@@ -238,5 +272,32 @@ pub fn wait_healthy(host: &Host, root: &Path, endpoints: &[Ipv4Addr], within: Du
             String::from_utf8_lossy(&out.stderr)
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls every endpoint's `/health` (client certificate, 1 s per call, 50 ms
+/// apart) until all say true: a probe cheap enough to time startups with.
+pub fn wait_all_health(host: &Host, root: &Path, endpoints: &[Ipv4Addr], within: Duration) {
+    let file = |p: PathBuf| under_root(root, &p);
+    let healthy = |ip: &Ipv4Addr| {
+        let out = crate::run(
+            host.command("curl")
+                .args(["-s", "--max-time", "1", "--cacert"])
+                .arg(file(paths::etcd_ca_cert()))
+                .arg("--cert")
+                .arg(file(paths::etcd_agent_client_cert()))
+                .arg("--key")
+                .arg(file(paths::etcd_agent_client_key()))
+                .arg(format!("https://{ip}:2379/health")),
+        );
+        String::from_utf8_lossy(&out.stdout).contains(r#""health":"true""#)
+    };
+    let start = Instant::now();
+    while !endpoints.iter().all(healthy) {
+        assert!(
+            start.elapsed() < within,
+            "{endpoints:?} not healthy after {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

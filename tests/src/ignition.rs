@@ -33,7 +33,8 @@ pub fn ensure_installed() -> Result<()> {
     Ok(())
 }
 
-/// Runs `ignition-validate` on a config; its report is the error.
+/// Runs `ignition-validate` on a config. Any report, even a warning, is an
+/// error: kiln's configs are meant to be clean.
 pub fn validate(ign: &Path) -> Result<()> {
     ensure_installed()?;
     let out = Command::new("ignition-validate")

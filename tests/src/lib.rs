@@ -2,10 +2,13 @@
 //! are, and how to run them.
 
 pub mod artifacts;
+pub mod bootnet;
 pub mod etcd;
 pub mod ignition;
 pub mod netns;
+pub mod nspawn;
 pub mod tree;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -57,6 +57,10 @@ fn feature_layer() -> RoleLayer {
         text("#!/bin/sh\necho hello\n"),
     );
     layer.add_link("/usr/local/bin/hi", "hello");
+    // Longer than a ustar name field, to exercise GNU long names.
+    let long = format!("/opt/kiln/{}/file", "long-folder-name".repeat(8));
+    layer.add_file(&long, Meta::root(0o644), text("deep\n"));
+    layer.add_link(format!("{long}.link"), &long);
     layer.add_link("/etc/localtime", "/usr/share/zoneinfo/UTC");
     let app = Meta {
         mode: 0o750,
@@ -126,9 +130,16 @@ fn ignition_and_rootfs_of_a_feature_layer_write_the_same_tree() -> Result<()> {
         dir.path().join("etcd.ign"),
         dir.path().join("rootfs.tar.gz"),
     );
-    fs::write(&ign, render_ignition(&layer)?)?;
+    let config = render_ignition(&layer)?;
+    fs::write(&ign, &config)?;
     render_rootfs(&layer, None, 1_700_000_000, &rootfs)?;
     let tree = assert_renderings_agree("feature layer", &ign, &rootfs)?;
+
+    // Real Ignition decoded every data URL encoding kiln emits.
+    let config = String::from_utf8(config)?;
+    for encoding in [r#""data:,"#, r#""data:;base64,"#, r#""compression":"gzip""#] {
+        assert!(config.contains(encoding), "no {encoding} in {config}");
+    }
 
     // The agreement is about the right tree, not two equally wrong ones.
     let entry = |p: &str| {

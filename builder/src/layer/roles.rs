@@ -77,12 +77,83 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
         },
         true,
     );
+    if layer.role == Role::Etcd {
+        add_etcd_boot_order(layer);
+    }
 }
 
+/// The unit that finishes an etcd node's first boot once etcd runs.
+const SETTLE_UNIT: &str = "kiln-firstboot-settle.service";
+
+/// First boot of an etcd node, as systemd orders it: kiln-firstboot writes
+/// etcd's configuration (it never starts etcd itself: a oneshot ordered
+/// before etcd.service that waited for etcd would deadlock), then
+/// etcd.service starts, then the settle unit promotes a learner and leaves
+/// the done marker. Debian enables etcd.service with a single-node
+/// localhost default; the gate drop-in keeps it from ever starting
+/// unconfigured, and points it at kiln's environment file from the start
+/// so no `daemon-reload` is needed for the agent's own drop-in to apply.
+fn add_etcd_boot_order(layer: &mut RoleLayer) {
+    layer.add_unit(
+        Unit {
+            name: "etcd.service".to_owned(),
+            contents: None,
+            dropins: vec![(
+                "05-kiln-gate.conf".to_owned(),
+                format!(
+                    "# Debian's etcd.service runs only once kiln-firstboot configured it.\n\
+                     [Unit]\n\
+                     ConditionPathExists={env}\n\
+                     After={agent}\n\
+                     \n\
+                     [Service]\n\
+                     EnvironmentFile=\n\
+                     EnvironmentFile={env}\n\
+                     Restart=on-failure\n\
+                     RestartSec=2s\n",
+                    env = kiln_firstboot::etcd::config::ENV_FILE,
+                    agent = layout::AGENT_UNIT,
+                ),
+            )],
+        },
+        false,
+    );
+    layer.add_unit(
+        Unit {
+            name: SETTLE_UNIT.to_owned(),
+            contents: Some(format!(
+                "[Unit]\n\
+                 Description=kiln first-boot agent: promote and confirm this etcd member\n\
+                 Wants=etcd.service\n\
+                 After=etcd.service {agent_unit}\n\
+                 ConditionPathExists=!{done}\n\
+                 \n\
+                 [Service]\n\
+                 Type=oneshot\n\
+                 RemainAfterExit=yes\n\
+                 ExecStart={agent} settle\n\
+                 StandardOutput=journal+console\n\
+                 StandardError=journal+console\n\
+                 \n\
+                 [Install]\n\
+                 WantedBy=multi-user.target\n",
+                agent_unit = layout::AGENT_UNIT,
+                done = layout::DONE_MARKER,
+                agent = layout::AGENT_BINARY,
+            )),
+            dropins: vec![],
+        },
+        true,
+    );
+}
+
+/// Ordered after the network is up (discovery needs addresses) and before
+/// the role's services; its decisions go to the serial console too, so an
+/// operator watching a VM boot sees them.
 fn agent_unit(role: Role) -> String {
-    let before = match role {
-        Role::Etcd => "etcd.service",
-        Role::Master | Role::Worker => "kubelet.service",
+    let (before, start) = match role {
+        Role::Etcd => ("etcd.service", " --no-start"),
+        Role::Master | Role::Worker => ("kubelet.service", ""),
     };
     format!(
         "[Unit]\n\
@@ -96,7 +167,9 @@ fn agent_unit(role: Role) -> String {
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
-         ExecStart={agent} run\n\
+         ExecStart={agent}{start} run\n\
+         StandardOutput=journal+console\n\
+         StandardError=journal+console\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
@@ -217,15 +290,22 @@ fn add_extras(layer: &mut RoleLayer, profile: &LoadedProfile, image: &RoleImage)
         );
     }
     for unit in &image.units {
+        // Keep kiln's own drop-ins (etcd.service's gate) beside the profile's.
+        let mut dropins = layer
+            .units
+            .get(&unit.name)
+            .map(|u| u.dropins.clone())
+            .unwrap_or_default();
+        dropins.extend(
+            unit.dropins
+                .iter()
+                .map(|d| (d.name.clone(), d.contents.clone())),
+        );
         layer.add_unit(
             Unit {
                 name: unit.name.clone(),
                 contents: unit.contents.clone(),
-                dropins: unit
-                    .dropins
-                    .iter()
-                    .map(|d| (d.name.clone(), d.contents.clone()))
-                    .collect(),
+                dropins,
             },
             unit.enabled,
         );

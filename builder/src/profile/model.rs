@@ -121,6 +121,28 @@ pub enum OutputFormat {
     Ignition,
     /// `<role>/rootfs.tar.gz`, the role's root filesystem.
     Rootfs,
+    /// `<role>/disk.raw`, a GPT disk (ESP + ext4 root) that boots under UEFI.
+    Raw,
+    /// `<role>/disk.qcow2`, the same disk converted by qemu-img.
+    Qcow2,
+}
+
+impl OutputFormat {
+    /// Whether the format is a bootable disk, which needs a whole OS as base.
+    pub fn is_disk(self) -> bool {
+        matches!(self, OutputFormat::Raw | OutputFormat::Qcow2)
+    }
+}
+
+/// The operating system under every role layer, unless a role names its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseImage {
+    /// The role layer alone (Ignition configs, layer-only tarballs).
+    #[default]
+    None,
+    /// Debian bookworm built by mmdebstrap, cached by a digest of its inputs.
+    Debian,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +150,9 @@ pub enum OutputFormat {
 pub struct ImagesSection {
     #[serde(default = "default_formats")]
     pub formats: Vec<OutputFormat>,
+    /// The OS every role is baked on; `images.<role>.base` overrides it.
+    #[serde(default)]
+    pub base: BaseImage,
     /// mtime of every tarball entry; `SOURCE_DATE_EPOCH` overrides it.
     #[serde(default)]
     pub source_date_epoch: Option<u64>,
@@ -146,6 +171,7 @@ impl Default for ImagesSection {
     fn default() -> Self {
         ImagesSection {
             formats: default_formats(),
+            base: BaseImage::None,
             source_date_epoch: None,
             agent: None,
             etcd: RoleImage::default(),

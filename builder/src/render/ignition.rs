@@ -155,7 +155,7 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = gzip_writer(Vec::new(), Compression::best());
+    let mut encoder = gzip_writer(Vec::new(), Compression::default());
     // Writing into a Vec cannot fail.
     encoder.write_all(bytes).expect("gzip into memory");
     encoder.finish().expect("gzip into memory")
@@ -164,12 +164,16 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// `data:,` with everything percent-encoded except characters that mean
 /// nothing special in a URL (no `?`, `#`, `%` or `;` left bare).
 fn plain_data_url(bytes: &[u8]) -> String {
-    let mut url = String::from("data:,");
+    let mut url = String::with_capacity(6 + bytes.len() * 3);
+    url.push_str("data:,");
     for &b in bytes {
         if b.is_ascii_alphanumeric() || b"-_.~/:=+,@!*'()".contains(&b) {
             url.push(char::from(b));
         } else {
-            url.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            url.push('%');
+            url.push(char::from(HEX[usize::from(b >> 4)]));
+            url.push(char::from(HEX[usize::from(b & 0xf)]));
         }
     }
     url

@@ -9,18 +9,20 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use tar::{EntryType, Header};
 
-use super::base::{Base, BaseKind, Source};
-use super::{gzip_writer, layer_tree, IoContext, Origin, RenderError, TreeKind};
+use super::base::{Base, BaseKind};
+use super::{gzip_writer, layer_tree, IoContext, Origin, RenderError, TreeEntry, TreeKind};
 use crate::layer::{Meta, RoleLayer};
 
-/// What one tarball entry holds.
+/// One tarball entry: from the layer or, where the layer is silent, the base.
 enum Kind<'a> {
-    Dir,
-    Bytes(&'a [u8]),
-    BaseFile(&'a Source),
-    Link(&'a Path),
-    Device { block: bool, major: u32, minor: u32 },
-    Fifo,
+    Layer(TreeKind<'a>),
+    Base(&'a BaseKind),
+}
+
+impl Kind<'_> {
+    fn is_dir(&self) -> bool {
+        matches!(self, Kind::Layer(TreeKind::Dir) | Kind::Base(BaseKind::Dir))
+    }
 }
 
 struct Entry<'a> {
@@ -49,41 +51,34 @@ pub fn write_rootfs(
     out: &mut dyn Write,
 ) -> Result<(), RenderError> {
     let base = base.map(Base::open).transpose()?;
-    let mut entries: BTreeMap<PathBuf, Entry<'_>> = BTreeMap::new();
-    if let Some(base) = &base {
-        for (path, entry) in &base.entries {
-            let kind = match &entry.kind {
-                BaseKind::Dir => Kind::Dir,
-                BaseKind::File(source) => Kind::BaseFile(source),
-                BaseKind::Link(target) => Kind::Link(target),
-                &BaseKind::Device {
-                    block,
-                    major,
-                    minor,
-                } => Kind::Device {
-                    block,
-                    major,
-                    minor,
-                },
-                BaseKind::Fifo => Kind::Fifo,
-            };
-            entries.insert(
-                path.clone(),
-                Entry {
-                    meta: entry.meta,
-                    kind,
-                },
-            );
-        }
-    }
     let tree = layer_tree(layer)?;
-    for (path, item) in &tree {
-        let existing = entries.get(path).map(|e| &e.kind);
+    let entries = lay_over(base.as_ref(), &tree)?;
+    write_tar(out, &entries, base.as_ref(), mtime)
+}
+
+/// The base's entries with the layer's laid over them.
+fn lay_over<'a>(
+    base: Option<&'a Base>,
+    tree: &'a BTreeMap<PathBuf, TreeEntry<'a>>,
+) -> Result<BTreeMap<PathBuf, Entry<'a>>, RenderError> {
+    let mut entries = BTreeMap::new();
+    for (path, entry) in base.iter().flat_map(|b| &b.entries) {
+        let kind = Kind::Base(&entry.kind);
+        entries.insert(
+            path.clone(),
+            Entry {
+                meta: entry.meta,
+                kind,
+            },
+        );
+    }
+    for (path, item) in tree {
+        let existing = entries.get(path).map(|e: &Entry<'_>| &e.kind);
         if item.origin == Origin::Implied {
             match existing {
                 None => {}
-                Some(Kind::Dir) => continue,
-                Some(Kind::Link(_)) => {
+                Some(kind) if kind.is_dir() => continue,
+                Some(Kind::Base(BaseKind::Link(_))) => {
                     return Err(RenderError::layer(
                         path,
                         "is a symbolic link in the base; put the layer's entries under the \
@@ -93,14 +88,10 @@ pub fn write_rootfs(
                 Some(_) => return Err(RenderError::layer(path, "is not a directory in the base")),
             }
         }
-        let kind = match item.kind {
-            TreeKind::Dir => Kind::Dir,
-            TreeKind::File(data) => Kind::Bytes(data.bytes()),
-            TreeKind::Link(target) => Kind::Link(target),
-        };
+        let kind = Kind::Layer(item.kind);
         // A directory over a directory only changes owner and mode, as with
         // Ignition; anything else replaces the whole base subtree.
-        if !(matches!(kind, Kind::Dir) && matches!(existing, Some(Kind::Dir))) {
+        if !(kind.is_dir() && existing.is_some_and(Kind::is_dir)) {
             remove_below(&mut entries, path);
         }
         entries.insert(
@@ -111,7 +102,7 @@ pub fn write_rootfs(
             },
         );
     }
-    write_tar(out, &entries, base.as_ref(), mtime)
+    Ok(entries)
 }
 
 fn remove_below(entries: &mut BTreeMap<PathBuf, Entry<'_>>, dir: &Path) {
@@ -143,25 +134,25 @@ fn write_tar(
         header.set_mode(entry.meta.mode);
         header.set_size(0);
         let appended = match &entry.kind {
-            Kind::Dir => {
+            Kind::Layer(TreeKind::Dir) | Kind::Base(BaseKind::Dir) => {
                 header.set_entry_type(EntryType::Directory);
                 tar.append_data(&mut header, name, io::empty())
             }
-            Kind::Bytes(bytes) => append_file(&mut tar, &mut header, name, bytes),
-            Kind::BaseFile(source) => {
+            Kind::Layer(TreeKind::File(data)) => {
+                append_file(&mut tar, &mut header, name, data.bytes())
+            }
+            Kind::Base(BaseKind::File(source)) => {
                 let base =
                     base.ok_or_else(|| RenderError::layer(path, "base file without a base"))?;
                 append_file(&mut tar, &mut header, name, &base.read(source)?)
             }
-            Kind::Link(target) => {
-                header.set_entry_type(EntryType::Symlink);
-                tar.append_link(&mut header, name, target)
-            }
-            &Kind::Device {
+            Kind::Layer(TreeKind::Link(target)) => append_link(&mut tar, &mut header, name, target),
+            Kind::Base(BaseKind::Link(target)) => append_link(&mut tar, &mut header, name, target),
+            &Kind::Base(&BaseKind::Device {
                 block,
                 major,
                 minor,
-            } => {
+            }) => {
                 header.set_entry_type(if block {
                     EntryType::Block
                 } else {
@@ -172,7 +163,7 @@ fn write_tar(
                     .and_then(|_| header.set_device_minor(minor))
                     .and_then(|_| tar.append_data(&mut header, name, io::empty()))
             }
-            Kind::Fifo => {
+            Kind::Base(BaseKind::Fifo) => {
                 header.set_entry_type(EntryType::Fifo);
                 tar.append_data(&mut header, name, io::empty())
             }
@@ -181,6 +172,16 @@ fn write_tar(
     }
     let gzip = tar.into_inner().context(writing)?;
     gzip.finish().context(writing)?.flush().context(writing)
+}
+
+fn append_link<W: Write>(
+    tar: &mut tar::Builder<W>,
+    header: &mut Header,
+    name: &Path,
+    target: &Path,
+) -> io::Result<()> {
+    header.set_entry_type(EntryType::Symlink);
+    tar.append_link(header, name, target)
 }
 
 fn append_file<W: Write>(

@@ -68,6 +68,10 @@ fn sample_layer() -> RoleLayer {
         },
     );
     layer.add_link("/etc/localtime", "/usr/share/zoneinfo/UTC");
+    // Longer than ustar's 100-byte name field: GNU long-name entries.
+    let long = format!("/opt/{}/file", "long-folder-name".repeat(8));
+    layer.add_file(&long, Meta::root(0o644), Contents::Inline(b"deep".to_vec()));
+    layer.add_link(format!("{long}.link"), &long);
     layer.add_unit(
         Unit {
             name: "a.service".into(),
@@ -126,6 +130,12 @@ fn two_renders_are_byte_identical_and_fully_normalized() {
     let wants = find(
         &listed,
         "etc/systemd/system/multi-user.target.wants/a.service",
+    );
+    let long = format!("opt/{}/file", "long-folder-name".repeat(8));
+    assert_eq!(find(&listed, &long).6, b"deep");
+    assert_eq!(
+        find(&listed, &format!("{long}.link")).6,
+        format!("/{long}").as_bytes()
     );
     assert_eq!(
         (wants.1, wants.6.as_slice()),

@@ -15,14 +15,16 @@ use super::{certs, settle};
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
 
-/// Observes the cluster until a decision other than "wait" is possible.
-pub fn make_plan(node: &Node) -> Result<Plan> {
+/// Observes the cluster until a decision other than "wait" is possible;
+/// returns it with the member list it was made on.
+pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
     retry("an etcd cluster to answer", node.timeout, || {
-        let plan = decide(&me, node.observe().as_ref());
+        let view = node.observe();
+        let plan = decide(&me, view.as_ref());
         match plan.decision {
             Decision::Wait(reason) => Attempt::Retry(reason),
-            _ => Attempt::Done(plan),
+            _ => Attempt::Done((plan, view.map(|v| v.members).unwrap_or_default())),
         }
     })
     .with_context(|| {
@@ -41,6 +43,7 @@ pub fn make_plan(node: &Node) -> Result<Plan> {
 /// The decision as the sentence an operator reads in the journal.
 pub fn describe(node: &Node, plan: &Plan) -> String {
     let name = &node.me.name;
+    let size = plan.cluster_size;
     let aside = if plan.move_aside_data {
         ", after moving the stale data dir aside"
     } else {
@@ -57,9 +60,11 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
             node.peer_url,
             if *learner { ", learner" } else { "" }
         ),
-        Decision::Join => format!("{name} is not a member: joining the existing cluster as a learner, then promoting it"),
+        Decision::Join => format!(
+            "{name} is not a member: joining the existing cluster of {size} as a learner, then promoting it"
+        ),
         Decision::Replace { dead } => format!(
-            "joining the existing cluster as replacement for dead member {} (id {}, peer {}): removing it, then adding {name} as a learner",
+            "joining the existing cluster of {size} as replacement for dead member {} (id {}, peer {}): removing it, then adding {name} as a learner",
             dead.name, dead.id, dead.peer_urls.join(",")
         ),
         Decision::Wait(reason) => format!("waiting: {reason}"),
@@ -82,7 +87,7 @@ pub fn plan(node: &Node) -> Result<String> {
     if status::is_done(&node.root) {
         return Ok("already converged (done marker present): nothing to do".into());
     }
-    Ok(describe(node, &make_plan(node)?))
+    Ok(describe(node, &make_plan(node)?.0))
 }
 
 /// `kiln-firstboot run`. With `start`, also starts etcd and settles.
@@ -91,12 +96,13 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         tracing::info!("already converged (done marker present): nothing to do");
         return Ok(());
     }
-    let plan = make_plan(node)?;
+    let (plan, members) = make_plan(node)?;
     let sentence = describe(node, &plan);
     if matches!(
         plan.decision,
         Decision::QuorumLost { .. } | Decision::Conflict(_) | Decision::Wait(_)
     ) {
+        // Before anything is written: refusing changes nothing.
         bail!("{sentence}");
     }
     tracing::info!(member = %node.me.name, peer = %node.peer_url, decision = %sentence, "decided");
@@ -104,23 +110,29 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
     if plan.move_aside_data {
         move_aside(&node.data_dir())?;
     }
+    let mut learner_id = None;
     let (state, initial_cluster) = match &plan.decision {
         Decision::Bootstrap => (ClusterState::New, listed_cluster(node)),
         Decision::Restart => (
             ClusterState::Existing,
             vec![(node.me.name.clone(), node.peer_url.clone())],
         ),
-        Decision::Join => {
-            add_self(node)?;
-            (ClusterState::Existing, current_cluster(node)?)
+        Decision::Join | Decision::Replace { .. } => {
+            if let Decision::Replace { dead } = &plan.decision {
+                remove_member(node, dead)?;
+            }
+            let (id, members) = add_self(node)?;
+            learner_id = Some(id);
+            (ClusterState::Existing, current_cluster(node, &members))
         }
-        Decision::Replace { dead } => {
-            remove_member(node, dead)?;
-            add_self(node)?;
-            (ClusterState::Existing, current_cluster(node)?)
+        Decision::StartListed { id, learner } => {
+            learner_id = learner.then(|| id.clone());
+            (ClusterState::Existing, current_cluster(node, &members))
         }
-        // StartListed; the refusing decisions returned above.
-        _ => (ClusterState::Existing, current_cluster(node)?),
+        // Refused above, before anything was written.
+        Decision::Wait(_) | Decision::QuorumLost { .. } | Decision::Conflict(_) => {
+            bail!("{sentence}")
+        }
     };
     prepare_data_dir(&node.data_dir())?;
     let settings = EtcdSettings {
@@ -140,6 +152,7 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
             role: "etcd".into(),
             member: node.me.name.clone(),
             decision: sentence,
+            learner_id,
             updated: status::now(),
         },
     )?;
@@ -161,12 +174,10 @@ fn listed_cluster(node: &Node) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The current membership, with this node's (unstarted, nameless) entry named.
-fn current_cluster(node: &Node) -> Result<Vec<(String, String)>> {
-    let members = node.cluster_call("list the members", |_, endpoint| {
-        node.client.member_list(endpoint)
-    })?;
-    Ok(members
+/// `--initial-cluster` for joining: the current membership, with this
+/// node's (unstarted, nameless) entry named.
+fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)> {
+    members
         .iter()
         .flat_map(|m| {
             let mine = m.peer_urls.contains(&node.peer_url);
@@ -177,22 +188,23 @@ fn current_cluster(node: &Node) -> Result<Vec<(String, String)>> {
             };
             m.peer_urls.iter().map(move |u| (name.clone(), u.clone()))
         })
-        .collect())
+        .collect()
 }
 
-fn add_self(node: &Node) -> Result<()> {
-    let id = node.cluster_call("add this node as a learner", |members, endpoint| {
+/// Adds this node as a learner; returns its ID and the member list with it.
+fn add_self(node: &Node) -> Result<(String, Vec<MemberInfo>)> {
+    let (id, members) = node.cluster_call("add this node as a learner", |members, endpoint| {
         // A timed-out add may have happened anyway: never add a second member.
         if let Some(m) = members
             .iter()
             .find(|m| m.peer_urls.contains(&node.peer_url))
         {
-            return Ok(m.id.clone());
+            return Ok((m.id.clone(), members.to_vec()));
         }
         node.client.member_add(endpoint, &node.peer_url, true)
     })?;
     tracing::info!(member = %node.me.name, id = %id, "added this node to the cluster as a learner");
-    Ok(())
+    Ok((id, members))
 }
 
 fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
@@ -249,8 +261,9 @@ fn start_etcd() -> Result<()> {
 }
 
 /// The decision recorded by the `run` that configured this node.
-pub fn describe_existing(root: &Path) -> String {
-    status::read_status(root)
-        .map(|s| s.decision)
-        .unwrap_or_else(|| "configured outside kiln-firstboot run".into())
+pub fn describe_existing(status: Option<&Status>) -> String {
+    status.map_or_else(
+        || "configured outside kiln-firstboot run".into(),
+        |s| s.decision.clone(),
+    )
 }

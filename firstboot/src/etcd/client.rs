@@ -12,6 +12,8 @@ use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
 /// Each call gets this long; callers retry with backoff on their own budget.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Peers are on the same network: a dead one should not cost a whole call.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MemberInfo {
@@ -66,6 +68,7 @@ pub struct EtcdRefused {
 }
 
 /// A gateway client presenting the agent's client certificate.
+#[derive(Clone)]
 pub struct EtcdClient {
     agent: ureq::Agent,
 }
@@ -93,6 +96,7 @@ impl EtcdClient {
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
             .timeout_global(Some(CALL_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
             .http_status_as_error(false)
             .build();
         Ok(EtcdClient {
@@ -126,13 +130,18 @@ impl EtcdClient {
         members_of(&value)
     }
 
-    /// Adds a member; returns the new member's ID.
-    pub fn member_add(&self, base: &str, peer_url: &str, learner: bool) -> Result<String> {
+    /// Adds a member; returns the new member's ID and the new member list.
+    pub fn member_add(
+        &self,
+        base: &str,
+        peer_url: &str,
+        learner: bool,
+    ) -> Result<(String, Vec<MemberInfo>)> {
         let body = json!({ "peerURLs": [peer_url], "isLearner": learner });
         let value = self.post(base, "/v3/cluster/member/add", body)?;
         let member: MemberInfo = serde_json::from_value(value["member"].clone())
             .with_context(|| format!("{base} answered member add without the new member"))?;
-        Ok(member.id)
+        Ok((member.id, members_of(&value)?))
     }
 
     pub fn member_remove(&self, base: &str, id: &str) -> Result<()> {

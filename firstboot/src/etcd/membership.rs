@@ -51,6 +51,8 @@ pub enum Decision {
 pub struct Plan {
     pub decision: Decision,
     pub move_aside_data: bool,
+    /// Members the cluster lists (0 when none answered), for the log sentence.
+    pub cluster_size: usize,
 }
 
 fn quorum(voting: usize) -> usize {
@@ -58,9 +60,11 @@ fn quorum(voting: usize) -> usize {
 }
 
 pub fn decide(me: &Me, cluster: Option<&ClusterView>) -> Plan {
+    let cluster_size = cluster.map_or(0, |v| v.members.len());
     let plan = |decision| Plan {
         decision,
         move_aside_data: false,
+        cluster_size,
     };
     let Some(view) = cluster else {
         return plan(if me.has_wal {
@@ -101,6 +105,7 @@ pub fn decide(me: &Me, cluster: Option<&ClusterView>) -> Plan {
     Plan {
         decision,
         move_aside_data,
+        cluster_size,
     }
 }
 
@@ -252,7 +257,8 @@ mod tests {
             plan,
             Plan {
                 decision: Decision::Join,
-                move_aside_data: true
+                move_aside_data: true,
+                cluster_size: 3
             }
         );
     }

@@ -72,17 +72,7 @@ impl Node {
     /// Asks the discovered peers for the member list, then every member for
     /// its status. `None` when no peer answers at all.
     pub fn observe(&self) -> Option<ClusterView> {
-        let candidates = discovery::candidate_urls(&self.sources, &self.client_url);
-        let members = std::thread::scope(|s| {
-            let probes: Vec<_> = candidates
-                .iter()
-                .map(|url| s.spawn(move || self.client.member_list(url)))
-                .collect();
-            probes
-                .into_iter()
-                .filter_map(|p| p.join().ok()?.ok())
-                .next()
-        })?;
+        let members = self.members_now()?;
         let statuses: Vec<(String, bool)> = std::thread::scope(|s| {
             let probes: Vec<_> = members
                 .iter()
@@ -100,6 +90,19 @@ impl Node {
             has_leader: statuses.iter().any(|(_, leader)| *leader),
             members,
         })
+    }
+
+    /// The member list from the first discovered peer that answers (all are
+    /// asked at once: a dead peer may take a whole timeout to fail).
+    pub fn members_now(&self) -> Option<Vec<MemberInfo>> {
+        let (answers, first) = std::sync::mpsc::channel();
+        for url in discovery::candidate_urls(&self.sources, &self.client_url) {
+            let (answers, client) = (answers.clone(), self.client.clone());
+            // Detached: the first answer wins, slow probes end on their timeout.
+            std::thread::spawn(move || answers.send(client.member_list(&url)));
+        }
+        drop(answers);
+        first.iter().find_map(Result::ok)
     }
 
     /// Client URLs of the started voting members: where membership calls go.
@@ -122,12 +125,12 @@ impl Node {
         mut call: impl FnMut(&[MemberInfo], &str) -> Result<T>,
     ) -> Result<T> {
         let outcome = retry(what, self.timeout, || {
-            let Some(view) = self.observe() else {
+            let Some(members) = self.members_now() else {
                 return Attempt::Retry("no etcd member answers".into());
             };
             let mut last = "no voting member to ask".to_owned();
-            for endpoint in self.voting_endpoints(&view.members) {
-                match call(&view.members, &endpoint) {
+            for endpoint in self.voting_endpoints(&members) {
+                match call(&members, &endpoint) {
                     Ok(value) => return Attempt::Done(Ok(value)),
                     Err(e) => match e.downcast_ref::<EtcdRefused>() {
                         Some(refused) if !is_transient(&refused.message) => {

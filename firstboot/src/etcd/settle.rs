@@ -16,27 +16,36 @@ pub fn settle(node: &Node) -> Result<()> {
         return Ok(());
     }
     let url = &node.client_url;
-    let local = retry(
-        "the local etcd member to know a leader",
-        node.timeout,
-        || match node.client.status(url) {
-            Ok(s) if s.has_leader() => Attempt::Done(s),
-            Ok(_) => Attempt::Retry(format!("{url} knows no leader yet")),
-            Err(e) => Attempt::Retry(format!("{e:#}")),
-        },
-    )
-    .with_context(|| {
-        format!("etcd on this node ({url}) did not come up; see `journalctl -u etcd`")
-    })?;
-    let id = local.header.member_id.clone();
-    if local.is_learner {
+    let configured = status::read_status(&node.root);
+    // A learner `run` added is promoted as soon as it caught up; otherwise
+    // the local etcd says who it is once it knows a leader.
+    let learner = match configured.as_ref().and_then(|s| s.learner_id.clone()) {
+        Some(id) => Some(id),
+        None => {
+            let local = retry(
+                "the local etcd member to know a leader",
+                node.timeout,
+                || match node.client.status(url) {
+                    Ok(s) if s.has_leader() => Attempt::Done(s),
+                    Ok(_) => Attempt::Retry(format!("{url} knows no leader yet")),
+                    Err(e) => Attempt::Retry(format!("{e:#}")),
+                },
+            )
+            .with_context(|| {
+                format!("etcd on this node ({url}) did not come up; see `journalctl -u etcd`")
+            })?;
+            local.is_learner.then_some(local.header.member_id)
+        }
+    };
+    if let Some(id) = learner {
         node.cluster_call("promote this learner to a voting member", |members, endpoint| {
             match members.iter().find(|m| m.id == id) {
                 Some(m) if !m.is_learner => Ok(()),
                 Some(_) => node.client.member_promote(endpoint, &id),
                 None => bail!("member {id} (this node) is no longer in the cluster; it was removed while joining"),
             }
-        })?;
+        })
+        .with_context(|| format!("etcd on this node ({url}) did not catch up; see `journalctl -u etcd`"))?;
         tracing::info!(member = %node.me.name, id = %id, "promoted this learner to a voting member");
     }
     retry(
@@ -54,7 +63,8 @@ pub fn settle(node: &Node) -> Result<()> {
             phase: Phase::Converged,
             role: "etcd".into(),
             member: node.me.name.clone(),
-            decision: describe_existing(&node.root),
+            decision: describe_existing(configured.as_ref()),
+            learner_id: None,
             updated: status::now(),
         },
     )?;

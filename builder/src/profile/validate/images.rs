@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::path::Component;
 
 use super::Checker;
-use crate::profile::model::{AgentSource, ExtraFile, ExtraUnit, ImagesSection, RoleImage};
+use crate::profile::model::{
+    AgentSource, BaseImage, ExtraFile, ExtraUnit, ImagesSection, RoleImage,
+};
 
 /// Unit types that can be defined by a unit file in /etc/systemd/system.
 const UNIT_SUFFIXES: [&str; 9] = [
@@ -40,12 +42,38 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
     if let Some(agent) = &images.agent {
         check_agent(agent, check);
     }
+    check_disk_base(images, check);
     for (role, image) in [
         ("etcd", &images.etcd),
         ("master", &images.master),
         ("worker", &images.worker),
     ] {
         check_role(&format!("images.{role}"), image, check);
+    }
+}
+
+/// A bootable disk needs a whole OS under the role layer.
+fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
+    let Some(j) = images.formats.iter().position(|f| f.is_disk()) else {
+        return;
+    };
+    if images.base != BaseImage::None {
+        return;
+    }
+    for (role, image) in [
+        ("etcd", &images.etcd),
+        ("master", &images.master),
+        ("worker", &images.worker),
+    ] {
+        if image.base.is_none() {
+            check.error(
+                format!("images.formats[{j}]"),
+                format!("a bootable disk needs an operating system, and images.{role} has no base"),
+                "write base = \"debian\" in [images] (kiln builds and caches a Debian bookworm base), \
+                 or drop \"raw\"/\"qcow2\" from formats",
+            );
+            return;
+        }
     }
 }
 

@@ -1,0 +1,116 @@
+//! Bootable role images: the base root filesystem a role is baked on (kiln's
+//! cached Debian base or the profile's own), and the disks made from the
+//! baked tree (`disk.raw`, `disk.qcow2`).
+
+mod bake;
+mod base;
+mod disk;
+mod gpt;
+mod os;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use kiln_firstboot::node_config::Role;
+
+pub use bake::bake_tree;
+pub use base::{default_cache_dir, DebianBase};
+pub use disk::{write_qcow2, write_raw, DiskIds};
+pub use os::add_os_files;
+
+use crate::layer::RoleLayer;
+use crate::profile::{BaseImage, LoadedProfile};
+
+/// The root filesystem a role is baked on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleBase {
+    /// No base: renderings carry the role layer alone.
+    None,
+    /// A folder or tarball the profile names.
+    Profile(PathBuf),
+    /// kiln's Debian base, a folder in the cache.
+    Debian(PathBuf),
+}
+
+impl RoleBase {
+    /// `images.<role>.base` if set, else `base` (the profile's `images.base`
+    /// or the command line's override); builds the Debian base if needed.
+    pub fn resolve(
+        loaded: &LoadedProfile,
+        role: Role,
+        base: BaseImage,
+        cache: &Path,
+    ) -> Result<RoleBase> {
+        let images = &loaded.profile.images;
+        let image = match role {
+            Role::Etcd => &images.etcd,
+            Role::Master => &images.master,
+            Role::Worker => &images.worker,
+        };
+        if let Some(path) = &image.base {
+            return Ok(RoleBase::Profile(loaded.resolve(path)));
+        }
+        Ok(match base {
+            BaseImage::None => RoleBase::None,
+            BaseImage::Debian => {
+                RoleBase::Debian(DebianBase::for_role(role, &image.packages).ensure(cache)?)
+            }
+        })
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            RoleBase::None => None,
+            RoleBase::Profile(p) | RoleBase::Debian(p) => Some(p),
+        }
+    }
+}
+
+/// The disks one role gets, written into `dir` (created by the caller as
+/// empty files with the right mode, so keys are never world-readable).
+pub struct DiskRequest<'a> {
+    pub layer: &'a RoleLayer,
+    pub base: &'a RoleBase,
+    /// Makes the disk's identifiers stable across rebuilds.
+    pub seed: String,
+    pub mtime: u64,
+    pub cache: &'a Path,
+    pub raw: &'a Path,
+    pub qcow2: Option<&'a Path>,
+}
+
+/// Bakes the tree and writes `raw` (and `qcow2` from it).
+pub fn write_disks(request: &DiskRequest) -> Result<()> {
+    let role = request.layer.role;
+    let base = match request.base {
+        RoleBase::None => bail!(
+            "the {role} disk needs an operating system: set images.base = \"debian\" or \
+             images.{role}.base"
+        ),
+        RoleBase::Profile(p) | RoleBase::Debian(p) => p,
+    };
+    if !base.is_dir() {
+        bail!(
+            "images.{role}.base {} is not a folder: mkfs.ext4 -d builds a disk from a folder only; \
+             extract the tarball (as root, keeping owners) and name the folder",
+            base.display()
+        );
+    }
+    // In the cache, beside the base, so the copy can be hard links.
+    let work_root = request.cache.join("bake");
+    fs::create_dir_all(&work_root).with_context(|| format!("creating {}", work_root.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(&format!("{role}-"))
+        .tempdir_in(&work_root)
+        .with_context(|| format!("creating a work folder in {}", work_root.display()))?;
+    let tree = work.path().join("rootfs");
+    bake_tree(base, request.layer, request.mtime, &tree)?;
+    let ids = DiskIds::derive(&request.seed);
+    write_raw(&tree, &ids, request.mtime, request.raw)
+        .with_context(|| format!("writing {}", request.raw.display()))?;
+    if let Some(qcow2) = request.qcow2 {
+        write_qcow2(request.raw, qcow2).with_context(|| format!("writing {}", qcow2.display()))?;
+    }
+    Ok(())
+}

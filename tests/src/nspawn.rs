@@ -1,0 +1,167 @@
+//! systemd-nspawn containers booted from a role's root filesystem, each in
+//! a network namespace of a [`crate::bootnet::BootNet`], with the console
+//! captured through a PTY. Dropping a container kills its whole process
+//! tree by PID.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Debian base cache every boot test shares (kiln locks it, so
+/// parallel tests build it once): `$KILN_TEST_CACHE` or target/kiln-cache.
+pub fn base_cache() -> PathBuf {
+    std::env::var_os("KILN_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::workspace_root().join("target/kiln-cache"))
+}
+
+/// Extracts a rootfs.tar.gz as root, keeping numeric owners and modes.
+pub fn extract_rootfs(tarball: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    crate::run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-xpzf"])
+            .arg(tarball)
+            .arg("-C")
+            .arg(dest),
+    );
+}
+
+pub struct Container {
+    pub name: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl Container {
+    /// Boots `root` read-only with a private writable overlay, so several
+    /// containers share one tree and each starts from the image's state.
+    /// nspawn withholds CAP_NET_ADMIN with --network-namespace-path, and
+    /// systemd-networkd (the image's DHCP client) needs it.
+    pub fn boot(root: &Path, name: &str, netns: &str, log: &Path) -> Container {
+        let nspawn = format!(
+            "systemd-nspawn -D {} --register=no --keep-unit --volatile=overlay \
+             --capability=CAP_NET_ADMIN -M {name} \
+             --network-namespace-path=/run/netns/{netns} -b",
+            root.display()
+        );
+        let child = Command::new("setsid")
+            .args(["script", "-qfec", &nspawn])
+            .arg(log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {nspawn}: {e}"));
+        Container {
+            name: name.to_owned(),
+            log: log.to_owned(),
+            child,
+        }
+    }
+
+    pub fn console(&self) -> String {
+        console_text(&self.log)
+    }
+
+    /// Kills the container (its init and everything under it) at once, as
+    /// a lost node disappears.
+    pub fn kill(&mut self) {
+        kill_tree(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A console log without terminal escapes.
+pub fn console_text(log: &Path) -> String {
+    let raw = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until `log` contains `needle`; returns how long it took.
+pub fn wait_console(log: &Path, needle: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if console_text(log).contains(needle) {
+            return start.elapsed();
+        }
+        if start.elapsed() > within {
+            let text = console_text(log);
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(60)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "{} did not show {needle:?} within {within:?}; last lines:\n{tail}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// SIGKILLs `pid` and all its descendants, children first found from
+/// /proc, so nothing of a container or VM outlives its test.
+pub fn kill_tree(pid: u32) {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        tree.extend(children(tree[i]));
+        i += 1;
+    }
+    for pid in tree.iter().rev() {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The command name may hold spaces: fields resume after ')'.
+                    let rest = stat.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}

@@ -1,0 +1,196 @@
+//! The etcd role's root filesystem booted by real systemd in containers:
+//! kiln-firstboot.service, then etcd.service, then the settle unit make a
+//! three-member TLS cluster; a lost member is replaced by a fresh container
+//! with the same address, and the cluster's data survives. The booted tree
+//! is checked first: no SSH server, no password, every key 0600.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kiln_e2e::artifacts::Build;
+use kiln_e2e::bootnet::{addr, BootNet};
+use kiln_e2e::nspawn::{base_cache, extract_rootfs, Container};
+use kiln_e2e::{kiln, profile, run_ok};
+
+const BOOT_WAIT: Duration = Duration::from_secs(180);
+
+/// `kiln build profiles/local.toml` with the Debian base, as a rootfs.
+fn build_etcd_rootfs(build: &Build) -> Duration {
+    let start = Instant::now();
+    run_ok(
+        kiln()
+            .arg("build")
+            .arg(profile("local.toml"))
+            .arg("--out")
+            .arg(build.out())
+            .arg("--secrets")
+            .arg(build.secrets())
+            .args(["--formats", "rootfs", "--base", "debian", "--cache"])
+            .arg(base_cache())
+            .env("CI", "true"),
+    );
+    start.elapsed()
+}
+
+/// What must never be in a node image: an SSH server, a password hash, a
+/// private key or token readable by anyone but root.
+fn assert_image_hygiene(root: &Path) {
+    for sshd in ["usr/sbin/sshd", "lib/systemd/system/ssh.service"] {
+        assert!(!root.join(sshd).exists(), "the image holds {sshd}");
+    }
+    let shadow = fs::read_to_string(root.join("etc/shadow")).unwrap();
+    for line in shadow.lines() {
+        let hash = line.split(':').nth(1).unwrap_or("");
+        assert!(
+            hash.is_empty() || hash.starts_with(['*', '!']),
+            "etc/shadow holds a password for {}",
+            line.split(':').next().unwrap_or("")
+        );
+        assert!(!hash.is_empty(), "{} has an empty password", line);
+    }
+    assert_eq!(
+        fs::read(root.join("etc/machine-id")).unwrap(),
+        b"",
+        "machine-id must be empty"
+    );
+    let mut keys = 0;
+    let mut stack = vec![root.join("etc/kiln/pki")];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if name.ends_with(".key") || name == "bootstrap-token" {
+                keys += 1;
+                assert_eq!(
+                    meta.permissions().mode() & 0o777,
+                    0o600,
+                    "{} is not 0600",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    assert!(keys >= 8, "only {keys} key files under etc/kiln/pki");
+}
+
+fn consoles(containers: &[&Container]) -> String {
+    containers
+        .iter()
+        .map(|c| {
+            let text = c.console();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("--- console of {} ---\n{}\n", c.name, tail.join("\n"))
+        })
+        .collect()
+}
+
+#[test]
+fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
+    let build = Build::new();
+    let built = build_etcd_rootfs(&build);
+    let root = build.dir.path().join("root");
+    let start = Instant::now();
+    extract_rootfs(&build.out().join("etcd/rootfs.tar.gz"), &root);
+    eprintln!("build {built:?}, extract {:?}", start.elapsed());
+    assert_image_hygiene(&root);
+    let secrets = build.secrets();
+    let logs = build.dir.path();
+
+    let mut net = BootNet::new(
+        "ns",
+        &[(11, 11, "etcd1"), (12, 12, "etcd2"), (13, 13, "etcd3")],
+    );
+    let endpoints = [addr(11), addr(12), addr(13)];
+    let mut containers: Vec<Container> = Vec::new();
+    for last in [11u8, 12, 13] {
+        let netns = net.host_ns(&format!("h{last}"), last);
+        let log = logs.join(format!("etcd{last}.log"));
+        containers.push(Container::boot(&root, &format!("etcd{last}"), &netns, &log));
+    }
+    let refs: Vec<&Container> = containers.iter().collect();
+    let formed = net.wait_cluster(&secrets, &endpoints, BOOT_WAIT, &|| consoles(&refs));
+    eprintln!("three containers healthy {formed:?} after boot");
+    for c in &containers {
+        let text = c.console();
+        assert!(
+            text.contains("decided") && text.contains("node converged"),
+            "{}: kiln-firstboot's decision and convergence are not on the console",
+            c.name
+        );
+    }
+    let health = net.kiln_health(&secrets, &endpoints, "0s");
+    assert!(
+        health.status.success(),
+        "kiln health disagrees with etcdctl: {}{}",
+        String::from_utf8_lossy(&health.stdout),
+        String::from_utf8_lossy(&health.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    assert_eq!(report["healthy"], true);
+    assert_eq!(report["members"].as_array().map(Vec::len), Some(3));
+    let put = net.etcdctl(&secrets, &endpoints, &["put", "/kiln/test", "kept"]);
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let before = net.members(&secrets, &endpoints);
+
+    // etcd2 is lost; a fresh container from the same image takes its MAC.
+    let mut lost = containers.remove(1);
+    lost.kill();
+    drop(lost);
+    net.remove_host_ns("h12");
+    let gate = net.kiln_health(&secrets, &endpoints, "2s");
+    let stderr = String::from_utf8_lossy(&gate.stderr);
+    assert!(
+        !gate.status.success() && stderr.contains("etcd2 is not healthy"),
+        "kiln health --wait must fail, naming etcd2, while it is down: {stderr}"
+    );
+    let netns = net.host_ns("h12", 12);
+    let log = logs.join("etcd12-replacement.log");
+    let fresh = Container::boot(&root, "etcd12b", &netns, &log);
+    let mut all: Vec<&Container> = containers.iter().collect();
+    all.push(&fresh);
+    let replaced = net.wait_cluster(&secrets, &endpoints, BOOT_WAIT, &|| consoles(&all));
+    eprintln!("replacement healthy {replaced:?} after boot");
+
+    let after = net.members(&secrets, &endpoints);
+    let id = |m: &serde_json::Value, name: &str| {
+        (m["name"] == name).then(|| m["ID"].as_u64().unwrap_or_default())
+    };
+    let old_id = before.iter().find_map(|m| id(m, "etcd2"));
+    let new_id = after.iter().find_map(|m| id(m, "etcd2"));
+    assert!(
+        new_id.is_some(),
+        "no member etcd2 after replacement: {after:?}"
+    );
+    assert_ne!(old_id, new_id, "etcd2 was not replaced by a new member");
+    let get = net.etcdctl(
+        &secrets,
+        &endpoints,
+        &["get", "/kiln/test", "--print-value-only"],
+    );
+    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "kept");
+    let own = net.etcdctl(
+        &secrets,
+        &[addr(12)],
+        &["get", "/kiln/test", "--print-value-only"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&own.stdout).trim(),
+        "kept",
+        "read from the new member"
+    );
+    let text = fresh.console();
+    assert!(
+        text.contains("as replacement for dead member etcd2") && text.contains("node converged"),
+        "the new container did not replace etcd2 and converge:\n{text}"
+    );
+}
