@@ -127,14 +127,14 @@ fn link(path: &Path, target: &Path) -> Result<Link, RenderError> {
 /// The smallest of a plain, a base64 and a gzip+base64 data URL: configs
 /// often travel as size-limited cloud user-data.
 fn inline_resource(bytes: &[u8]) -> Resource {
-    let plain = plain_data_url(bytes);
     let base64 = format!("data:;base64,{}", base64_of(bytes));
+    // Binary data percent-encodes to about 2.5x its size: only text can win.
+    let plain = std::str::from_utf8(bytes)
+        .is_ok()
+        .then(|| plain_data_url(bytes))
+        .filter(|plain| plain.len() <= base64.len());
     let mut best = Resource {
-        source: Some(if base64.len() < plain.len() {
-            base64
-        } else {
-            plain
-        }),
+        source: Some(plain.unwrap_or(base64)),
         ..Resource::default()
     };
     let gzipped = format!("data:;base64,{}", base64_of(&gzip(bytes)));
