@@ -23,19 +23,30 @@ const USER_DATA_WARN_BYTES: u64 = 16 * 1024;
 /// Names of the build products in the output folder, replaced as a set.
 const PRODUCTS: [&str; 4] = ["etcd", "master", "worker", "manifest.json"];
 
+#[derive(clap::Args, Debug)]
 pub struct BuildOptions {
+    /// The cluster profile (TOML).
     pub profile: PathBuf,
-    /// Output folder; default `images/<cluster>`.
+    /// Output folder [default: images/<cluster>].
+    #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Secrets folder; default `<out>/secrets`.
+    /// Secrets folder, created on first use and reused afterwards
+    /// [default: <out>/secrets].
+    #[arg(long, value_name = "DIR")]
     pub secrets: Option<PathBuf>,
-    /// The kiln-firstboot binary; default: beside the running `kiln`.
+    /// The kiln-firstboot binary to bake in [default: beside kiln].
+    #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
-    /// Where the Debian base is cached; default [`image::default_cache_dir`].
+    /// Where the Debian base root filesystem is cached
+    /// [default: $XDG_CACHE_HOME/kiln, or /var/cache/kiln as root].
+    #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// Replaces the profile's `images.formats`.
+    /// Output formats instead of the profile's images.formats, comma
+    /// separated: ignition, rootfs, raw, qcow2.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::cli::parse_format)]
     pub formats: Option<Vec<OutputFormat>>,
-    /// Replaces the profile's `images.base`.
+    /// Base OS instead of the profile's images.base: debian or none.
+    #[arg(long, value_name = "BASE", value_parser = crate::cli::parse_base)]
     pub base: Option<BaseImage>,
 }
 

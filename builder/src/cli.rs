@@ -20,32 +20,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build the cluster's PKI, Ignition configs and root filesystems.
-    Build {
-        /// The cluster profile (TOML).
-        profile: PathBuf,
-        /// Output folder [default: images/<cluster>].
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        /// Secrets folder, created on first use and reused afterwards
-        /// [default: <out>/secrets].
-        #[arg(long, value_name = "DIR")]
-        secrets: Option<PathBuf>,
-        /// The kiln-firstboot binary to bake in [default: beside kiln].
-        #[arg(long, value_name = "PATH")]
-        agent: Option<PathBuf>,
-        /// Where the Debian base root filesystem is cached
-        /// [default: $XDG_CACHE_HOME/kiln, or /var/cache/kiln as root].
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-        /// Output formats instead of the profile's images.formats, comma
-        /// separated: ignition, rootfs, raw, qcow2.
-        #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_format)]
-        formats: Option<Vec<OutputFormat>>,
-        /// Base OS instead of the profile's images.base: debian or none.
-        #[arg(long, value_name = "BASE", value_parser = parse_base)]
-        base: Option<BaseImage>,
-    },
+    /// Build the cluster's PKI, Ignition configs, root filesystems and disks.
+    Build(BuildOptions),
     /// Show every etcd member, its state and the cluster's health.
     Health {
         /// The cluster profile (TOML).
@@ -75,24 +51,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Build {
-            profile,
-            out,
-            secrets,
-            agent,
-            cache,
-            formats,
-            base,
-        } => {
-            let options = BuildOptions {
-                profile,
-                out,
-                secrets,
-                agent,
-                cache,
-                formats,
-                base,
-            };
+        Command::Build(options) => {
             let report = build(&options, &Progress::detect())?;
             print_summary(&report);
             Ok(())
@@ -129,7 +88,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn parse_format(word: &str) -> Result<OutputFormat, String> {
+pub(crate) fn parse_format(word: &str) -> Result<OutputFormat, String> {
     match word {
         "ignition" => Ok(OutputFormat::Ignition),
         "rootfs" => Ok(OutputFormat::Rootfs),
@@ -141,7 +100,7 @@ fn parse_format(word: &str) -> Result<OutputFormat, String> {
     }
 }
 
-fn parse_base(word: &str) -> Result<BaseImage, String> {
+pub(crate) fn parse_base(word: &str) -> Result<BaseImage, String> {
     match word {
         "debian" => Ok(BaseImage::Debian),
         "none" => Ok(BaseImage::None),

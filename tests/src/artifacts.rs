@@ -64,6 +64,28 @@ impl Build {
     }
 }
 
+impl Build {
+    /// Builds `formats` (comma separated) of `profile` on kiln's Debian base,
+    /// cached once for the whole test run (see [`crate::nspawn::base_cache`]);
+    /// returns how long the build took.
+    pub fn on_debian_base(&self, profile: &Path, formats: &str) -> std::time::Duration {
+        let start = std::time::Instant::now();
+        crate::run_ok(
+            kiln()
+                .arg("build")
+                .arg(profile)
+                .arg("--out")
+                .arg(self.out())
+                .arg("--secrets")
+                .arg(self.secrets())
+                .args(["--formats", formats, "--base", "debian", "--cache"])
+                .arg(crate::nspawn::base_cache())
+                .env("CI", "true"),
+        );
+        start.elapsed()
+    }
+}
+
 impl Default for Build {
     fn default() -> Self {
         Build::new()

@@ -8,17 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running ip {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "ip {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::netns::{ip, plug_into_bridge};
 
 /// The bridge namespace with dnsmasq serving 10.77.0.0/24.
 pub struct BootNet {
@@ -110,25 +100,7 @@ impl BootNet {
         self.namespaces.push(netns.clone());
         let port = format!("vb{name}");
         let mac = mac(mac_last);
-        ip(&[
-            "link",
-            "add",
-            "ve0",
-            "address",
-            &mac,
-            "netns",
-            &netns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &self.bridge_ns,
-        ]);
-        ip(&["-n", &self.bridge_ns, "link", "set", &port, "master", "br0"]);
-        ip(&["-n", &self.bridge_ns, "link", "set", &port, "up"]);
-        ip(&["-n", &netns, "link", "set", "lo", "up"]);
+        plug_into_bridge(&netns, &self.bridge_ns, &port, Some(&mac));
         netns
     }
 

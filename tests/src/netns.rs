@@ -31,7 +31,8 @@ pub struct Lab {
     children: Mutex<Vec<(String, Child)>>,
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip ARGS`, failing the test with its error output.
+pub(crate) fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .output()
@@ -41,6 +42,22 @@ fn ip(args: &[&str]) {
         "ip {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Links namespace `netns` to `br0` of `bridge_ns` by a veth pair: `ve0`
+/// inside `netns` (with `mac` if given), `port` on the bridge; `lo` comes up.
+pub(crate) fn plug_into_bridge(netns: &str, bridge_ns: &str, port: &str, mac: Option<&str>) {
+    let mut args = vec!["link", "add", "ve0"];
+    if let Some(mac) = mac {
+        args.extend(["address", mac]);
+    }
+    args.extend([
+        "netns", netns, "type", "veth", "peer", "name", port, "netns", bridge_ns,
+    ]);
+    ip(&args);
+    ip(&["-n", bridge_ns, "link", "set", port, "master", "br0"]);
+    ip(&["-n", bridge_ns, "link", "set", port, "up"]);
+    ip(&["-n", netns, "link", "set", "lo", "up"]);
 }
 
 impl Lab {
@@ -88,25 +105,8 @@ impl Lab {
         let netns = format!("{}-h{last}", self.prefix);
         ip(&["netns", "add", &netns]);
         self.namespaces.lock().unwrap().push(netns.clone());
-        let port = format!("vb{last}");
-        ip(&[
-            "link",
-            "add",
-            "ve0",
-            "netns",
-            &netns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &port,
-            "netns",
-            &self.bridge,
-        ]);
-        ip(&["-n", &self.bridge, "link", "set", &port, "master", "br0"]);
-        ip(&["-n", &self.bridge, "link", "set", &port, "up"]);
+        plug_into_bridge(&netns, &self.bridge, &format!("vb{last}"), None);
         let cidr = format!("{}/24", self.addr(last));
-        ip(&["-n", &netns, "link", "set", "lo", "up"]);
         ip(&["-n", &netns, "addr", "add", &cidr, "dev", "ve0"]);
         ip(&["-n", &netns, "link", "set", "ve0", "up"]);
         Host {

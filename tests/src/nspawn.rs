@@ -15,18 +15,6 @@ pub fn base_cache() -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target/kiln-cache"))
 }
 
-/// Extracts a rootfs.tar.gz as root, keeping numeric owners and modes.
-pub fn extract_rootfs(tarball: &Path, dest: &Path) {
-    std::fs::create_dir_all(dest).unwrap();
-    crate::run_ok(
-        Command::new("tar")
-            .args(["--numeric-owner", "-xpzf"])
-            .arg(tarball)
-            .arg("-C")
-            .arg(dest),
-    );
-}
-
 pub struct Container {
     pub name: String,
     pub log: PathBuf,

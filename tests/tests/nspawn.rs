@@ -11,28 +11,11 @@ use std::time::{Duration, Instant};
 
 use kiln_e2e::artifacts::Build;
 use kiln_e2e::bootnet::{addr, BootNet};
-use kiln_e2e::nspawn::{base_cache, extract_rootfs, Container};
-use kiln_e2e::{kiln, profile, run_ok};
+use kiln_e2e::nspawn::Container;
+use kiln_e2e::profile;
+use kiln_e2e::tree;
 
 const BOOT_WAIT: Duration = Duration::from_secs(180);
-
-/// `kiln build profiles/local.toml` with the Debian base, as a rootfs.
-fn build_etcd_rootfs(build: &Build) -> Duration {
-    let start = Instant::now();
-    run_ok(
-        kiln()
-            .arg("build")
-            .arg(profile("local.toml"))
-            .arg("--out")
-            .arg(build.out())
-            .arg("--secrets")
-            .arg(build.secrets())
-            .args(["--formats", "rootfs", "--base", "debian", "--cache"])
-            .arg(base_cache())
-            .env("CI", "true"),
-    );
-    start.elapsed()
-}
 
 /// What must never be in a node image: an SSH server, a password hash, a
 /// private key or token readable by anyone but root.
@@ -93,10 +76,10 @@ fn consoles(containers: &[&Container]) -> String {
 #[test]
 fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
     let build = Build::new();
-    let built = build_etcd_rootfs(&build);
+    let built = build.on_debian_base(&profile("local.toml"), "rootfs");
     let root = build.dir.path().join("root");
     let start = Instant::now();
-    extract_rootfs(&build.out().join("etcd/rootfs.tar.gz"), &root);
+    tree::extract(&build.out().join("etcd/rootfs.tar.gz"), &root).unwrap();
     eprintln!("build {built:?}, extract {:?}", start.elapsed());
     assert_image_hygiene(&root);
     let secrets = build.secrets();

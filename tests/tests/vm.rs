@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use kiln_e2e::artifacts::Build;
 use kiln_e2e::bootnet::{addr, BootNet};
-use kiln_e2e::nspawn::base_cache;
+use kiln_e2e::profile;
 use kiln_e2e::vm::Vm;
-use kiln_e2e::{kiln, profile, run_ok};
 
 fn consoles(vms: &[&Vm]) -> String {
     vms.iter()
@@ -84,20 +83,8 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
     // Three VMs on two cores reach multi-user in about a minute; each gate
     // allows 420 s.
     let build = Build::new();
-    let start = Instant::now();
-    run_ok(
-        kiln()
-            .arg("build")
-            .arg(profile("local.toml"))
-            .arg("--out")
-            .arg(build.out())
-            .arg("--secrets")
-            .arg(build.secrets())
-            .args(["--formats", "raw", "--base", "debian", "--cache"])
-            .arg(base_cache())
-            .env("CI", "true"),
-    );
-    eprintln!("built disk.raw in {:?}", start.elapsed());
+    let built = build.on_debian_base(&profile("local.toml"), "raw");
+    eprintln!("built disk.raw in {built:?}");
     let disk = build.out().join("etcd/disk.raw");
     let secrets = build.secrets();
     let logs = build.dir.path();
