@@ -43,8 +43,8 @@ cfssl_procedure() { # algo size
   done
   cd - >/dev/null
 }
-kiln_fresh() { "$kiln" build profiles/example.toml --out "$work/k$1" --secrets "$work/s$1" >/dev/null 2>&1; }
-kiln_rebuild() { "$kiln" build profiles/example.toml --out "$work/k$1" --secrets "$work/s$1" >/dev/null 2>&1; }
+kiln_fresh() { "$kiln" build profiles/example.toml --formats ignition,rootfs --base none --out "$work/k$1" --secrets "$work/s$1" >/dev/null 2>&1; }
+kiln_rebuild() { "$kiln" build profiles/example.toml --formats ignition,rootfs --base none --out "$work/k$1" --secrets "$work/s$1" >/dev/null 2>&1; }
 
 declare -a t_fresh t_rebuild t_rsa t_ec
 for i in $(seq "$runs"); do
