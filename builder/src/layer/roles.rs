@@ -121,25 +121,14 @@ fn add_etcd_boot_order(layer: &mut RoleLayer) {
     layer.add_unit(
         Unit {
             name: SETTLE_UNIT.to_owned(),
-            contents: Some(format!(
-                "[Unit]\n\
-                 Description=kiln first-boot agent: promote and confirm this etcd member\n\
-                 Wants=etcd.service\n\
-                 After=etcd.service {agent_unit}\n\
-                 ConditionPathExists=!{done}\n\
-                 \n\
-                 [Service]\n\
-                 Type=oneshot\n\
-                 RemainAfterExit=yes\n\
-                 ExecStart={agent} settle\n\
-                 StandardOutput=journal+console\n\
-                 StandardError=journal+console\n\
-                 \n\
-                 [Install]\n\
-                 WantedBy=multi-user.target\n",
-                agent_unit = layout::AGENT_UNIT,
-                done = layout::DONE_MARKER,
-                agent = layout::AGENT_BINARY,
+            contents: Some(agent_oneshot(
+                &format!(
+                    "Description=kiln first-boot agent: promote and confirm this etcd member\n\
+                     Wants=etcd.service\n\
+                     After=etcd.service {}\n",
+                    layout::AGENT_UNIT
+                ),
+                "settle",
             )),
             dropins: vec![],
         },
@@ -152,22 +141,32 @@ fn add_etcd_boot_order(layer: &mut RoleLayer) {
 /// operator watching a VM boot sees them.
 fn agent_unit(role: Role) -> String {
     let (before, start) = match role {
-        Role::Etcd => ("etcd.service", " --no-start"),
-        Role::Master | Role::Worker => ("kubelet.service", ""),
+        Role::Etcd => ("etcd.service", "--no-start run"),
+        Role::Master | Role::Worker => ("kubelet.service", "run"),
     };
+    agent_oneshot(
+        &format!(
+            "Description=kiln first-boot agent: join or form the {role} cluster\n\
+             Wants=network-online.target\n\
+             After=network-online.target\n\
+             Before={before}\n"
+        ),
+        start,
+    )
+}
+
+/// A oneshot unit running `kiln-firstboot ARGS` until the node converged,
+/// with its output on the console too; `unit` holds the `[Unit]` lines.
+fn agent_oneshot(unit: &str, args: &str) -> String {
     format!(
         "[Unit]\n\
-         Description=kiln first-boot agent: join or form the {role} cluster\n\
-         Documentation=https://github.com/kiln/kiln\n\
-         Wants=network-online.target\n\
-         After=network-online.target\n\
-         Before={before}\n\
+         {unit}\
          ConditionPathExists=!{done}\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
          RemainAfterExit=yes\n\
-         ExecStart={agent}{start} run\n\
+         ExecStart={agent} {args}\n\
          StandardOutput=journal+console\n\
          StandardError=journal+console\n\
          \n\
