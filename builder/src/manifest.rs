@@ -58,14 +58,10 @@ impl Artifact {
         Ok(Artifact {
             path: rel.to_owned(),
             size,
-            sha256: hex(&hasher.finalize()),
+            sha256: kiln_firstboot::hex::hex(&hasher.finalize()),
             carries_secrets,
         })
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Manifest {

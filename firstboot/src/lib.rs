@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod discovery;
 pub mod etcd;
 pub mod fsutil;
+pub mod hex;
 pub mod identity;
 pub mod layout;
 pub mod node_config;

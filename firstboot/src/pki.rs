@@ -199,8 +199,7 @@ pub fn generate_key_pair(algorithm: KeyAlgorithm) -> Result<(String, String), Pk
 
 fn spki_hash(key: &impl PublicKeyData) -> String {
     let digest = Sha256::digest(key.subject_public_key_info());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::hex::hex(&digest))
 }
 
 fn distinguished_name(common_name: &str, organization: Option<&str>) -> DistinguishedName {

@@ -160,6 +160,12 @@ impl BootNet {
         crate::run(&mut cmd)
     }
 
+    /// The value of `key` as read through `endpoints` ("" when absent).
+    pub fn get(&self, secrets: &Path, endpoints: &[Ipv4Addr], key: &str) -> String {
+        let out = self.etcdctl(secrets, endpoints, &["get", key, "--print-value-only"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// `kiln health profiles/local.toml --json` from the bridge, asking
     /// `endpoints`, waiting up to `wait`.
     pub fn kiln_health(&self, secrets: &Path, endpoints: &[Ipv4Addr], wait: &str) -> Output {

@@ -155,19 +155,9 @@ fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
         "no member etcd2 after replacement: {after:?}"
     );
     assert_ne!(old_id, new_id, "etcd2 was not replaced by a new member");
-    let get = net.etcdctl(
-        &secrets,
-        &endpoints,
-        &["get", "/kiln/test", "--print-value-only"],
-    );
-    assert_eq!(String::from_utf8_lossy(&get.stdout).trim(), "kept");
-    let own = net.etcdctl(
-        &secrets,
-        &[addr(12)],
-        &["get", "/kiln/test", "--print-value-only"],
-    );
+    assert_eq!(net.get(&secrets, &endpoints, "/kiln/test"), "kept");
     assert_eq!(
-        String::from_utf8_lossy(&own.stdout).trim(),
+        net.get(&secrets, &[addr(12)], "/kiln/test"),
         "kept",
         "read from the new member"
     );

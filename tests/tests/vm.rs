@@ -145,13 +145,8 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
     );
     assert!(urls.iter().any(|u| u.contains("10.77.0.14")), "{urls:?}");
     for endpoint in endpoints {
-        let get = net.etcdctl(
-            &secrets,
-            &[endpoint],
-            &["get", "/kiln/test", "--print-value-only"],
-        );
         assert_eq!(
-            String::from_utf8_lossy(&get.stdout).trim(),
+            net.get(&secrets, &[endpoint], "/kiln/test"),
             "kept",
             "key lost on {endpoint}"
         );

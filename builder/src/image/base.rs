@@ -64,11 +64,7 @@ impl DebianBase {
         for package in &self.packages {
             hash.update(format!("package {package}\n"));
         }
-        hash.finalize()
-            .iter()
-            .take(12)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        kiln_firstboot::hex::hex(&hash.finalize()[..12])
     }
 
     /// The cached root filesystem folder, built first if missing. Parallel

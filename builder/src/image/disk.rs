@@ -38,7 +38,7 @@ impl DiskIds {
             let mut b: [u8; 16] = hash[..16].try_into().expect("16 bytes");
             b[6] = (b[6] & 0x0f) | 0x40;
             b[8] = (b[8] & 0x3f) | 0x80;
-            let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let h = kiln_firstboot::hex::hex(&b);
             format!(
                 "{}-{}-{}-{}-{}",
                 &h[..8],

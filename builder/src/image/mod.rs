@@ -42,12 +42,7 @@ impl RoleBase {
         base: BaseImage,
         cache: &Path,
     ) -> Result<RoleBase> {
-        let images = &loaded.profile.images;
-        let image = match role {
-            Role::Etcd => &images.etcd,
-            Role::Master => &images.master,
-            Role::Worker => &images.worker,
-        };
+        let image = loaded.profile.images.role(role);
         if let Some(path) = &image.base {
             return Ok(RoleBase::Profile(loaded.resolve(path)));
         }

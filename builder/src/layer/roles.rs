@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use kiln_firstboot::etcd::config as etcd_config;
 use kiln_firstboot::layout::{self, pki};
 use kiln_firstboot::node_config::{Role, Topology};
 
@@ -37,17 +38,12 @@ pub fn build_layer(role: Role, inputs: &LayerInputs) -> Result<RoleLayer> {
         }
         Role::Worker => add_worker_pki(&mut layer, inputs.secrets),
     }
-    add_extras(&mut layer, inputs.profile, role_image(inputs.profile, role))?;
+    add_extras(
+        &mut layer,
+        inputs.profile,
+        inputs.profile.profile.images.role(role),
+    )?;
     Ok(layer)
-}
-
-fn role_image(profile: &LoadedProfile, role: Role) -> &RoleImage {
-    let images = &profile.profile.images;
-    match role {
-        Role::Etcd => &images.etcd,
-        Role::Master => &images.master,
-        Role::Worker => &images.worker,
-    }
 }
 
 /// The agent, its unit and the node configuration: on every role.
@@ -106,13 +102,10 @@ fn add_etcd_boot_order(layer: &mut RoleLayer) {
                      ConditionPathExists={env}\n\
                      After={agent}\n\
                      \n\
-                     [Service]\n\
-                     EnvironmentFile=\n\
-                     EnvironmentFile={env}\n\
-                     Restart=on-failure\n\
-                     RestartSec=2s\n",
-                    env = kiln_firstboot::etcd::config::ENV_FILE,
+                     {service}",
+                    env = etcd_config::ENV_FILE,
                     agent = layout::AGENT_UNIT,
+                    service = etcd_config::service_settings(),
                 ),
             )],
         },

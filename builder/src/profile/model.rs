@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use kiln_firstboot::node_config::{DiscoverySource, Topology};
+use kiln_firstboot::node_config::{DiscoverySource, Role, Topology};
 use kiln_firstboot::pki::KeyAlgorithm;
 use serde::Deserialize;
 
@@ -165,6 +165,17 @@ pub struct ImagesSection {
     pub master: RoleImage,
     #[serde(default)]
     pub worker: RoleImage,
+}
+
+impl ImagesSection {
+    /// The image settings of `role`.
+    pub fn role(&self, role: Role) -> &RoleImage {
+        match role {
+            Role::Etcd => &self.etcd,
+            Role::Master => &self.master,
+            Role::Worker => &self.worker,
+        }
+    }
 }
 
 impl Default for ImagesSection {

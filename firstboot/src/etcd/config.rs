@@ -82,8 +82,14 @@ pub fn render_env(s: &EtcdSettings) -> String {
 /// The drop-in: reset the unit's environment files to kiln's only, so the
 /// package's single-node localhost defaults never apply.
 pub fn render_drop_in() -> String {
+    format!("# Written by kiln-firstboot.\n{}", service_settings())
+}
+
+/// The `[Service]` lines that point Debian's etcd.service at kiln's
+/// configuration; the image's boot gate carries the same lines.
+pub fn service_settings() -> String {
     format!(
-        "# Written by kiln-firstboot.\n[Service]\nEnvironmentFile=\nEnvironmentFile={ENV_FILE}\n\
+        "[Service]\nEnvironmentFile=\nEnvironmentFile={ENV_FILE}\n\
          Restart=on-failure\nRestartSec=2s\n"
     )
 }
