@@ -55,11 +55,14 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
                 vip: cp.vip.as_ref().map(|v| Vip {
                     address: v.address,
                     interface: v.interface.clone(),
+                    virtual_router_id: v.virtual_router_id,
+                    unicast: v.unicast,
                 }),
                 masters: cp.masters.iter().map(member).collect(),
                 pod_subnet: cluster.pod_subnet.to_string(),
                 service_subnet: cluster.service_subnet.to_string(),
                 discovery_hash: discovery_hash.to_owned(),
+                token_ttl_seconds: cp.token_ttl.map_or(0, |ttl| ttl.as_secs()),
             }),
     }
 }

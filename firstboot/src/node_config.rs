@@ -112,6 +112,9 @@ pub struct ControlPlaneSettings {
     pub service_subnet: String,
     /// kubeadm's CA pin: `sha256:<hex of the cluster CA's SubjectPublicKeyInfo>`.
     pub discovery_hash: String,
+    /// Lifetime of the bootstrap token in seconds; 0 means it never expires.
+    #[serde(default)]
+    pub token_ttl_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +122,20 @@ pub struct ControlPlaneSettings {
 pub struct Vip {
     pub address: IpAddr,
     pub interface: String,
+    /// VRRP virtual router id, unique among the VRRP routers of the segment.
+    #[serde(default = "default_virtual_router_id")]
+    pub virtual_router_id: u8,
+    /// Talk VRRP to the listed masters by unicast (clouds drop multicast).
+    #[serde(default = "default_true")]
+    pub unicast: bool,
+}
+
+fn default_virtual_router_id() -> u8 {
+    51
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,19 +7,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::node_config::Role;
+use kiln_firstboot::node_config::{Role, Topology};
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 /// Bump when the recipe below changes what a base holds: old caches then
 /// stop matching instead of being reused.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 const SUITE: &str = "bookworm";
 /// What every node needs to boot under UEFI and converge: systemd (with
 /// networkd), a kernel, udev, systemd-boot for the ESP, and D-Bus with
 /// polkit, without which hostnamed refuses networkd the hostname a DHCP
-/// server hands out (the name a node on a new address joins under).
-const PACKAGES: [&str; 8] = [
+/// server hands out (the name a node on a new address joins under), and
+/// resolved, so the DNS servers DHCP hands out are used (instead of the build
+/// host's resolv.conf, which mmdebstrap would otherwise leave behind).
+const PACKAGES: [&str; 9] = [
+    "systemd-resolved",
     "dbus",
     "polkitd",
     "systemd-sysv",
@@ -41,14 +44,25 @@ pub struct DebianBase {
 
 impl DebianBase {
     /// The recipe's packages, the role's own and the profile's extras.
-    pub fn for_role(role: Role, extra: &[String]) -> DebianBase {
-        let role_packages: &[&str] = match role {
-            Role::Etcd => &["etcd-server"],
-            Role::Master | Role::Worker => &[],
+    /// Kubernetes nodes get the container runtime and what kubeadm's preflight
+    /// wants (conntrack, CA certificates); masters keepalived for the VIP and,
+    /// on the stacked topology, etcdctl for snapshots of their local etcd.
+    pub fn for_role(role: Role, topology: Topology, extra: &[String]) -> DebianBase {
+        const KUBE_NODE: [&str; 3] = ["containerd", "conntrack", "ca-certificates"];
+        let role_packages: Vec<&str> = match role {
+            Role::Etcd => vec!["etcd-server", "etcd-client"],
+            Role::Master => {
+                let mut packages = [KUBE_NODE.as_slice(), &["keepalived"]].concat();
+                if topology == Topology::Stacked {
+                    packages.push("etcd-client");
+                }
+                packages
+            }
+            Role::Worker => KUBE_NODE.to_vec(),
         };
         let mut packages: Vec<String> = PACKAGES
             .iter()
-            .chain(role_packages)
+            .chain(&role_packages)
             .map(|p| (*p).to_owned())
             .chain(extra.iter().cloned())
             .collect();
@@ -153,9 +167,10 @@ mod tests {
 
     #[test]
     fn digest_changes_with_packages_but_not_their_order() {
-        let a = DebianBase::for_role(Role::Worker, &["chrony".into(), "jq".into()]);
-        let b = DebianBase::for_role(Role::Worker, &["jq".into(), "chrony".into()]);
-        let etcd = DebianBase::for_role(Role::Etcd, &[]);
+        let external = Topology::External;
+        let a = DebianBase::for_role(Role::Worker, external, &["chrony".into(), "jq".into()]);
+        let b = DebianBase::for_role(Role::Worker, external, &["jq".into(), "chrony".into()]);
+        let etcd = DebianBase::for_role(Role::Etcd, external, &[]);
         assert_eq!(a.digest(), b.digest());
         assert_ne!(a.digest(), etcd.digest());
         assert!(etcd.packages.contains(&"etcd-server".to_owned()));

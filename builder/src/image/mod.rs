@@ -49,7 +49,9 @@ impl RoleBase {
         Ok(match base {
             BaseImage::None => RoleBase::None,
             BaseImage::Debian => {
-                RoleBase::Debian(DebianBase::for_role(role, &image.packages).ensure(cache)?)
+                let topology = loaded.profile.etcd.topology;
+                let base = DebianBase::for_role(role, topology, &image.packages);
+                RoleBase::Debian(base.ensure(cache)?)
             }
         })
     }

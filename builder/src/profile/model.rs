@@ -8,7 +8,7 @@ use kiln_firstboot::node_config::{DiscoverySource, Role, Topology};
 use kiln_firstboot::pki::KeyAlgorithm;
 use serde::Deserialize;
 
-use super::types::{Cidr, KubeVersion};
+use super::types::{Cidr, KubeVersion, Span};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +75,10 @@ pub struct ControlPlaneSection {
     #[serde(default)]
     pub vip: Option<VipSpec>,
     pub masters: Vec<NodeSpec>,
+    /// Lifetime of the bootstrap token baked into the images, like `"24h"`;
+    /// unset, it never expires (rotate it by rebuilding the images).
+    #[serde(default)]
+    pub token_ttl: Option<Span>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +86,13 @@ pub struct ControlPlaneSection {
 pub struct VipSpec {
     pub address: IpAddr,
     pub interface: String,
+    /// VRRP virtual router id (1-255), unique on the masters' network.
+    #[serde(default = "default_virtual_router_id")]
+    pub virtual_router_id: u8,
+    /// VRRP by unicast to the listed masters (clouds drop multicast);
+    /// `false` uses multicast.
+    #[serde(default = "default_true")]
+    pub unicast: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -260,6 +271,12 @@ pub struct ExtraDropin {
     pub contents: String,
 }
 
+fn default_virtual_router_id() -> u8 {
+    51
+}
+fn default_true() -> bool {
+    true
+}
 fn default_pod_subnet() -> Cidr {
     "10.244.0.0/16".parse().expect("valid default")
 }

@@ -1,5 +1,5 @@
-//! Value types of the profile that parse themselves: CIDR blocks and
-//! Kubernetes versions. Parse errors surface with the TOML position.
+//! Value types of the profile that parse themselves: CIDR blocks, Kubernetes
+//! versions and time spans. Parse errors surface with the TOML position.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -132,6 +132,62 @@ impl<'de> Deserialize<'de> for KubeVersion {
     }
 }
 
+/// A length of time written like `"90s"`, `"15m"`, `"1h"`, `"7d"` (one number
+/// and one unit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span {
+    secs: u64,
+}
+
+impl Span {
+    pub fn as_secs(self) -> u64 {
+        self.secs
+    }
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [(u64, &str); 3] = [(86_400, "d"), (3_600, "h"), (60, "m")];
+        match UNITS
+            .iter()
+            .find(|(n, _)| self.secs > 0 && self.secs % n == 0)
+        {
+            Some((n, unit)) => write!(f, "{}{unit}", self.secs / n),
+            None => write!(f, "{}s", self.secs),
+        }
+    }
+}
+
+impl FromStr for Span {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "{s:?} is not a time span: write a number and one of s, m, h, d, like \"90s\" or \"24h\""
+            )
+        };
+        let digits = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let count: u64 = s[..digits].parse().map_err(|_| bad())?;
+        let unit = match &s[digits..] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        let secs = count.checked_mul(unit).ok_or_else(bad)?;
+        Ok(Span { secs })
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +216,17 @@ mod tests {
         assert_eq!(v.to_string(), "1.31.2");
         assert!(v > "1.30.9".parse().unwrap());
         assert!("1.31".parse::<KubeVersion>().is_err());
+    }
+
+    #[test]
+    fn spans_parse_and_print() {
+        let day: Span = "1d".parse().unwrap();
+        assert_eq!(day.as_secs(), 86_400);
+        assert_eq!(day.to_string(), "1d");
+        assert_eq!("90s".parse::<Span>().unwrap().to_string(), "90s");
+        assert_eq!("120m".parse::<Span>().unwrap().to_string(), "2h");
+        for bad in ["", "h", "1", "1 h", "1.5h", "-1h", "1w"] {
+            assert!(bad.parse::<Span>().is_err(), "{bad:?} parsed");
+        }
     }
 }
