@@ -69,6 +69,9 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
+    if let Some(warning) = missing_kubernetes(&loaded.profile, base_choice) {
+        eprintln!("warning: {warning}");
+    }
     let agent_path = agent_path(options.agent.as_deref())?;
     let agent = fs::read(&agent_path)
         .with_context(|| format!("reading the agent binary {}", agent_path.display()))?;
@@ -287,6 +290,37 @@ fn agent_path(explicit: Option<&Path>) -> Result<PathBuf> {
     Ok(beside)
 }
 
+/// Why master or worker images will lack kubeadm and kubelet, if they will:
+/// the test suite builds such images on purpose, so this is no error.
+fn missing_kubernetes(profile: &profile::Profile, base: BaseImage) -> Option<String> {
+    profile.control_plane.as_ref()?;
+    let help = "set images.kubernetes.apt (a repository such as pkgs.k8s.io) or \
+                images.kubernetes.binaries (a folder of executables); see docs/profile.md";
+    let source = profile.images.kubernetes.as_ref();
+    if source.is_some_and(|k| k.binaries.is_some()) {
+        return None;
+    }
+    if source.is_none_or(|k| k.apt.is_none()) {
+        return Some(format!(
+            "no images.kubernetes: the master and worker images will lack kubeadm and kubelet; {help}"
+        ));
+    }
+    let images = &profile.images;
+    let off_debian: Vec<&str> = [("master", &images.master), ("worker", &images.worker)]
+        .into_iter()
+        .filter(|(_, image)| image.base.is_some() || base != BaseImage::Debian)
+        .map(|(role, _)| role)
+        .collect();
+    (!off_debian.is_empty()).then(|| {
+        format!(
+            "images.kubernetes.apt installs into kiln's Debian base, and the {} images are not \
+             built on it: they will lack kubeadm and kubelet; use base = \"debian\" or \
+             images.kubernetes.binaries",
+            off_debian.join(" and ")
+        )
+    })
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment, else the profile's, else 0.
 fn source_date_epoch(loaded: &LoadedProfile) -> Result<u64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
@@ -341,5 +375,41 @@ fn human_size(bytes: u64) -> String {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(images: &str) -> profile::Profile {
+        let text = format!(
+            "[cluster]\nname = \"t\"\ndomain = \"t.test\"\nkubernetes_version = \"1.31.2\"\n\
+             node_subnets = [\"10.77.0.0/24\"]\n[etcd]\ntopology = \"stacked\"\n\
+             [control_plane]\nendpoint = \"10.77.0.21:6443\"\n\
+             [[control_plane.masters]]\nname = \"m1\"\nip = \"10.77.0.21\"\n{images}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn images_without_kubeadm_are_named_in_a_warning() {
+        let none = missing_kubernetes(&profile(""), BaseImage::Debian).unwrap();
+        assert!(none.starts_with("no images.kubernetes"), "{none}");
+        let apt = "[images.kubernetes.apt]\nrepository = \"https://r.test/\"\nkey = \"k.asc\"\n";
+        assert_eq!(missing_kubernetes(&profile(apt), BaseImage::Debian), None);
+        let off = missing_kubernetes(&profile(apt), BaseImage::None).unwrap();
+        assert!(
+            off.contains("the master and worker images are not built on it"),
+            "{off}"
+        );
+        let own_base = format!("{apt}[images.worker]\nbase = \"rootfs\"\n");
+        let worker = missing_kubernetes(&profile(&own_base), BaseImage::Debian).unwrap();
+        assert!(worker.contains("and the worker images are not"), "{worker}");
+        let binaries = "[images.kubernetes]\nbinaries = \"bin\"\n";
+        assert_eq!(
+            missing_kubernetes(&profile(binaries), BaseImage::None),
+            None
+        );
     }
 }

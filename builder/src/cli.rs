@@ -42,6 +42,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream a verified etcd snapshot from the live cluster into FILE.
+    Backup {
+        /// The cluster profile (TOML).
+        profile: PathBuf,
+        /// Where to write the snapshot (0600; holds every secret in etcd).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Secrets folder with the etcd client certificate
+        /// [default: images/<cluster>/secrets].
+        #[arg(long, value_name = "DIR")]
+        secrets: Option<PathBuf>,
+        /// Client URLs to ask instead of the profile's members, comma
+        /// separated; they are tried in order.
+        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        endpoints: Vec<String>,
+    },
     /// Check a profile and report every problem with its position.
     Validate {
         /// The cluster profile (TOML).
@@ -64,13 +83,24 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let loaded = profile::load(&profile)?;
-            let secrets = secrets.unwrap_or_else(|| {
-                std::path::Path::new("images")
-                    .join(&loaded.profile.cluster.name)
-                    .join("secrets")
-            });
+            let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
             let check = crate::health::HealthCheck::new(&loaded, &secrets, endpoints)?;
             crate::health::report(&check.wait(wait), json, wait)
+        }
+        Command::Backup {
+            profile,
+            out,
+            force,
+            secrets,
+            endpoints,
+        } => {
+            let loaded = profile::load(&profile)?;
+            let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
+            let client = crate::health::operator_client(&secrets)?;
+            let endpoints = crate::health::endpoints_or_listed(&loaded, endpoints);
+            let report = crate::backup::backup(&client, &endpoints, &out, force)?;
+            println!("{}", crate::backup::summary(&out, &report));
+            Ok(())
         }
         Command::Validate { profile } => {
             let loaded = profile::load(&profile)?;
@@ -86,6 +116,13 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `images/<cluster>/secrets`, where `kiln build` puts them by default.
+fn default_secrets(loaded: &profile::LoadedProfile) -> PathBuf {
+    std::path::Path::new("images")
+        .join(&loaded.profile.cluster.name)
+        .join("secrets")
 }
 
 pub(crate) fn parse_format(word: &str) -> Result<OutputFormat, String> {

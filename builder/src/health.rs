@@ -14,6 +14,35 @@ use serde_json::json;
 use crate::nodeconf::etcd_members;
 use crate::profile::LoadedProfile;
 
+/// The operator's etcd client, from the secrets folder of `kiln build`.
+pub fn operator_client(secrets: &Path) -> Result<EtcdClient> {
+    let file = |name: &str| secrets.join("etcd").join(name);
+    EtcdClient::new(
+        &file("ca.crt"),
+        &file("kiln-agent.crt"),
+        &file("kiln-agent.key"),
+    )
+    .with_context(|| {
+        format!(
+            "loading the etcd client certificate from {} (the secrets folder of `kiln build`; \
+             pass --secrets DIR)",
+            secrets.display()
+        )
+    })
+}
+
+/// `endpoints`, or the client URLs of the profile's members when empty.
+pub fn endpoints_or_listed(loaded: &LoadedProfile, endpoints: Vec<String>) -> Vec<String> {
+    if !endpoints.is_empty() {
+        return endpoints;
+    }
+    let port = loaded.profile.etcd.client_port;
+    etcd_members(&loaded.profile)
+        .iter()
+        .map(|m| url_for(m.ip, port))
+        .collect()
+}
+
 /// One member as the cluster reports it.
 pub struct MemberHealth {
     pub name: String,
@@ -43,30 +72,10 @@ pub struct HealthCheck {
 impl HealthCheck {
     /// `endpoints` overrides the profile's members' client URLs.
     pub fn new(loaded: &LoadedProfile, secrets: &Path, endpoints: Vec<String>) -> Result<Self> {
-        let file = |name: &str| secrets.join("etcd").join(name);
-        let client = EtcdClient::new(
-            &file("ca.crt"),
-            &file("kiln-agent.crt"),
-            &file("kiln-agent.key"),
-        )
-        .with_context(|| {
-            format!(
-                "loading the etcd client certificate from {} (the secrets folder of `kiln build`; \
-                 pass --secrets DIR)",
-                secrets.display()
-            )
-        })?;
-        let listed = etcd_members(&loaded.profile);
-        let endpoints = if endpoints.is_empty() {
-            let port = loaded.profile.etcd.client_port;
-            listed.iter().map(|m| url_for(m.ip, port)).collect()
-        } else {
-            endpoints
-        };
         Ok(HealthCheck {
-            client,
-            endpoints,
-            listed: listed.len(),
+            client: operator_client(secrets)?,
+            endpoints: endpoints_or_listed(loaded, endpoints),
+            listed: etcd_members(&loaded.profile).len(),
         })
     }
 

@@ -1,5 +1,6 @@
 //! kiln: turns one cluster profile into role-specific node images.
 
+pub mod backup;
 pub mod build;
 pub mod cli;
 pub mod health;

@@ -46,6 +46,8 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
             data_dir: profile.etcd.data_dir.clone(),
             discovery: profile.etcd.discovery.clone(),
             members: etcd_members(profile),
+            backup: crate::layer::backup::node_settings(&profile.etcd.backup),
+            restore_from: crate::layer::backup::restore_path(profile.etcd.restore_from.as_ref()),
         },
         control_plane: profile
             .control_plane

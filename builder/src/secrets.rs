@@ -93,6 +93,7 @@ impl Secrets {
         }
         check_folder(dir, &profile.cluster.name)?;
         let store = Store { dir };
+        store.rotate_token_if_deleted()?;
         let cluster_ca = store.read_pair(CLUSTER_CA)?;
         let discovery_hash = Authority::load(&cluster_ca.cert, &cluster_ca.key)
             .with_context(|| format!("loading the cluster CA from {}", dir.display()))?
@@ -263,6 +264,28 @@ impl Store<'_> {
             );
         }
         fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Deleting the bootstrap token file is how an operator rotates the
+    /// token alone: the CAs stay, so the cluster is still the same.
+    fn rotate_token_if_deleted(&self) -> Result<()> {
+        let path = self.path(BOOTSTRAP_TOKEN);
+        if path.exists() {
+            return Ok(());
+        }
+        self.write(
+            BOOTSTRAP_TOKEN,
+            &format!("{}\n", bootstrap_token()?),
+            KEY_MODE,
+        )?;
+        eprintln!(
+            "generated a new bootstrap token in {} (the previous one was deleted): a master \
+             booted from the new images adds it to the cluster, or run `kubeadm token create \
+             <token> --ttl 0s` on a master before workers boot from them; retire the old one \
+             with `kubeadm token delete <old token id>`",
+            path.display()
+        );
+        Ok(())
     }
 
     fn read_pair(&self, stem: &str) -> Result<Pair> {

@@ -45,6 +45,27 @@ pub mod pki {
     }
 }
 
+/// Paths of masters and workers: kubeadm, kubelet and keepalived.
+pub mod kube {
+    /// The kubeadm configurations the agent writes (0600: they hold the token).
+    pub const KUBEADM_DIR: &str = "/etc/kiln/kubeadm";
+    pub const KUBEADM_INIT_CONFIG: &str = "/etc/kiln/kubeadm/init.yaml";
+    pub const KUBEADM_JOIN_CONFIG: &str = "/etc/kiln/kubeadm/join.yaml";
+    /// kubelet's per-node flags (node-ip), read by kubeadm's kubelet drop-in.
+    pub const KUBELET_DEFAULTS: &str = "/etc/default/kubelet";
+    /// The cluster CA certificate where kubeadm keeps it, on masters; a
+    /// worker's image holds it at `pki::cluster_ca_cert()` only, since
+    /// kubeadm's worker join refuses to run when this file exists.
+    pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
+    /// The external etcd's CA and the API server's client certificate for it.
+    pub const ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
+    pub const ETCD_CLIENT_CERT: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
+    pub const ETCD_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
+    pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
+    /// keepalived's API server health check (0755).
+    pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/kiln-check-apiserver.sh";
+}
+
 /// Joins an absolute node path under `root` (the agent's `--root`, `/` on a node).
 pub fn under_root(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))

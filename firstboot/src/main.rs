@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use kiln_firstboot::node_config::Role;
-use kiln_firstboot::{etcd, layout, NodeConfig};
+use kiln_firstboot::{control_plane, etcd, layout, NodeConfig};
 
 /// kiln's first-boot agent: makes this node converge into its cluster.
 #[derive(Parser, Debug)]
@@ -36,6 +36,12 @@ enum Command {
     Settle,
     /// Load the node configuration and print it.
     ShowConfig,
+    /// Exit 0 when the local API server answers /healthz with ok over TLS
+    /// verified by the cluster CA (keepalived's health check on masters).
+    CheckApiserver,
+    /// Take a verified etcd snapshot, prune old ones, copy it to the
+    /// profile's destination (what kiln-snapshot.timer runs).
+    Snapshot,
 }
 
 fn main() -> ExitCode {
@@ -61,18 +67,26 @@ fn run(cli: Cli) -> Result<()> {
     let node = || etcd_node(&cli, config.clone(), &path);
     match cli.command.as_ref().unwrap_or(&Command::Run) {
         Command::ShowConfig => print!("{}", config.to_toml()),
+        Command::Run if config.role != Role::Etcd => {
+            let timeout = Duration::from_secs(cli.timeout);
+            control_plane::run(&control_plane::Agent::new(
+                config, &cli.root, timeout, start,
+            )?)?
+        }
+        Command::CheckApiserver => control_plane::check_apiserver(&cli.root)?,
         Command::Run => etcd::run(&node()?, start)?,
         Command::Plan => println!("{}", etcd::plan(&node()?)?),
         Command::Settle => etcd::settle(&node()?)?,
+        Command::Snapshot => etcd::backup::run(&node()?)?,
     }
     Ok(())
 }
 
-/// This node as an etcd member; other roles are not converged yet.
+/// This node as an etcd member; `run` converges the other roles itself.
 fn etcd_node(cli: &Cli, config: NodeConfig, path: &Path) -> Result<etcd::Node> {
     if config.role != Role::Etcd {
         bail!(
-            "{} says role = {}; this agent converges etcd nodes only so far",
+            "{} says role = {}; this command is for etcd nodes only",
             path.display(),
             config.role
         );

@@ -89,6 +89,28 @@ pub struct EtcdSettings {
     pub discovery: Vec<DiscoverySource>,
     /// The initial members: the only nodes allowed to bootstrap a new cluster.
     pub members: Vec<Member>,
+    /// The snapshot timer's settings; absent, the node takes no snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSettings>,
+    /// Snapshot file on the node the initial members rebuild the cluster
+    /// from when they bootstrap it (see docs/backup.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<PathBuf>,
+}
+
+/// `kiln-firstboot snapshot`, run by `kiln-snapshot.timer` on etcd nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSettings {
+    /// Seconds between two snapshots (the timer's period).
+    pub interval_seconds: u64,
+    /// Keep the newest snapshot of each of the last this many hours.
+    pub keep_hourly: u32,
+    /// Keep the newest snapshot of each of the last this many days.
+    pub keep_daily: u32,
+    /// A mounted folder every snapshot is also copied to (same pruning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +234,13 @@ mod tests {
                     ip: "fd00::1".parse().unwrap(),
                     dns_names: vec![],
                 }],
+                backup: Some(BackupSettings {
+                    interval_seconds: 3600,
+                    keep_hourly: 24,
+                    keep_daily: 7,
+                    destination: Some("/mnt/backup".into()),
+                }),
+                restore_from: None,
             },
             control_plane: None,
         };

@@ -205,3 +205,15 @@ pub fn tarball_files(tgz: &Path) -> Vec<PayloadFile> {
     }
     files
 }
+
+/// Writes every regular file of a role's .tar.gz under `root` with its mode:
+/// a node's root for running the agent or kubeadm against.
+pub fn lay_out(tgz: &Path, root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for file in tarball_files(tgz) {
+        let target = root.join(file.path.trim_start_matches('/'));
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, &file.bytes).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(file.mode)).unwrap();
+    }
+}

@@ -17,6 +17,7 @@ use kiln_firstboot::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage
 
 use crate::netns::{Host, Lab};
 
+pub mod backup;
 pub mod runbook;
 pub mod scenario;
 
@@ -86,6 +87,8 @@ impl Fixture {
                 data_dir: "/var/lib/etcd".into(),
                 discovery: vec![discovery],
                 members,
+                backup: None,
+                restore_from: None,
             },
             control_plane: None,
         };

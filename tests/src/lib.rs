@@ -3,8 +3,10 @@
 
 pub mod artifacts;
 pub mod bootnet;
+pub mod cluster;
 pub mod etcd;
 pub mod ignition;
+pub mod kubeadm;
 pub mod netns;
 pub mod nspawn;
 pub mod tree;

@@ -27,10 +27,15 @@ impl Container {
     /// nspawn withholds CAP_NET_ADMIN with --network-namespace-path, and
     /// systemd-networkd (the image's DHCP client) needs it.
     pub fn boot(root: &Path, name: &str, netns: &str, log: &Path) -> Container {
+        Container::boot_with(root, name, netns, log, "")
+    }
+
+    /// [`Container::boot`] with more nspawn options, like `--bind=SRC:DST`.
+    pub fn boot_with(root: &Path, name: &str, netns: &str, log: &Path, extra: &str) -> Container {
         let nspawn = format!(
             "systemd-nspawn -D {} --register=no --keep-unit --volatile=overlay \
              --capability=CAP_NET_ADMIN -M {name} \
-             --network-namespace-path=/run/netns/{netns} -b",
+             --network-namespace-path=/run/netns/{netns} {extra} -b",
             root.display()
         );
         let child = Command::new("setsid")
@@ -46,6 +51,23 @@ impl Container {
             log: log.to_owned(),
             child,
         }
+    }
+
+    /// The container's init (PID 1 inside): its `/proc/PID/root` is the
+    /// container's file system as its processes see it.
+    pub fn init_pid(&self) -> Option<u32> {
+        let mut tree = vec![self.child.id()];
+        let mut i = 0;
+        while i < tree.len() {
+            let pid = tree[i];
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if i > 0 && comm.trim() == "systemd" {
+                return Some(pid);
+            }
+            tree.extend(children(pid));
+            i += 1;
+        }
+        None
     }
 
     pub fn console(&self) -> String {

@@ -373,3 +373,45 @@ fn a_failed_build_leaves_the_previous_output_untouched() {
         .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
+
+#[test]
+fn deleting_the_token_file_rotates_the_bootstrap_token_alone() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let s = build.secrets();
+    let before = digests(&s);
+    let old = fs::read_to_string(s.join("bootstrap-token")).unwrap();
+    fs::remove_file(s.join("bootstrap-token")).unwrap();
+    let out = build.run(&profile("example.toml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("generated a new bootstrap token"),
+        "{stderr}"
+    );
+    let after = digests(&s);
+    let new = String::from_utf8(after["bootstrap-token"].clone()).unwrap();
+    assert_ne!(new, old, "the token was not rotated");
+    let (id, secret) = new.trim().split_once('.').unwrap();
+    assert_eq!((id.len(), secret.len()), (6, 16), "{new}");
+    let mode = fs::metadata(s.join("bootstrap-token"))
+        .unwrap()
+        .permissions();
+    assert_eq!(mode.mode() & 0o777, 0o600);
+    for (name, bytes) in &before {
+        if name != "bootstrap-token" {
+            assert!(bytes == &after[name], "{name} changed with the token");
+        }
+    }
+    for role in ["master", "worker"] {
+        let token = all_payloads(&build.out(), role)
+            .into_iter()
+            .find(|(_, f)| f.path.ends_with("bootstrap-token"))
+            .map(|(_, f)| f.bytes);
+        assert_eq!(token, Some(new.clone().into_bytes()), "{role} token");
+    }
+    // The next build keeps it.
+    let again = build.run(&profile("example.toml"));
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("new bootstrap token"));
+    assert_eq!(digests(&s), after);
+}

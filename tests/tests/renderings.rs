@@ -4,12 +4,13 @@
 //! `ignition-validate` accepts the config.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{ensure, Result};
 use kiln::layer::{Contents, Meta, RoleLayer, Unit};
 use kiln::render::{render_ignition, render_rootfs};
-use kiln_e2e::artifacts::Build;
+use kiln_e2e::artifacts::{ignition_files, Build};
 use kiln_e2e::{ignition, profile, tree};
 use kiln_firstboot::node_config::Role;
 
@@ -232,4 +233,132 @@ fn ignition_and_rootfs_of_every_example_profile_role_write_the_same_tree() -> Re
         );
     }
     Ok(())
+}
+
+/// The example profile with kubeadm, kubelet and kubectl from a folder of
+/// stand-in executables, in a private folder.
+fn profile_with_binaries(dir: &Path) -> Result<std::path::PathBuf> {
+    let bin = dir.join("bin");
+    fs::create_dir(&bin)?;
+    for name in ["kubeadm", "kubelet", "kubectl"] {
+        let path = bin.join(name);
+        fs::write(&path, format!("#!/bin/sh\necho {name}\n"))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    }
+    let text = fs::read_to_string(profile("example.toml"))?;
+    let path = dir.join("binaries.toml");
+    fs::write(
+        &path,
+        format!("{text}\n[images.kubernetes]\nbinaries = \"bin\"\n"),
+    )?;
+    Ok(path)
+}
+
+#[test]
+fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> Result<()> {
+    let build = Build::new();
+    let path = profile_with_binaries(build.dir.path())?;
+    let out = build.run(&path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "kiln build failed:\n{stderr}");
+    ensure!(!stderr.contains("lack kubeadm"), "{stderr}");
+    for role in ["master", "worker"] {
+        let dir = build.out().join(role);
+        let ign = dir.join(format!("{role}.ign"));
+        let tree = assert_renderings_agree(role, &ign, &dir.join("rootfs.tar.gz"))?;
+        let files = ignition_files(&ign);
+        let file = |p: &str| {
+            let f = files.iter().find(|f| f.path == p);
+            let f = f.unwrap_or_else(|| panic!("{role}: no {p}"));
+            (
+                f.mode & 0o7777,
+                String::from_utf8_lossy(&f.bytes).into_owned(),
+            )
+        };
+        let link = |p: &str| match tree.get(Path::new(p)).map(|e| &e.kind) {
+            Some(tree::Kind::Link(target)) => target.display().to_string(),
+            other => panic!("{role}: {p} is {other:?}, not a link"),
+        };
+        for name in ["kubeadm", "kubelet", "kubectl"] {
+            let (mode, text) = file(&format!("/usr/local/bin/{name}"));
+            assert_eq!((mode, text), (0o755, format!("#!/bin/sh\necho {name}\n")));
+        }
+        let (_, modules) = file("/etc/modules-load.d/kiln-kubernetes.conf");
+        assert!(modules.contains("\noverlay\nbr_netfilter\n"), "{modules}");
+        let (_, sysctls) = file("/etc/sysctl.d/90-kiln-kubernetes.conf");
+        for key in [
+            "net.bridge.bridge-nf-call-iptables = 1",
+            "net.bridge.bridge-nf-call-ip6tables = 1",
+            "net.ipv4.ip_forward = 1",
+        ] {
+            assert!(sysctls.contains(key), "{role}: {key} missing in {sysctls}");
+        }
+        let (mode, containerd) = file("/etc/containerd/config.toml");
+        assert_eq!(mode, 0o644);
+        assert!(containerd.contains("SystemdCgroup = true"), "{containerd}");
+        assert_eq!(link("etc/systemd/system/swap.target"), "/dev/null");
+        let (_, swapoff) = file("/etc/systemd/system/kiln-swapoff.service");
+        assert!(swapoff.contains("ExecStart=/sbin/swapoff -a"), "{swapoff}");
+        assert!(swapoff.contains("Before=kubelet.service kiln-firstboot.service"));
+        let (_, kubelet) = file("/etc/systemd/system/kubelet.service");
+        assert!(
+            kubelet.contains("ExecStart=/usr/local/bin/kubelet\n"),
+            "{kubelet}"
+        );
+        let (_, dropin) = file("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf");
+        assert!(dropin.contains("EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\n"));
+        assert!(dropin.contains("EnvironmentFile=-/etc/default/kubelet\n"));
+        for unit in [
+            "kubelet.service",
+            "kiln-swapoff.service",
+            "kiln-firstboot.service",
+        ] {
+            assert_eq!(
+                link(&format!(
+                    "etc/systemd/system/multi-user.target.wants/{unit}"
+                )),
+                format!("/etc/systemd/system/{unit}")
+            );
+        }
+        // The agent runs kubeadm, which needs containerd, and restarts
+        // kubelet and starts keepalived itself: no Before= on either.
+        let (_, agent) = file("/etc/systemd/system/kiln-firstboot.service");
+        assert!(agent.contains("After=network-online.target containerd.service\n"));
+        assert!(!agent.contains("Before="), "{agent}");
+        // kubeadm finds a master's CA where it keeps it; a worker's join
+        // writes it there itself and refuses to run when it exists.
+        let (kubeadm_ca, agent_ca) = ("/etc/kubernetes/pki/ca.crt", "/etc/kiln/pki/ca.crt");
+        let (_, ca) = file(if role == "master" {
+            kubeadm_ca
+        } else {
+            agent_ca
+        });
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        if role == "worker" {
+            assert!(!files.iter().any(|f| f.path == kubeadm_ca), "{kubeadm_ca}");
+        }
+    }
+    let etcd = ignition_files(&build.out().join("etcd/etcd.ign"));
+    assert!(
+        !etcd
+            .iter()
+            .any(|f| f.path.starts_with("/usr/local/bin/kube")
+                || f.path.starts_with("/etc/containerd")),
+        "the etcd role carries Kubernetes files"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_build_without_kubernetes_binaries_says_the_images_lack_them() {
+    let build = Build::new();
+    let out = build.run(&profile("example.toml"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: no images.kubernetes: the master and worker images will lack kubeadm and kubelet"
+        ),
+        "{stderr}"
+    );
 }

@@ -113,6 +113,9 @@ pub fn write_raw(tree: &Path, ids: &DiskIds, mtime: u64, out: &Path) -> Result<(
     let mut mcopy = Command::new("mcopy");
     mcopy
         .env("MTOOLS_SKIP_CHECK", "1")
+        // Otherwise mcopy stamps each entry's creation and access times with
+        // the clock, and no two builds' ESPs are the same bytes.
+        .env("SOURCE_DATE_EPOCH", mtime.to_string())
         .arg("-i")
         .arg(format!("{}@@{}", out.display(), esp_start * SECTOR))
         .args(["-s", "-m", "-Q"]);

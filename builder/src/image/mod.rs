@@ -2,6 +2,7 @@
 //! cached Debian base or the profile's own), and the disks made from the
 //! baked tree (`disk.raw`, `disk.qcow2`).
 
+mod apt;
 mod bake;
 mod base;
 mod disk;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use kiln_firstboot::node_config::Role;
 
+pub use apt::KubernetesApt;
 pub use bake::bake_tree;
 pub use base::{default_cache_dir, DebianBase};
 pub use disk::{write_qcow2, write_raw, DiskIds};
@@ -50,7 +52,8 @@ impl RoleBase {
             BaseImage::None => RoleBase::None,
             BaseImage::Debian => {
                 let topology = loaded.profile.etcd.topology;
-                let base = DebianBase::for_role(role, topology, &image.packages);
+                let apt = KubernetesApt::from_profile(loaded)?;
+                let base = DebianBase::for_role(role, topology, &image.packages, apt.as_ref());
                 RoleBase::Debian(base.ensure(cache)?)
             }
         })

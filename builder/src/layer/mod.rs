@@ -4,6 +4,8 @@
 //! and the two renderings must agree (tests apply the Ignition config with the
 //! real Ignition and compare).
 
+pub mod backup;
+mod kube;
 mod roles;
 
 pub use roles::{build_layer, LayerInputs};

@@ -8,7 +8,7 @@ use kiln_firstboot::etcd::config as etcd_config;
 use kiln_firstboot::layout::{self, pki};
 use kiln_firstboot::node_config::{Role, Topology};
 
-use super::{Contents, Meta, RoleLayer, Unit};
+use super::{kube, Contents, Meta, RoleLayer, Unit};
 use crate::nodeconf::node_config;
 use crate::profile::{LoadedProfile, RoleImage};
 use crate::secrets::{Pair, Secrets};
@@ -29,14 +29,16 @@ pub fn build_layer(role: Role, inputs: &LayerInputs) -> Result<RoleLayer> {
     add_common(&mut layer, inputs);
     let stacked = inputs.profile.profile.etcd.topology == Topology::Stacked;
     match role {
-        Role::Etcd => add_etcd_member_pki(&mut layer, inputs.secrets),
-        Role::Master => {
-            add_master_pki(&mut layer, inputs.secrets);
-            if stacked {
-                add_etcd_member_pki(&mut layer, inputs.secrets);
-            }
+        Role::Etcd => {
+            add_etcd_member_pki(&mut layer, inputs.secrets);
+            super::backup::add(&mut layer, inputs.profile)?;
         }
+        Role::Master => add_master_pki(&mut layer, inputs.secrets, stacked),
         Role::Worker => add_worker_pki(&mut layer, inputs.secrets),
+    }
+    if role != Role::Etcd {
+        kube::add_host_preparation(&mut layer);
+        kube::add_binaries(&mut layer, inputs.profile)?;
     }
     add_extras(
         &mut layer,
@@ -129,21 +131,32 @@ fn add_etcd_boot_order(layer: &mut RoleLayer) {
     );
 }
 
-/// Ordered after the network is up (discovery needs addresses) and before
-/// the role's services; its decisions go to the serial console too, so an
-/// operator watching a VM boot sees them.
+/// Ordered after the network is up (discovery needs addresses); its
+/// decisions go to the serial console too, so an operator watching a VM boot
+/// sees them. On etcd nodes it runs before etcd.service, which it configures.
+/// On masters and workers it runs after containerd (kubeadm's preflight
+/// needs the runtime) and deliberately not before kubelet.service or
+/// keepalived.service: kubeadm restarts kubelet, and the agent starts
+/// keepalived, from within the agent's own start job, and a oneshot ordered
+/// before those units would wait on itself. kubelet restarts until kubeadm
+/// configures it; keepalived.service stays idle until the agent wrote its
+/// configuration (Debian's unit has ConditionFileNotEmpty on it).
 fn agent_unit(role: Role) -> String {
-    let (before, start) = match role {
-        Role::Etcd => ("etcd.service", "--no-start run"),
-        Role::Master | Role::Worker => ("kubelet.service", "run"),
+    let (order, start) = match role {
+        Role::Etcd => (
+            "Wants=network-online.target\n\
+             After=network-online.target\n\
+             Before=etcd.service\n",
+            "--no-start run",
+        ),
+        Role::Master | Role::Worker => (
+            "Wants=network-online.target containerd.service\n\
+             After=network-online.target containerd.service\n",
+            "run",
+        ),
     };
     agent_oneshot(
-        &format!(
-            "Description=kiln first-boot agent: join or form the {role} cluster\n\
-             Wants=network-online.target\n\
-             After=network-online.target\n\
-             Before={before}\n"
-        ),
+        &format!("Description=kiln first-boot agent: join or form the {role} cluster\n{order}"),
         start,
     )
 }
@@ -214,8 +227,9 @@ fn add_etcd_agent_client(layer: &mut RoleLayer, secrets: &Secrets) {
 }
 
 /// The control-plane PKI kubeadm expects, pre-placed so that
-/// `kubeadm join --control-plane` needs no uploaded certificates.
-fn add_master_pki(layer: &mut RoleLayer, secrets: &Secrets) {
+/// `kubeadm join --control-plane` needs no uploaded certificates; with
+/// `stacked` etcd also the etcd CA's key.
+fn add_master_pki(layer: &mut RoleLayer, secrets: &Secrets, stacked: bool) {
     let kube = Path::new(KUBE_PKI);
     for (stem, pair) in [
         ("ca", &secrets.cluster_ca),
@@ -235,7 +249,14 @@ fn add_master_pki(layer: &mut RoleLayer, secrets: &Secrets) {
         Meta::root(0o644),
         Contents::Inline(secrets.service_account.cert.clone().into_bytes()),
     );
-    add_pair(layer, &kube.join("etcd/ca.crt"), None, &secrets.etcd_ca);
+    // Stacked: kubeadm signs each master's etcd member certificates itself.
+    let etcd_ca_key = stacked.then(|| kube.join("etcd/ca.key"));
+    add_pair(
+        layer,
+        &kube.join("etcd/ca.crt"),
+        etcd_ca_key.as_deref(),
+        &secrets.etcd_ca,
+    );
     add_pair(layer, &pki::etcd_ca_cert(), None, &secrets.etcd_ca);
     add_etcd_agent_client(layer, secrets);
     layer.add_secret(
@@ -246,6 +267,9 @@ fn add_master_pki(layer: &mut RoleLayer, secrets: &Secrets) {
 
 /// CA certificate and token only: a worker can be stolen without the CA.
 fn add_worker_pki(layer: &mut RoleLayer, secrets: &Secrets) {
+    // Not at /etc/kubernetes/pki/ca.crt: kubeadm's worker preflight
+    // (FileAvailable--etc-kubernetes-pki-ca.crt) refuses a join when that
+    // file exists, and writes it itself from discovery.
     add_pair(layer, &pki::cluster_ca_cert(), None, &secrets.cluster_ca);
     layer.add_secret(
         pki::bootstrap_token(),

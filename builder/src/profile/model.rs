@@ -56,6 +56,53 @@ pub struct EtcdSection {
     /// where the masters are the members.
     #[serde(default)]
     pub members: Vec<NodeSpec>,
+    /// Snapshots every etcd node takes of the cluster (docs/backup.md).
+    #[serde(default)]
+    pub backup: BackupSection,
+    /// A snapshot the initial members rebuild the cluster from when they
+    /// bootstrap it (disaster recovery, docs/backup.md).
+    #[serde(default)]
+    pub restore_from: Option<RestoreSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// On by default: a snapshot costs little, its absence costs a cluster.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_backup_interval")]
+    pub interval: Span,
+    #[serde(default = "default_keep_hourly")]
+    pub keep_hourly: u32,
+    #[serde(default = "default_keep_daily")]
+    pub keep_daily: u32,
+    /// Absolute path of a mounted folder on the node each snapshot is copied to.
+    #[serde(default)]
+    pub destination: Option<PathBuf>,
+}
+
+impl Default for BackupSection {
+    fn default() -> Self {
+        BackupSection {
+            enabled: true,
+            interval: default_backup_interval(),
+            keep_hourly: default_keep_hourly(),
+            keep_daily: default_keep_daily(),
+            destination: None,
+        }
+    }
+}
+
+/// Exactly one of `local` (a file relative to the profile, baked into the
+/// etcd image) or `node` (an absolute path on the node, e.g. a mounted volume).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSource {
+    #[serde(default)]
+    pub local: Option<PathBuf>,
+    #[serde(default)]
+    pub node: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +217,9 @@ pub struct ImagesSection {
     /// Where nodes download the agent instead of carrying it in the Ignition config.
     #[serde(default)]
     pub agent: Option<AgentSource>,
+    /// Where master and worker images get kubeadm, kubelet and kubectl.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSource>,
     #[serde(default)]
     pub etcd: RoleImage,
     #[serde(default)]
@@ -196,6 +246,7 @@ impl Default for ImagesSection {
             base: BaseImage::None,
             source_date_epoch: None,
             agent: None,
+            kubernetes: None,
             etcd: RoleImage::default(),
             master: RoleImage::default(),
             worker: RoleImage::default(),
@@ -210,6 +261,37 @@ pub struct AgentSource {
     pub url: String,
     /// Hex SHA-512 of the binary; Ignition refuses a download that differs.
     pub sha512: String,
+}
+
+/// Exactly one of `apt` or `binaries`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSource {
+    #[serde(default)]
+    pub apt: Option<AptSource>,
+    /// A folder, relative to the profile, holding the kubeadm, kubelet and
+    /// kubectl executables.
+    #[serde(default)]
+    pub binaries: Option<PathBuf>,
+}
+
+impl KubernetesSource {
+    /// The executables a `binaries` folder must hold, installed to
+    /// /usr/local/bin on masters and workers.
+    pub const BINARIES: [&'static str; 3] = ["kubeadm", "kubelet", "kubectl"];
+}
+
+/// An apt repository the Debian base of masters and workers installs from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AptSource {
+    /// https URL of a flat repository, like pkgs.k8s.io's.
+    pub repository: String,
+    /// The repository's signing key (ASCII-armoured or binary), relative to
+    /// the profile.
+    pub key: PathBuf,
+    #[serde(default = "default_kubernetes_packages")]
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -271,11 +353,25 @@ pub struct ExtraDropin {
     pub contents: String,
 }
 
+fn default_kubernetes_packages() -> Vec<String> {
+    ["kubelet", "kubeadm", "kubectl"]
+        .map(str::to_owned)
+        .to_vec()
+}
 fn default_virtual_router_id() -> u8 {
     51
 }
 fn default_true() -> bool {
     true
+}
+fn default_backup_interval() -> Span {
+    "1h".parse().expect("valid default")
+}
+fn default_keep_hourly() -> u32 {
+    24
+}
+fn default_keep_daily() -> u32 {
+    7
 }
 fn default_pod_subnet() -> Cidr {
     "10.244.0.0/16".parse().expect("valid default")

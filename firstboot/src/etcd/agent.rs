@@ -11,7 +11,7 @@ use super::client::MemberInfo;
 use super::config::{self, ClusterState, EtcdSettings};
 use super::membership::{decide, Decision, Plan};
 use super::node::Node;
-use super::{certs, settle};
+use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
 
@@ -19,16 +19,31 @@ use crate::status::{self, Phase, Status};
 /// returns it with the member list it was made on.
 pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
+    let mut said = String::new();
+    let mut saw_cluster = false;
     retry("an etcd cluster to answer", node.timeout, || {
         let view = node.observe();
+        saw_cluster |= view.is_some();
         let plan = decide(&me, view.as_ref());
         match plan.decision {
-            Decision::Wait(reason) => Attempt::Retry(reason),
+            Decision::Wait(reason) => {
+                // Once per new reason: the journal shows why the node waits.
+                if reason != said {
+                    tracing::info!(reason = %reason, "waiting");
+                    said.clone_from(&reason);
+                }
+                Attempt::Retry(reason)
+            }
             _ => Attempt::Done((plan, view.map(|v| v.members).unwrap_or_default())),
         }
     })
     .with_context(|| {
-        if node.me.is_initial_member() {
+        if saw_cluster {
+            format!(
+                "the etcd cluster answers but {} cannot join it yet",
+                node.me.name
+            )
+        } else if node.me.is_initial_member() {
             "the etcd cluster did not become ready for this node".to_owned()
         } else {
             format!(
@@ -52,8 +67,12 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
     let sentence = match &plan.decision {
         Decision::Restart => format!("{name} has a write-ahead log: restarting etcd on it, no membership change"),
         Decision::Bootstrap => format!(
-            "no etcd member answers and {name} is an initial member: bootstrapping a new cluster of {}",
-            node.config.etcd.members.len()
+            "no etcd member answers and {name} is an initial member: bootstrapping a new cluster of {}{}",
+            node.config.etcd.members.len(),
+            node.config.etcd.restore_from.as_ref().map_or(String::new(), |p| format!(
+                " from the snapshot restore_from = {}",
+                p.display()
+            ))
         ),
         Decision::StartListed { id, learner } => format!(
             "the cluster lists {name}'s peer URL {} as not started (member {id}{}): starting etcd with state=existing",
@@ -70,8 +89,10 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
         Decision::Wait(reason) => format!("waiting: {reason}"),
         Decision::QuorumLost { alive, voting } => format!(
             "etcd quorum is lost: only {alive} of {voting} voting members answer; changing nothing. \
-             No member can be removed or added without quorum: restore the cluster from a snapshot \
-             (the profile's restore_from setting) or bring the dead members back with their data"
+             No member can be removed or added without quorum: bring the dead members back with \
+             their data, or rebuild the cluster from a snapshot: set etcd.restore_from in the \
+             profile to a `kiln backup` file or a node's /var/lib/kiln/snapshots copy, rebuild, \
+             and boot fresh initial members (docs/backup.md)"
         ),
         Decision::Conflict(m) => format!(
             "member {} at {} is alive and has {name}'s name or peer URL; refusing to add a second member for it",
@@ -105,6 +126,16 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         // Before anything is written: refusing changes nothing.
         bail!("{sentence}");
     }
+    // Verified before anything is written: a corrupt snapshot changes nothing.
+    let restore = match plan.decision {
+        Decision::Bootstrap => restore::prepare(node)?,
+        _ => None,
+    };
+    if restore.is_none() && node.config.etcd.restore_from.is_some() {
+        tracing::info!(
+            "restore_from is ignored: only an initial member bootstrapping with no WAL restores"
+        );
+    }
     tracing::info!(member = %node.me.name, peer = %node.peer_url, decision = %sentence, "decided");
     certs::install(&node.root, &node.config, &node.me)?;
     if plan.move_aside_data {
@@ -134,6 +165,9 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
             bail!("{sentence}")
         }
     };
+    if let Some(restore) = &restore {
+        restore::apply(node, restore, &initial_cluster)?;
+    }
     prepare_data_dir(&node.data_dir())?;
     let settings = EtcdSettings {
         name: &node.me.name,
@@ -142,7 +176,7 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         peer_url: &node.peer_url,
         initial_cluster,
         state,
-        token: &node.config.cluster,
+        token: restore.as_ref().map_or(&node.config.cluster, |r| &r.token),
     };
     config::write(&node.root, &settings)?;
     status::write_status(
@@ -207,7 +241,7 @@ fn add_self(node: &Node) -> Result<(String, Vec<MemberInfo>)> {
     Ok((id, members))
 }
 
-fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
+pub fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
     node.cluster_call("remove the dead member", |members, endpoint| {
         if !members.iter().any(|m| m.id == dead.id) {
             return Ok(());

@@ -70,7 +70,7 @@ pub struct EtcdRefused {
 /// A gateway client presenting the agent's client certificate.
 #[derive(Clone)]
 pub struct EtcdClient {
-    agent: ureq::Agent,
+    pub(super) agent: ureq::Agent,
 }
 
 impl EtcdClient {
@@ -104,7 +104,7 @@ impl EtcdClient {
         })
     }
 
-    fn post(&self, base: &str, path: &str, body: Value) -> Result<Value> {
+    pub(super) fn post(&self, base: &str, path: &str, body: Value) -> Result<Value> {
         let url = format!("{base}{path}");
         let mut response = self
             .agent

@@ -100,13 +100,38 @@ pub fn decide(me: &Me, cluster: Option<&ClusterView>) -> Plan {
         Some(dead) => {
             check_quorum(view, Some(dead)).unwrap_or(Decision::Replace { dead: dead.clone() })
         }
-        None => check_quorum(view, None).unwrap_or(Decision::Join),
+        None => check_quorum(view, None)
+            .or_else(|| dead_member_blocks_add(view))
+            .unwrap_or(Decision::Join),
     };
     Plan {
         decision,
         move_aside_data,
         cluster_size,
     }
+}
+
+/// etcd refuses every `member add` ("unhealthy cluster") while a voting
+/// member is unreachable; a node that replaces no one cannot remove it, so
+/// it says which member is dead and what the operator can do.
+fn dead_member_blocks_add(view: &ClusterView) -> Option<Decision> {
+    let dead = view
+        .members
+        .iter()
+        .find(|m| !m.is_learner && m.is_started() && !view.alive.contains(&m.id))?;
+    let hex_id = dead
+        .id
+        .parse::<u64>()
+        .map_or_else(|_| dead.id.clone(), |id| format!("{id:x}"));
+    Some(Decision::Wait(format!(
+        "member {} (id {hex_id}, peer {}) is listed but does not answer, and etcd adds no \
+         member while a voting member is unreachable. Boot {}'s replacement with its name or \
+         address (its agent removes the dead member), or remove it: \
+         `etcdctl member remove {hex_id}`; this node joins as soon as it is gone",
+        dead.name,
+        dead.peer_urls.join(","),
+        dead.name
+    )))
 }
 
 /// Whether a membership change (removing `dead`, if given, then adding a
@@ -260,6 +285,21 @@ mod tests {
                 move_aside_data: true,
                 cluster_size: 3
             }
+        );
+    }
+
+    #[test]
+    fn unlisted_node_names_the_dead_member_instead_of_adding() {
+        let mut v = view(&[1, 3], true);
+        v.members[1].id = "1234".into();
+        let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
+            panic!("a dead voting member must block the add");
+        };
+        assert!(reason.contains("member etcd2 (id 4d2"), "{reason}");
+        assert!(reason.contains("etcdctl member remove 4d2"), "{reason}");
+        assert_eq!(
+            run(9, "etcd9", false, false, Some(&view(&[1, 2, 3], true))).decision,
+            Decision::Join
         );
     }
 

@@ -17,13 +17,17 @@
 //! again, and the done-marker makes a rerun after success a no-op.
 
 mod agent;
+pub mod backup;
 mod certs;
 pub mod client;
 pub mod config;
+pub mod kv;
 pub mod membership;
 mod node;
+pub mod restore;
 mod settle;
+pub mod snapshot;
 
-pub use agent::{plan, run};
+pub use agent::{plan, remove_member, run};
 pub use node::Node;
 pub use settle::settle;

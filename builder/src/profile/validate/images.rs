@@ -114,12 +114,7 @@ fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
         }
     }
     for (j, package) in image.packages.iter().enumerate() {
-        let valid = package.len() >= 2
-            && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && package
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-        if !valid {
+        if !is_package_name(package) {
             check.error(
                 format!("{field}.packages[{j}]"),
                 format!("{package:?} is not a Debian package name"),
@@ -151,6 +146,16 @@ fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
             );
         }
     }
+}
+
+/// A Debian package name: lowercase letters, digits, `+`, `-` and `.`,
+/// at least two characters, starting with a letter or digit.
+pub fn is_package_name(package: &str) -> bool {
+    package.len() >= 2
+        && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && package
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
 fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {

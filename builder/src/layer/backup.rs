@@ -1,0 +1,113 @@
+//! What etcd backups add to the etcd image: `kiln-snapshot.timer` and its
+//! service (the agent's `snapshot` command), and the snapshot the initial
+//! members restore from when the profile bakes one in.
+
+use anyhow::{Context, Result};
+use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
+use kiln_firstboot::etcd::snapshot::verify_trailer;
+use kiln_firstboot::layout;
+use kiln_firstboot::node_config::BackupSettings;
+use std::path::{Path, PathBuf};
+
+use super::{Meta, RoleLayer, Unit};
+use crate::profile::{BackupSection, LoadedProfile, RestoreSource};
+
+pub const SNAPSHOT_TIMER: &str = "kiln-snapshot.timer";
+pub const SNAPSHOT_SERVICE: &str = "kiln-snapshot.service";
+
+/// The node configuration's backup settings; `None` when backups are off.
+pub fn node_settings(backup: &BackupSection) -> Option<BackupSettings> {
+    backup.enabled.then(|| BackupSettings {
+        interval_seconds: backup.interval.as_secs(),
+        keep_hourly: backup.keep_hourly,
+        keep_daily: backup.keep_daily,
+        destination: backup.destination.clone(),
+    })
+}
+
+/// The node path of the snapshot to restore from, baked or on the node.
+pub fn restore_path(source: Option<&RestoreSource>) -> Option<PathBuf> {
+    let source = source?;
+    match (&source.local, &source.node) {
+        (Some(_), _) => Some(PathBuf::from(BAKED_SNAPSHOT)),
+        (None, node) => node.clone(),
+    }
+}
+
+/// Adds the snapshot timer and the baked restore snapshot to an etcd layer.
+pub fn add(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()> {
+    let etcd = &profile.profile.etcd;
+    if let Some(settings) = node_settings(&etcd.backup) {
+        add_timer(layer, settings.interval_seconds);
+    }
+    if let Some(local) = etcd.restore_from.as_ref().and_then(|r| r.local.as_ref()) {
+        let path = profile.resolve(local);
+        // A corrupt snapshot is refused at build time, not at 3 a.m. on a node.
+        verify_trailer(&path).context("etcd.restore_from.local")?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("reading {} (etcd.restore_from.local)", path.display()))?;
+        let baked = Path::new(BAKED_SNAPSHOT);
+        if let Some(dir) = baked.parent() {
+            layer.add_dir(dir, Meta::root(0o700));
+        }
+        layer.add_secret(baked, bytes);
+    }
+    Ok(())
+}
+
+fn add_timer(layer: &mut RoleLayer, interval: u64) {
+    // systemd's default accuracy (1 min) would swallow short intervals.
+    let accuracy = (interval / 10).clamp(1, 60);
+    layer.add_unit(
+        Unit {
+            name: SNAPSHOT_SERVICE.to_owned(),
+            contents: Some(format!(
+                "[Unit]\n\
+                 Description=kiln: take, verify and prune an etcd snapshot\n\
+                 After=etcd.service {agent_unit}\n\
+                 \n\
+                 [Service]\n\
+                 Type=oneshot\n\
+                 ExecStart={agent} snapshot\n",
+                agent_unit = layout::AGENT_UNIT,
+                agent = layout::AGENT_BINARY,
+            )),
+            dropins: vec![],
+        },
+        false,
+    );
+    layer.add_unit(
+        Unit {
+            name: SNAPSHOT_TIMER.to_owned(),
+            contents: Some(format!(
+                "[Unit]\n\
+                 Description=kiln: etcd snapshot every {interval}s\n\
+                 \n\
+                 [Timer]\n\
+                 OnBootSec={interval}s\n\
+                 OnUnitActiveSec={interval}s\n\
+                 AccuracySec={accuracy}s\n\
+                 \n\
+                 [Install]\n\
+                 WantedBy=timers.target\n"
+            )),
+            dropins: vec![],
+        },
+        true,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_runs_the_agent_at_the_interval() {
+        let mut layer = RoleLayer::new(kiln_firstboot::node_config::Role::Etcd);
+        add_timer(&mut layer, 5);
+        let timer = layer.units[SNAPSHOT_TIMER].contents.clone().unwrap();
+        assert!(timer.contains("OnUnitActiveSec=5s\n") && timer.contains("AccuracySec=1s\n"));
+        let service = layer.units[SNAPSHOT_SERVICE].contents.clone().unwrap();
+        assert!(service.contains("ExecStart=/usr/local/bin/kiln-firstboot snapshot\n"));
+    }
+}

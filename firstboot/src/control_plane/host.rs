@@ -1,0 +1,54 @@
+//! What a master or worker needs on disk before kubeadm runs: kubelet's
+//! node IP and kubeadm's configuration files (modules, sysctls, swap and
+//! containerd are baked into the image by the builder).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::Agent;
+use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::layout::kube::{
+    KUBEADM_DIR, KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG, KUBELET_DEFAULTS,
+};
+use crate::node_config::Role;
+
+pub fn prepare(agent: &Agent) -> Result<()> {
+    let inputs = agent.kubeadm_inputs()?;
+    // kubelet would otherwise pick the first interface's address, which on
+    // multi-homed nodes is not the one the cluster reaches it by.
+    write(
+        &agent.path(KUBELET_DEFAULTS),
+        &format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", agent.me.ip),
+        0o644,
+    )?;
+    let dir = agent.path(KUBEADM_DIR);
+    create_dir_all_mode(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
+    let master = agent.config.role == Role::Master;
+    if master {
+        write(
+            &agent.path(KUBEADM_INIT_CONFIG),
+            &inputs.init_config(),
+            0o600,
+        )?;
+    }
+    write(
+        &agent.path(KUBEADM_JOIN_CONFIG),
+        &inputs.join_config(master),
+        0o600,
+    )?;
+    tracing::info!(
+        node = %agent.me.name,
+        ip = %agent.me.ip,
+        api = ?inputs.version,
+        "wrote kubelet's node IP and kubeadm's configuration"
+    );
+    Ok(())
+}
+
+fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(path, text.as_bytes(), mode).with_context(|| format!("writing {}", path.display()))
+}

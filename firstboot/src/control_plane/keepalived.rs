@@ -1,0 +1,154 @@
+//! The optional VIP on masters: keepalived's configuration for this node and
+//! the API server health check it tracks, so the VIP sits on a master whose
+//! API server answers and moves within seconds when it stops.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use crate::layout::{kube::KEEPALIVED_CHECK, AGENT_BINARY};
+use crate::node_config::{ControlPlaneSettings, Vip};
+
+/// Priority of the first listed master; each next one gets 10 less.
+const FIRST_PRIORITY: u32 = 150;
+/// Masters the profile does not list (scale-out) rank below all listed ones.
+const UNLISTED_PRIORITY: u32 = 100;
+/// Seconds between health checks, and failures before the VIP moves.
+const CHECK_INTERVAL: u32 = 2;
+const CHECK_FALL: u32 = 2;
+/// A failing check lowers the priority by this much: below every healthy
+/// master (listed or not), yet the VIP still sits somewhere while no API
+/// server runs at all, which `kubeadm init` needs to reach its own.
+const CHECK_WEIGHT: i32 = -60;
+
+/// VRRP priority by the node's place in `control_plane.masters`.
+pub fn priority(masters_index: Option<usize>) -> u32 {
+    masters_index
+        .and_then(|i| u32::try_from(i).ok())
+        .map_or(UNLISTED_PRIORITY, |i| {
+            FIRST_PRIORITY
+                .saturating_sub(10 * i)
+                .max(UNLISTED_PRIORITY + 1)
+        })
+}
+
+/// keepalived.conf for the master `name` at `ip`.
+///
+/// Every node starts as BACKUP and the priorities decide; a master whose
+/// API server fails the check drops below every healthy one, so the VIP
+/// follows the API servers that answer.
+pub fn config(cp: &ControlPlaneSettings, vip: &Vip, name: &str, ip: IpAddr) -> String {
+    let index = cp.masters.iter().position(|m| m.name == name || m.ip == ip);
+    let mut text = format!(
+        "# Written by kiln-firstboot for {name}; rebuilt from node.toml on first boot.\n\
+         global_defs {{\n\
+         \x20   router_id {name}\n\
+         \x20   script_user root\n\
+         \x20   enable_script_security\n\
+         }}\n\
+         \n\
+         vrrp_script kiln_apiserver {{\n\
+         \x20   script \"{KEEPALIVED_CHECK}\"\n\
+         \x20   interval {CHECK_INTERVAL}\n\
+         \x20   timeout {CHECK_INTERVAL}\n\
+         \x20   fall {CHECK_FALL}\n\
+         \x20   rise 1\n\
+         \x20   weight {CHECK_WEIGHT}\n\
+         }}\n\
+         \n\
+         vrrp_instance kiln_api {{\n\
+         \x20   state BACKUP\n\
+         \x20   interface {interface}\n\
+         \x20   virtual_router_id {vrid}\n\
+         \x20   priority {priority}\n\
+         \x20   advert_int 1\n",
+        interface = vip.interface,
+        vrid = vip.virtual_router_id,
+        priority = priority(index),
+    );
+    if vip.unicast {
+        let _ = writeln!(text, "    unicast_src_ip {ip}");
+        text.push_str("    unicast_peer {\n");
+        for peer in cp.masters.iter().filter(|m| m.ip != ip) {
+            let _ = writeln!(text, "        {}", peer.ip);
+        }
+        text.push_str("    }\n");
+    }
+    let _ = write!(
+        text,
+        "    virtual_ipaddress {{\n\
+         \x20       {vip}/32 dev {interface}\n\
+         \x20   }}\n\
+         \x20   track_script {{\n\
+         \x20       kiln_apiserver\n\
+         \x20   }}\n\
+         }}\n",
+        vip = vip.address,
+        interface = vip.interface,
+    );
+    text
+}
+
+/// The check keepalived runs: the agent itself does a TLS GET of /healthz
+/// verified against the cluster CA (the image has no curl).
+pub fn check_script() -> String {
+    format!("#!/bin/sh\n# kiln: the local API server answers /healthz with ok.\nexec {AGENT_BINARY} check-apiserver\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kubeadm::config::tests::sample_config;
+    use crate::node_config::Role;
+
+    #[test]
+    fn a_failing_check_ranks_below_every_healthy_master() {
+        let failing_best = i64::from(priority(Some(0))) + i64::from(CHECK_WEIGHT);
+        assert!(failing_best < i64::from(priority(None)));
+        assert!(failing_best > 0);
+    }
+
+    #[test]
+    fn priorities_follow_the_masters_order() {
+        assert_eq!(
+            [priority(Some(0)), priority(Some(1)), priority(Some(2))],
+            [150, 140, 130]
+        );
+        assert_eq!(priority(None), 100);
+        assert!(priority(Some(40)) > priority(None));
+    }
+
+    #[test]
+    fn unicast_config_names_the_other_masters() {
+        let config = sample_config(Role::Master, "1.31.2");
+        let cp = config.control_plane.as_ref().unwrap();
+        let vip = cp.vip.as_ref().unwrap();
+        let text = super::config(cp, vip, "master2", "10.0.0.22".parse().unwrap());
+        for line in [
+            "    state BACKUP\n",
+            "    interface eth0\n",
+            "    virtual_router_id 51\n",
+            "    priority 140\n",
+            "    unicast_src_ip 10.0.0.22\n",
+            "        10.0.0.21\n        10.0.0.23\n    }\n",
+            "        10.0.0.20/32 dev eth0\n",
+            "    script \"/etc/keepalived/kiln-check-apiserver.sh\"\n",
+            "        kiln_apiserver\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("        10.0.0.22\n"), "{text}");
+        let braces = text.matches('{').count();
+        assert_eq!(braces, text.matches('}').count(), "{text}");
+    }
+
+    #[test]
+    fn multicast_config_has_no_peers() {
+        let config = sample_config(Role::Master, "1.31.2");
+        let cp = config.control_plane.as_ref().unwrap();
+        let mut vip = cp.vip.clone().unwrap();
+        vip.unicast = false;
+        let text = super::config(cp, &vip, "spare", "10.0.0.40".parse().unwrap());
+        assert!(!text.contains("unicast"), "{text}");
+        assert!(text.contains("    priority 100\n"), "{text}");
+    }
+}

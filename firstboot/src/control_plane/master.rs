@@ -1,0 +1,229 @@
+//! The master role: keepalived for the VIP, then the init-or-join decision.
+//! External etcd: the init lock in etcd picks the one master that runs
+//! `kubeadm init`. Stacked etcd: the first listed master initializes when no
+//! other control plane answers. Every master then makes sure the bootstrap
+//! token exists.
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use super::lock::{self, HeldLock, InitKeys, Step};
+use super::tls::{ClusterTls, Probe};
+use super::{keepalived, Agent};
+use crate::backoff::{retry, Attempt};
+use crate::etcd;
+use crate::etcd::client::EtcdClient;
+use crate::etcd::kv::KvCluster;
+use crate::etcd::membership::{decide, Decision};
+use crate::fsutil::write_atomic;
+use crate::kubeadm::command;
+use crate::kubeadm::config::API_SERVER_PORT;
+use crate::layout::kube::{
+    CLUSTER_CA, ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY, KEEPALIVED_CHECK, KEEPALIVED_CONFIG,
+    KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG,
+};
+use crate::node_config::Topology;
+
+/// What this master does: initialize the control plane, or join it.
+enum Choice {
+    Init(Option<HeldLock>),
+    Join(String),
+}
+
+pub fn converge(agent: &Agent) -> Result<String> {
+    setup_keepalived(agent)?;
+    let (sentence, initialized) = match agent.config.etcd.topology {
+        Topology::External => external(agent)?,
+        Topology::Stacked => stacked(agent)?,
+    };
+    let cp = agent.control_plane()?;
+    if command::ensure_token(&agent.token, cp.token_ttl_seconds)? {
+        tracing::info!("created the bootstrap token the images carry");
+    }
+    tracing::info!(node = %agent.me.name, initialized, "the control plane runs on this master");
+    Ok(sentence)
+}
+
+/// External etcd: decide through the init lock and marker.
+fn external(agent: &Agent) -> Result<(String, bool)> {
+    let kv = KvCluster {
+        client: EtcdClient::new(
+            &agent.path(ETCD_CA),
+            &agent.path(ETCD_CLIENT_CERT),
+            &agent.path(ETCD_CLIENT_KEY),
+        )
+        .context("loading the API server's etcd client certificate baked into the image")?,
+        endpoints: agent.config.etcd_client_urls(),
+    };
+    let keys = InitKeys::new(&agent.config.cluster);
+    let me = agent.me.name.as_str();
+    let choice = retry(
+        "the external etcd cluster to answer and the control plane to be initialized (or the init lock to be free)",
+        agent.timeout,
+        || {
+            let seen = match lock::observe(&kv, &keys) {
+                Ok(seen) => seen,
+                Err(e) => return Attempt::Retry(format!("{e:#}")),
+            };
+            match lock::decide(&seen) {
+                Step::Join(why) => Attempt::Done(Choice::Join(why)),
+                Step::WaitFor(holder) => Attempt::Retry(format!(
+                    "{holder} holds the init lock and is running kubeadm init"
+                )),
+                Step::TakeLock => match lock::try_acquire(&kv, &keys, me) {
+                    Ok(Some(held)) => Attempt::Done(Choice::Init(Some(held))),
+                    Ok(None) => Attempt::Retry("another master took the init lock first".into()),
+                    Err(e) => Attempt::Retry(format!("{e:#}")),
+                },
+            }
+        },
+    )?;
+    let held = match choice {
+        Choice::Join(why) => return join(why).map(|s| (s, false)),
+        Choice::Init(held) => held,
+    };
+    // Someone may have finished between our look and our lock.
+    if let Step::Join(why) = lock::decide(&lock::observe(&kv, &keys)?) {
+        drop(held);
+        return join(why).map(|s| (s, false));
+    }
+    let sentence =
+        format!("{me} holds the init lock and etcd holds no Kubernetes data: running kubeadm init");
+    tracing::info!(node = me, decision = %sentence, "decided");
+    command::run(&["init", "--config", KUBEADM_INIT_CONFIG])?;
+    if held.as_ref().is_some_and(HeldLock::is_lost) {
+        tracing::warn!("the init lock expired while kubeadm init ran; marking success anyway");
+    }
+    lock::mark_initialized(&kv, &keys, me)?;
+    drop(held);
+    tracing::info!(
+        node = me,
+        "kubeadm init succeeded; marked the control plane initialized"
+    );
+    Ok((sentence, true))
+}
+
+/// Stacked etcd: no etcd outside the masters to hold a lock in, so the
+/// first listed master initializes, and only when no other control plane
+/// answers (a replacement of it joins the others).
+fn stacked(agent: &Agent) -> Result<(String, bool)> {
+    let cp = agent.control_plane()?;
+    let tls = ClusterTls::new(&agent.path(CLUSTER_CA))?;
+    let others: Vec<String> = std::iter::once(cp.endpoint.clone())
+        .chain(
+            cp.masters
+                .iter()
+                .filter(|m| m.name != agent.me.name && m.ip != agent.me.ip)
+                .map(|m| format!("{}:{API_SERVER_PORT}", bracket(m.ip))),
+        )
+        .collect();
+    let answering = || {
+        others
+            .iter()
+            .find(|e| matches!(tls.probe(e), Probe::Trusted))
+            .cloned()
+    };
+    let designated = cp.masters.first().is_some_and(|m| m.name == agent.me.name);
+    if designated {
+        if let Some(endpoint) = answering() {
+            return join(format!("another control plane answers at {endpoint}"))
+                .map(|s| (s, false));
+        }
+        let sentence = format!(
+            "{} is the first listed master and no other control plane answers: running kubeadm init",
+            agent.me.name
+        );
+        tracing::info!(decision = %sentence, "decided");
+        command::run(&["init", "--config", KUBEADM_INIT_CONFIG])?;
+        return Ok((sentence, true));
+    }
+    let endpoint = retry(
+        "another master's control plane to answer TLS",
+        agent.timeout,
+        || {
+            answering().map_or_else(
+                || Attempt::Retry(format!("none of {} answers yet", others.join(", "))),
+                Attempt::Done,
+            )
+        },
+    )?;
+    remove_stale_member(agent)?;
+    join(format!("the control plane answers at {endpoint}")).map(|s| (s, false))
+}
+
+/// Stacked etcd: a master that replaces a dead one (same name or address)
+/// removes the dead one's etcd member first, with the etcd agent's own
+/// membership rules; kubeadm's `member add` would otherwise be refused
+/// while the dead member keeps the cluster unhealthy.
+fn remove_stale_member(agent: &Agent) -> Result<()> {
+    let node = etcd::Node::new(agent.config.clone(), &agent.root, agent.timeout)?;
+    let Some(view) = node.observe() else {
+        bail!("no etcd member on the other masters answers, though their control plane does");
+    };
+    match decide(&node.as_member(), Some(&view)).decision {
+        Decision::Replace { dead } => {
+            tracing::info!(member = %dead.name, "this master replaces a dead one: removing its etcd member");
+            etcd::remove_member(&node, &dead)
+        }
+        Decision::QuorumLost { alive, voting } => bail!(
+            "the masters' etcd has lost quorum ({alive} of {voting} voting members answer); \
+             adding this master would not help: see docs/backup.md for a restore"
+        ),
+        Decision::Conflict(other) => bail!(
+            "etcd member {} ({}) is alive with this master's name or address: \
+             two machines claim {}",
+            other.name,
+            other.peer_urls.join(", "),
+            agent.me.name
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn bracket(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
+fn join(why: String) -> Result<String> {
+    let sentence = format!("{why}: joining it with kubeadm join --control-plane");
+    tracing::info!(decision = %sentence, "decided");
+    command::run(&["join", "--config", KUBEADM_JOIN_CONFIG])?;
+    Ok(sentence)
+}
+
+/// Writes keepalived's configuration and health check and starts it, when
+/// the profile gives the masters a VIP.
+fn setup_keepalived(agent: &Agent) -> Result<()> {
+    let cp = agent.control_plane()?;
+    let Some(vip) = &cp.vip else {
+        return Ok(());
+    };
+    let conf = keepalived::config(cp, vip, &agent.me.name, agent.me.ip);
+    for (path, text, mode) in [
+        (KEEPALIVED_CONFIG, conf, 0o644),
+        (KEEPALIVED_CHECK, keepalived::check_script(), 0o755),
+    ] {
+        let path = agent.path(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_atomic(&path, text.as_bytes(), mode)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(vip = %vip.address, interface = %vip.interface, "wrote keepalived's configuration");
+    if !agent.start {
+        return Ok(());
+    }
+    let status = Command::new("systemctl")
+        .args(["restart", "keepalived.service"])
+        .status()
+        .context("running systemctl restart keepalived.service")?;
+    if !status.success() {
+        bail!("systemctl restart keepalived.service failed with {status}; see journalctl -u keepalived");
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! etcd's v3 snapshot API over the JSON gateway: stream a snapshot into a
+//! file (0600 from creation: it holds every secret of the cluster), check
+//! etcd's own SHA-256 trailer, and read the result with etcd's own tool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::client::EtcdClient;
+
+/// A large cluster's snapshot takes a while; a stalled stream still ends.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// etcd appends the SHA-256 of the database to every snapshot it streams.
+const TRAILER: u64 = 32;
+/// bbolt files are whole pages, so a snapshot with its trailer is 32 bytes
+/// past a multiple of 512 (etcd's own test for "has a hash").
+const PAGE_ALIGN: u64 = 512;
+
+/// A snapshot file whose trailer matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedSnapshot {
+    pub size: u64,
+    /// Hex SHA-256 of the database (the trailer etcd wrote).
+    pub sha256: String,
+}
+
+impl EtcdClient {
+    /// Streams a snapshot from the member at `base` into `dest` atomically
+    /// (temp file in the same folder, verified, fsynced, renamed).
+    /// `progress` gets the bytes received so far.
+    pub fn snapshot_to(
+        &self,
+        base: &str,
+        dest: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<VerifiedSnapshot> {
+        let tmp = temp_beside(dest)?;
+        let result = self
+            .stream_into(base, &tmp, progress)
+            .and_then(|()| verify_trailer(&tmp))
+            .and_then(|verified| {
+                fs::rename(&tmp, dest)
+                    .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
+                sync_parent(dest)?;
+                Ok(verified)
+            });
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn stream_into(&self, base: &str, tmp: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
+        let url = format!("{base}/v3/maintenance/snapshot");
+        let mut file = create_secret(tmp)?;
+        let response = self
+            .agent
+            .post(&url)
+            .config()
+            .timeout_global(Some(SNAPSHOT_TIMEOUT))
+            .build()
+            .header("content-type", "application/json")
+            .send(json!({}).to_string())
+            .with_context(|| format!("no answer from {url}"))?;
+        let status = response.status();
+        let mut body = response.into_body();
+        let mut reader = BufReader::new(body.with_config().limit(u64::MAX).reader());
+        if !status.is_success() {
+            let mut answer = String::new();
+            let _ = (&mut reader).take(4096).read_to_string(&mut answer);
+            bail!(
+                "{url} refused the snapshot with {status}: {}",
+                answer.trim()
+            );
+        }
+        let mut received = 0u64;
+        for line in reader.lines() {
+            let line = line.with_context(|| format!("reading the snapshot stream from {url}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let blob =
+                blob_of(&line).with_context(|| format!("in the snapshot stream from {url}"))?;
+            file.write_all(&blob)
+                .with_context(|| format!("writing {}", tmp.display()))?;
+            received += blob.len() as u64;
+            progress(received);
+        }
+        file.sync_all()
+            .with_context(|| format!("syncing {}", tmp.display()))
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamMessage {
+    result: Option<StreamChunk>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct StreamChunk {
+    #[serde(default)]
+    blob: String,
+}
+
+/// One `{"result":{"blob":"<base64>"}}` line of the stream, decoded.
+fn blob_of(line: &str) -> Result<Vec<u8>> {
+    let message: StreamMessage =
+        serde_json::from_str(line).context("a line of the stream is not JSON")?;
+    match (message.result, message.error) {
+        (_, Some(error)) => bail!("etcd aborted the snapshot: {error}"),
+        (Some(chunk), None) => base64::engine::general_purpose::STANDARD
+            .decode(chunk.blob)
+            .context("a snapshot chunk is not base64"),
+        (None, None) => bail!("a line has neither result nor error"),
+    }
+}
+
+/// Checks etcd's trailer: the last 32 bytes are the SHA-256 of the rest.
+/// This is the check `etcdctl snapshot restore` makes, done before anything
+/// is written so that a bad file changes nothing.
+pub fn verify_trailer(path: &Path) -> Result<VerifiedSnapshot> {
+    let mut file =
+        File::open(path).with_context(|| format!("opening snapshot {}", path.display()))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("reading the size of {}", path.display()))?
+        .len();
+    if size <= TRAILER || size % PAGE_ALIGN != TRAILER {
+        bail!(
+            "{} ({size} bytes) is not an etcd snapshot with its integrity trailer: take \
+             snapshots with `kiln backup`, `kiln-firstboot snapshot` or `etcdctl snapshot save`, \
+             never by copying the data dir",
+            path.display()
+        );
+    }
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut (&mut file).take(size - TRAILER), &mut hasher)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let mut trailer = [0u8; TRAILER as usize];
+    file.seek(SeekFrom::Start(size - TRAILER))
+        .and_then(|_| file.read_exact(&mut trailer))
+        .with_context(|| format!("reading the trailer of {}", path.display()))?;
+    let digest = hasher.finalize();
+    if digest.as_slice() != trailer {
+        bail!(
+            "snapshot {} is corrupt: its SHA-256 is {} but etcd recorded {}; \
+             use another copy (the nodes keep hourly and daily ones)",
+            path.display(),
+            crate::hex::hex(&digest),
+            crate::hex::hex(&trailer)
+        );
+    }
+    Ok(VerifiedSnapshot {
+        size,
+        sha256: crate::hex::hex(&trailer),
+    })
+}
+
+/// What etcd's own tool reads from a snapshot file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DbStatus {
+    /// CRC-32 of the database, as etcdctl prints it.
+    pub hash: u64,
+    pub revision: i64,
+    #[serde(rename = "totalKey")]
+    pub total_key: u64,
+    #[serde(rename = "totalSize")]
+    pub total_size: u64,
+}
+
+/// etcd's snapshot tool: `etcdutl` (3.5+) when installed, else `etcdctl`
+/// with API 3 (3.4, Debian 12). `None` when neither is on `PATH`.
+pub fn etcd_tool() -> Option<Command> {
+    if let Some(path) = on_path("etcdutl") {
+        return Some(Command::new(path));
+    }
+    let mut cmd = Command::new(on_path("etcdctl")?);
+    cmd.env("ETCDCTL_API", "3");
+    Some(cmd)
+}
+
+/// `snapshot status -w json`: proves etcd itself can open the database.
+pub fn db_status(path: &Path) -> Result<DbStatus> {
+    let mut cmd =
+        etcd_tool().context("neither etcdutl nor etcdctl is installed (package etcd-client)")?;
+    let out = cmd
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(path)
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "etcd cannot read snapshot {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("reading the snapshot status of {}", path.display()))
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `.NAME.partial-PID` in the folder of `dest`.
+pub fn temp_beside(dest: &Path) -> Result<PathBuf> {
+    let name = dest
+        .file_name()
+        .with_context(|| format!("{} has no file name", dest.display()))?;
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    Ok(dir.join(format!(
+        ".{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// A new file only the owner can read, from its first byte on.
+pub fn create_secret(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+pub fn sync_parent(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing folder {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_bytes(db: &[u8]) -> Vec<u8> {
+        let mut bytes = db.to_vec();
+        bytes.extend_from_slice(&Sha256::digest(db));
+        bytes
+    }
+
+    #[test]
+    fn trailer_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.db");
+        fs::write(&good, snapshot_bytes(&[7u8; 4096])).unwrap();
+        let verified = verify_trailer(&good).unwrap();
+        assert_eq!(verified.size, 4096 + 32);
+
+        let mut bytes = snapshot_bytes(&[7u8; 4096]);
+        bytes[100] ^= 1;
+        let bad = dir.path().join("bad.db");
+        fs::write(&bad, bytes).unwrap();
+        let err = format!("{:#}", verify_trailer(&bad).unwrap_err());
+        assert!(err.contains("is corrupt"), "{err}");
+
+        let raw = dir.path().join("raw.db");
+        fs::write(&raw, [7u8; 4096]).unwrap();
+        let err = format!("{:#}", verify_trailer(&raw).unwrap_err());
+        assert!(err.contains("integrity trailer"), "{err}");
+    }
+
+    #[test]
+    fn stream_lines_decode_and_errors_stop() {
+        assert_eq!(blob_of(r#"{"result":{"blob":"AAEC"}}"#).unwrap(), [0, 1, 2]);
+        assert!(blob_of(r#"{"error":{"message":"no leader"}}"#).is_err());
+        assert!(blob_of("not json").is_err());
+    }
+}

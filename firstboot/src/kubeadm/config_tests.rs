@@ -1,0 +1,151 @@
+//! Golden output of the kubeadm configuration for both API versions.
+
+use super::*;
+use crate::node_config::{
+    ControlPlaneSettings, DiscoverySource, EtcdSettings, Member, PkiSettings, Role, Vip,
+};
+use crate::pki::KeyAlgorithm;
+
+fn member(name: &str, ip: &str) -> Member {
+    Member {
+        name: name.into(),
+        ip: ip.parse().unwrap(),
+        dns_names: vec![],
+    }
+}
+
+/// Two external etcd members, three masters behind a VIP.
+pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
+    NodeConfig {
+        cluster: "prod".into(),
+        domain: "kiln.test".into(),
+        role,
+        kubernetes_version: version.into(),
+        pki: PkiSettings {
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            leaf_validity_days: 365,
+        },
+        etcd: EtcdSettings {
+            topology: Topology::External,
+            client_port: 2379,
+            peer_port: 2380,
+            data_dir: "/var/lib/etcd".into(),
+            discovery: vec![DiscoverySource::Static],
+            members: vec![member("etcd1", "10.0.0.11"), member("etcd2", "10.0.0.12")],
+            backup: None,
+            restore_from: None,
+        },
+        control_plane: Some(ControlPlaneSettings {
+            endpoint: "10.0.0.20:6443".into(),
+            vip: Some(Vip {
+                address: "10.0.0.20".parse().unwrap(),
+                interface: "eth0".into(),
+                virtual_router_id: 51,
+                unicast: true,
+            }),
+            masters: vec![
+                member("master1", "10.0.0.21"),
+                member("master2", "10.0.0.22"),
+                member("master3", "10.0.0.23"),
+            ],
+            pod_subnet: "10.244.0.0/16".into(),
+            service_subnet: "10.96.0.0/12".into(),
+            discovery_hash:
+                "sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f".into(),
+            token_ttl_seconds: 0,
+        }),
+    }
+}
+
+const TOKEN: &str = "abcdef.0123456789abcdef";
+
+fn inputs(config: &NodeConfig) -> KubeadmInputs<'_> {
+    KubeadmInputs::new(config, "master2", "10.0.0.22".parse().unwrap(), TOKEN).unwrap()
+}
+
+#[test]
+fn picks_the_api_version_by_kubernetes_version() {
+    let v = |s| ApiVersion::for_kubernetes(s).unwrap();
+    assert_eq!(v("1.31.0"), ApiVersion::V1beta4);
+    assert_eq!(v("v1.32.1"), ApiVersion::V1beta4);
+    assert_eq!(v("2.0.0"), ApiVersion::V1beta4);
+    assert_eq!(v("1.30.6"), ApiVersion::V1beta3);
+    let err = ApiVersion::for_kubernetes("latest")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kubernetes_version"), "{err}");
+}
+
+const INIT_V1BETA4: &str = include_str!("golden/init-v1beta4.yaml");
+const JOIN_MASTER_V1BETA4: &str = include_str!("golden/join-master-v1beta4.yaml");
+const INIT_V1BETA3_STACKED: &str = include_str!("golden/init-v1beta3-stacked.yaml");
+const JOIN_WORKER_V1BETA3: &str = include_str!("golden/join-worker-v1beta3.yaml");
+
+#[test]
+fn v1beta4_init_and_master_join_are_pinned() {
+    let config = sample_config(Role::Master, "1.31.2");
+    assert_eq!(inputs(&config).init_config(), INIT_V1BETA4);
+    assert_eq!(inputs(&config).join_config(true), JOIN_MASTER_V1BETA4);
+}
+
+#[test]
+fn v1beta3_stacked_init_and_worker_join_are_pinned() {
+    let mut config = sample_config(Role::Master, "1.30.6");
+    config.etcd.topology = Topology::Stacked;
+    if let Some(cp) = config.control_plane.as_mut() {
+        cp.token_ttl_seconds = 86400;
+    }
+    assert_eq!(inputs(&config).init_config(), INIT_V1BETA3_STACKED);
+    let worker = sample_config(Role::Worker, "1.30.6");
+    let join = KubeadmInputs::new(&worker, "worker1", "10.0.0.31".parse().unwrap(), TOKEN)
+        .unwrap()
+        .join_config(false);
+    assert_eq!(join, JOIN_WORKER_V1BETA3);
+}
+
+/// Every emitted document is YAML a real parser reads, with the kinds in order.
+#[test]
+fn every_document_parses_as_yaml() {
+    let config = sample_config(Role::Master, "1.31.2");
+    let text = inputs(&config).init_config();
+    let kinds: Vec<String> = text
+        .split("---\n")
+        .map(|doc| {
+            let v: serde_json::Value = serde_norway::from_str(doc).unwrap();
+            v["kind"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["InitConfiguration", "ClusterConfiguration"]);
+    for golden in [
+        JOIN_MASTER_V1BETA4,
+        INIT_V1BETA3_STACKED,
+        JOIN_WORKER_V1BETA3,
+    ] {
+        for doc in golden.split("---\n") {
+            serde_norway::from_str::<serde_json::Value>(doc).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_worker_without_control_plane_settings_is_told_what_to_fix() {
+    let mut config = sample_config(Role::Worker, "1.31.2");
+    config.control_plane = None;
+    let err = KubeadmInputs::new(&config, "w", "10.0.0.31".parse().unwrap(), TOKEN)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("[control_plane]") && err.contains("worker"),
+        "{err}"
+    );
+}
+
+#[test]
+fn endpoints_split_into_host_and_port() {
+    assert_eq!(endpoint_host("10.0.0.20:6443"), "10.0.0.20");
+    assert_eq!(endpoint_host("[fd00::20]:8443"), "fd00::20");
+    assert_eq!(endpoint_host("api.kiln.test"), "api.kiln.test");
+    assert_eq!(endpoint_port("[fd00::20]:8443"), 8443);
+    assert_eq!(endpoint_port("api.kiln.test"), 6443);
+}

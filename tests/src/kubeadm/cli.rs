@@ -1,0 +1,156 @@
+//! The stand-in's command line: exactly the kubeadm invocations kiln's agent
+//! uses, with kubeadm's rule that `--config` cannot be mixed with other flags.
+
+use super::{Refused, Result};
+use crate::refuse;
+
+/// Default kubeconfig of kubeadm's token commands.
+pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Init {
+        config: String,
+    },
+    Join {
+        config: String,
+    },
+    TokenList {
+        kubeconfig: String,
+        json: bool,
+    },
+    TokenCreate {
+        token: Option<String>,
+        ttl: String,
+        kubeconfig: String,
+    },
+    /// Hidden: the fake API server that init and control-plane join start.
+    ServeApiserver {
+        config: String,
+    },
+}
+
+/// `(name, value)` pairs in command-line order.
+type Flags = Vec<(String, String)>;
+
+/// Flags plus positional arguments.
+fn split(args: &[String]) -> Result<(Flags, Vec<String>)> {
+    let mut flags = Vec::new();
+    let mut positional = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if let Some(flag) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) {
+            let (name, value) = match flag.split_once('=') {
+                Some((n, v)) => (n.to_owned(), v.to_owned()),
+                None => match it.next() {
+                    Some(v) => (flag.to_owned(), v.clone()),
+                    None => refuse!("flag {arg} needs a value"),
+                },
+            };
+            flags.push((name, value));
+        } else {
+            positional.push(arg.clone());
+        }
+    }
+    Ok((flags, positional))
+}
+
+fn only(flags: &[(String, String)], allowed: &[&str], verb: &str) -> Result<()> {
+    for (name, _) in flags {
+        if !allowed.contains(&name.as_str()) {
+            refuse!("unknown flag --{name} for `kubeadm {verb}` (allowed: {allowed:?})");
+        }
+    }
+    Ok(())
+}
+
+fn flag(flags: &[(String, String)], name: &str) -> Option<String> {
+    flags
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn config(flags: &[(String, String)], verb: &str) -> Result<String> {
+    // kubeadm: "can not mix '--config' with arguments": kiln passes only --config.
+    only(flags, &["config"], verb)?;
+    flag(flags, "config").ok_or_else(|| Refused(format!("`kubeadm {verb}` needs --config FILE")))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command> {
+    let (flags, positional) = split(args)?;
+    let words: Vec<&str> = positional.iter().map(String::as_str).collect();
+    let kubeconfig = || flag(&flags, "kubeconfig").unwrap_or_else(|| ADMIN_CONF.to_owned());
+    match words.as_slice() {
+        ["init"] => Ok(Command::Init { config: config(&flags, "init")? }),
+        ["join"] => Ok(Command::Join { config: config(&flags, "join")? }),
+        ["join", endpoint, ..] => {
+            refuse!("`kubeadm join {endpoint}`: kiln must pass the endpoint in --config, not as an argument")
+        }
+        ["token", "list"] => {
+            only(&flags, &["kubeconfig", "o", "output"], "token list")?;
+            let output = flag(&flags, "o").or_else(|| flag(&flags, "output"));
+            match output.as_deref() {
+                None | Some("text") => Ok(Command::TokenList { kubeconfig: kubeconfig(), json: false }),
+                Some("json") => Ok(Command::TokenList { kubeconfig: kubeconfig(), json: true }),
+                Some(other) => refuse!("`kubeadm token list -o {other}`: the stand-in prints text or json"),
+            }
+        }
+        ["token", "create", rest @ ..] if rest.len() <= 1 => {
+            only(&flags, &["kubeconfig", "ttl"], "token create")?;
+            Ok(Command::TokenCreate {
+                token: rest.first().map(|t| t.to_string()),
+                ttl: flag(&flags, "ttl").unwrap_or_else(|| "24h0m0s".to_owned()),
+                kubeconfig: kubeconfig(),
+            })
+        }
+        ["serve-apiserver"] => Ok(Command::ServeApiserver { config: config(&flags, "serve-apiserver")? }),
+        _ => refuse!("unsupported kubeadm command {words:?} (the stand-in knows init, join, token list, token create)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_agent_invocations() {
+        assert_eq!(
+            parse(&args("init --config /etc/kiln/kubeadm/init.yaml")).unwrap(),
+            Command::Init {
+                config: "/etc/kiln/kubeadm/init.yaml".into()
+            }
+        );
+        assert_eq!(
+            parse(&args(
+                "token create abcdef.0123456789abcdef --ttl 0s --kubeconfig /k"
+            ))
+            .unwrap(),
+            Command::TokenCreate {
+                token: Some("abcdef.0123456789abcdef".into()),
+                ttl: "0s".into(),
+                kubeconfig: "/k".into()
+            }
+        );
+        assert_eq!(
+            parse(&args("token list --kubeconfig=/k -o json")).unwrap(),
+            Command::TokenList {
+                kubeconfig: "/k".into(),
+                json: true
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_mixing_config_with_flags() {
+        let err = parse(&args("join --config j.yaml --control-plane x")).unwrap_err();
+        assert!(err.0.contains("--control-plane"), "{err}");
+        assert!(parse(&args("init")).is_err());
+    }
+}
