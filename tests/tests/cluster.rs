@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use kiln_e2e::cluster::{Cluster, Images, Record, Topology, ETCD_NODES, MASTERS, VIP, WORKERS};
+use kiln_e2e::cluster::{
+    Cluster, Images, Node, Record, Topology, ETCD_NODES, MASTERS, VIP, WORKERS,
+};
 use kiln_e2e::fixture;
 
 /// From launch to every init and join on two shared cores.
@@ -101,6 +103,23 @@ fn progress(cluster: &Cluster) -> Tally {
     tally(&cluster.records())
 }
 
+/// Boots `nodes` at once and waits for one init, two control-plane joins
+/// and two worker joins.
+fn boot_all<'n>(cluster: &mut Cluster, nodes: impl Iterator<Item = &'n Node>) -> (Tally, Duration) {
+    for node in nodes {
+        cluster.boot(*node, "");
+    }
+    cluster.wait(
+        "one init, two control-plane and two worker joins",
+        CONVERGE,
+        || {
+            let t = progress(cluster);
+            (t.inits.len() == 1 && t.master_joins.len() == 2 && t.worker_joins.len() == 2)
+                .then_some(t)
+        },
+    )
+}
+
 fn vip_health(cluster: &Cluster) -> Option<()> {
     let out = cluster.https_get(&format!("https://{VIP}:6443/healthz"));
     (out.status.success() && out.stdout == b"ok").then_some(())
@@ -123,17 +142,9 @@ fn external_cluster_inits_once_joins_the_rest_and_moves_the_vip() {
 
 fn all_nodes_boot_at_once(images: &Images) {
     let mut cluster = Cluster::new(images, "c");
-    for node in ETCD_NODES.iter().chain(&MASTERS).chain(&WORKERS) {
-        cluster.boot(*node, "");
-    }
-    let (t, took) = cluster.wait(
-        "one init, two control-plane and two worker joins",
-        CONVERGE,
-        || {
-            let t = progress(&cluster);
-            (t.inits.len() == 1 && t.master_joins.len() == 2 && t.worker_joins.len() == 2)
-                .then_some(t)
-        },
+    let (t, took) = boot_all(
+        &mut cluster,
+        ETCD_NODES.iter().chain(&MASTERS).chain(&WORKERS),
     );
     eprintln!("cluster converged {took:?} after launch");
     let init = &t.inits[0];
@@ -280,18 +291,7 @@ fn stacked_cluster_inits_once_on_the_masters() {
         Topology::Stacked,
     );
     let mut cluster = Cluster::new(&images, "s");
-    for node in MASTERS.iter().chain(&WORKERS) {
-        cluster.boot(*node, "");
-    }
-    let (t, took) = cluster.wait(
-        "one init, two control-plane and two worker joins",
-        CONVERGE,
-        || {
-            let t = progress(&cluster);
-            (t.inits.len() == 1 && t.master_joins.len() == 2 && t.worker_joins.len() == 2)
-                .then_some(t)
-        },
-    );
+    let (t, took) = boot_all(&mut cluster, MASTERS.iter().chain(&WORKERS));
     eprintln!("stacked cluster converged {took:?} after launch");
     assert_eq!(
         t.inits[0].node, MASTERS[0].name,

@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kiln_e2e::artifacts::{lay_out, Build};
+use kiln_e2e::kubeadm::openssl;
 use kiln_e2e::netns::{Host, Lab};
 use kiln_e2e::{binary, fixture, run, run_ok};
 
@@ -182,21 +183,7 @@ fn configs_and_files_are_judged_like_kubeadm() {
 
     // A client certificate from another CA, with its own (matching) key.
     let client_cert = master.join(PKI).join("apiserver-etcd-client.crt");
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-subj", "/CN=intruder", "-days", "1", "-keyout"])
-            .arg(&client_key)
-            .arg("-out")
-            .arg(&client_cert),
-    );
+    openssl::self_signed("intruder", (&client_cert, &client_key)).unwrap();
     fs::set_permissions(&client_key, fs::Permissions::from_mode(0o600)).unwrap();
     assert_refused(
         &init("init-v1beta4.yaml"),

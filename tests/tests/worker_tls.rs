@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_e2e::artifacts::{lay_out, Build};
@@ -81,16 +81,6 @@ impl Drop for Running {
     }
 }
 
-fn run_openssl(args: &[&str]) -> Output {
-    let out = kiln_e2e::run(Command::new("openssl").args(args));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// A serving certificate for `ip` signed by `ca` (cert, key), written to
 /// `dir/<name>.{crt,key}`.
 fn serving_cert(dir: &Path, name: &str, ca: (&Path, &Path), ip: &str) -> (PathBuf, PathBuf) {
@@ -112,23 +102,7 @@ fn serving_cert(dir: &Path, name: &str, ca: (&Path, &Path), ip: &str) -> (PathBu
 /// A CA of another cluster.
 fn other_ca(dir: &Path) -> (PathBuf, PathBuf) {
     let (crt, key) = (dir.join("other-ca.crt"), dir.join("other-ca.key"));
-    run_openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=kubernetes",
-        "-days",
-        "1",
-        "-keyout",
-        &key.display().to_string(),
-        "-out",
-        &crt.display().to_string(),
-    ]);
+    openssl::self_signed("kubernetes", (&crt, &key)).unwrap();
     (crt, key)
 }
 

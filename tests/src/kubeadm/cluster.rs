@@ -72,14 +72,7 @@ pub fn cluster(path: &str, doc: &Value) -> Result<Cluster> {
             }
         }
     }
-    let cert_sans = doc["apiServer"]["certSANs"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let cert_sans = strings(&doc["apiServer"]["certSANs"]);
     let etcd = &doc["etcd"];
     let external = match (etcd.get("external"), etcd.get("local")) {
         (Some(_), Some(_)) => {
@@ -96,15 +89,17 @@ pub fn cluster(path: &str, doc: &Value) -> Result<Cluster> {
     })
 }
 
+/// The strings of a list (none when it is not one).
+fn strings(list: &Value) -> Vec<String> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
+}
+
 fn external_etcd(path: &str, ext: &Value) -> Result<ExternalEtcd> {
-    let endpoints: Vec<String> = ext["endpoints"]
-        .as_array()
-        .map(|l| {
-            l.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let endpoints = strings(&ext["endpoints"]);
     if endpoints.is_empty() {
         refuse!("{path}: ClusterConfiguration.etcd.external.endpoints is empty");
     }

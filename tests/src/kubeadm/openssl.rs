@@ -88,6 +88,33 @@ pub enum Eku {
     Both,
 }
 
+/// A self-signed certificate for `cn` with a fresh P-256 key (the system
+/// configuration makes it a CA): another cluster's CA, or a stranger's
+/// client certificate.
+pub fn self_signed(cn: &str, (cert, key): (&Path, &Path)) -> Result<(), String> {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-days",
+            "1",
+            "-keyout",
+            p(key),
+            "-out",
+            p(cert),
+        ],
+        b"",
+    )
+    .map(drop)
+}
+
 /// Issues a leaf certificate for `sans` (IPs or DNS names) from the CA, with
 /// a fresh P-256 key, into `cert` and `key`.
 pub fn mint(
