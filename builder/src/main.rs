@@ -7,12 +7,7 @@ use kiln::cli::{run, Cli};
 use kiln::profile::ProfileError;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    kiln_firstboot::logging::init(tracing::level_filters::LevelFilter::WARN);
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

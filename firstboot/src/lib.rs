@@ -16,6 +16,7 @@ pub mod hex;
 pub mod identity;
 pub mod kubeadm;
 pub mod layout;
+pub mod logging;
 pub mod node_config;
 pub mod pki;
 pub mod status;

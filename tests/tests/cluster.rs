@@ -120,6 +120,26 @@ fn boot_all<'n>(cluster: &mut Cluster, nodes: impl Iterator<Item = &'n Node>) ->
     )
 }
 
+/// Boots a fresh machine for the lost master `node` and waits for it to
+/// join the control plane; it must never try `kubeadm init`.
+fn replacement_joins(cluster: &mut Cluster, node: Node) {
+    cluster.boot(node, "");
+    let machine = cluster.machine(node);
+    cluster.wait("the replacement master joining", CONVERGE, || {
+        progress(cluster);
+        cluster
+            .standin_lines(&machine)
+            .iter()
+            .any(|l| l.starts_with("KUBEADM-STANDIN join-control-plane ok "))
+            .then_some(())
+    });
+    let lines = cluster.standin_lines(&machine);
+    assert!(
+        lines.iter().all(|l| !l.starts_with("KUBEADM-STANDIN init")),
+        "the replacement {machine} tried kubeadm init: {lines:?}"
+    );
+}
+
 fn vip_health(cluster: &Cluster) -> Option<()> {
     let out = cluster.https_get(&format!("https://{VIP}:6443/healthz"));
     (out.status.success() && out.stdout == b"ok").then_some(())
@@ -190,21 +210,7 @@ fn all_nodes_boot_at_once(images: &Images) {
     });
 
     // The lost master comes back as a fresh machine from the same image.
-    cluster.boot(holder, "");
-    let machine = cluster.machine(holder);
-    cluster.wait("the replacement master joining", CONVERGE, || {
-        progress(&cluster);
-        let lines = cluster.standin_lines(&machine);
-        lines
-            .iter()
-            .any(|l| l.starts_with("KUBEADM-STANDIN join-control-plane ok "))
-            .then_some(())
-    });
-    let lines = cluster.standin_lines(&machine);
-    assert!(
-        lines.iter().all(|l| !l.starts_with("KUBEADM-STANDIN init")),
-        "the replacement {machine} tried kubeadm init: {lines:?}"
-    );
+    replacement_joins(&mut cluster, holder);
     let t = tally(&cluster.records());
     assert_eq!(
         t.inits.len(),
@@ -319,21 +325,7 @@ fn stacked_cluster_inits_once_on_the_masters() {
     // refuses kubeadm's member add while the dead member counts), never inits.
     let lost = MASTERS[1];
     cluster.kill(lost);
-    cluster.boot(lost, "");
-    let machine = cluster.machine(lost);
-    cluster.wait("the replacement master joining", CONVERGE, || {
-        progress(&cluster);
-        cluster
-            .standin_lines(&machine)
-            .iter()
-            .any(|l| l.starts_with("KUBEADM-STANDIN join-control-plane ok "))
-            .then_some(())
-    });
-    let lines = cluster.standin_lines(&machine);
-    assert!(
-        lines.iter().all(|l| !l.starts_with("KUBEADM-STANDIN init")),
-        "the replacement {machine} tried kubeadm init: {lines:?}"
-    );
+    replacement_joins(&mut cluster, lost);
     assert_standin_lines(&cluster, 1, 3, 2);
     let (members, _) = cluster.wait("three started etcd members again", FAILOVER * 3, || {
         let members = cluster
