@@ -6,17 +6,26 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Writes `contents` to `path` atomically with permission `mode`.
-///
-/// The data goes to a temporary file created with `mode` in the same folder,
-/// is fsynced, renamed over `path`, and the folder is fsynced, so a crash
-/// leaves either the previous file or the new one.
+/// Writes `contents` to `path` atomically with permission `mode`
+/// ([`replace_atomically`]).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    let dir = parent_of(path);
+    replace_atomically(path, mode, |file, _| file.write_all(contents))
+}
+
+/// Replaces `path` atomically: `fill` writes the new contents into a
+/// temporary file created with `mode` in the same folder (and may check it
+/// by its path); the file is then fsynced, renamed over `path`, and the
+/// folder fsynced, so a crash leaves either the previous file or the new
+/// one. On any error the temporary file is removed and `path` is untouched.
+pub fn replace_atomically<T, E: From<io::Error>>(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File, &Path) -> Result<T, E>,
+) -> Result<T, E> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
+    let tmp = parent_of(path).join(format!(
         ".{}.tmp-{}",
         name.to_string_lossy(),
         std::process::id()
@@ -27,15 +36,31 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
             .create_new(true)
             .mode(mode)
             .open(&tmp)?;
-        file.write_all(contents)?;
+        let value = fill(&mut file, &tmp)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        sync_parent(path)?;
+        Ok(value)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Fsyncs the folder holding `path`, so a rename into it survives a crash.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    File::open(parent_of(path))?.sync_all()
+}
+
+/// [`write_atomic`], first creating missing parent folders (0755); errors
+/// name the path.
+pub fn write_with_parents(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(dir) = path.parent() {
+        create_dir_all_mode(dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_atomic(path, contents, mode).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates `path` and missing parents; the last component gets `mode`.
@@ -72,6 +97,21 @@ mod tests {
         assert_eq!(mode, 0o600);
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_failed_fill_leaves_the_old_file_and_no_temporary_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot.db");
+        write_atomic(&path, b"old", 0o600).unwrap();
+        let failed: io::Result<()> = replace_atomically(&path, 0o600, |file, tmp| {
+            file.write_all(b"half")?;
+            assert!(tmp.exists() && tmp != path);
+            Err(io::Error::other("check failed"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

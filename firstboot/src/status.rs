@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::fsutil::write_with_parents;
 use crate::layout::{under_root, DONE_MARKER, STATUS_FILE};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +36,7 @@ pub struct Status {
 pub fn write_status(root: &Path, status: &Status) -> Result<()> {
     let path = under_root(root, Path::new(STATUS_FILE));
     let json = serde_json::to_string_pretty(status).context("serializing the status")?;
-    write_file(&path, json.as_bytes())
+    write_with_parents(&path, json.as_bytes(), 0o644)
 }
 
 pub fn read_status(root: &Path) -> Option<Status> {
@@ -49,14 +49,7 @@ pub fn is_done(root: &Path) -> bool {
 }
 
 pub fn mark_done(root: &Path) -> Result<()> {
-    write_file(&under_root(root, Path::new(DONE_MARKER)), b"")
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        create_dir_all_mode(dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    write_atomic(path, contents, 0o644).with_context(|| format!("writing {}", path.display()))
+    write_with_parents(&under_root(root, Path::new(DONE_MARKER)), b"", 0o644)
 }
 
 pub fn now() -> u64 {

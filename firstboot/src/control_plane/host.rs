@@ -2,12 +2,10 @@
 //! node IP and kubeadm's configuration files (modules, sysctls, swap and
 //! containerd are baked into the image by the builder).
 
-use std::path::Path;
-
 use anyhow::{Context, Result};
 
 use super::Agent;
-use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::fsutil::{create_dir_all_mode, write_with_parents};
 use crate::layout::kube::{
     KUBEADM_DIR, KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG, KUBELET_DEFAULTS,
 };
@@ -17,24 +15,24 @@ pub fn prepare(agent: &Agent) -> Result<()> {
     let inputs = agent.kubeadm_inputs()?;
     // kubelet would otherwise pick the first interface's address, which on
     // multi-homed nodes is not the one the cluster reaches it by.
-    write(
+    write_with_parents(
         &agent.path(KUBELET_DEFAULTS),
-        &format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", agent.me.ip),
+        format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", agent.me.ip).as_bytes(),
         0o644,
     )?;
     let dir = agent.path(KUBEADM_DIR);
     create_dir_all_mode(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
     let master = agent.config.role == Role::Master;
     if master {
-        write(
+        write_with_parents(
             &agent.path(KUBEADM_INIT_CONFIG),
-            &inputs.init_config(),
+            inputs.init_config().as_bytes(),
             0o600,
         )?;
     }
-    write(
+    write_with_parents(
         &agent.path(KUBEADM_JOIN_CONFIG),
-        &inputs.join_config(master),
+        inputs.join_config(master).as_bytes(),
         0o600,
     )?;
     tracing::info!(
@@ -44,11 +42,4 @@ pub fn prepare(agent: &Agent) -> Result<()> {
         "wrote kubelet's node IP and kubeadm's configuration"
     );
     Ok(())
-}
-
-fn write(path: &Path, text: &str, mode: u32) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    write_atomic(path, text.as_bytes(), mode).with_context(|| format!("writing {}", path.display()))
 }

@@ -16,7 +16,7 @@ use crate::etcd;
 use crate::etcd::client::EtcdClient;
 use crate::etcd::kv::KvCluster;
 use crate::etcd::membership::{decide, Decision};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_with_parents;
 use crate::kubeadm::command;
 use crate::kubeadm::config::API_SERVER_PORT;
 use crate::layout::kube::{
@@ -207,12 +207,7 @@ fn setup_keepalived(agent: &Agent) -> Result<()> {
         (KEEPALIVED_CONFIG, conf, 0o644),
         (KEEPALIVED_CHECK, keepalived::check_script(), 0o755),
     ] {
-        let path = agent.path(path);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        write_atomic(&path, text.as_bytes(), mode)
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_with_parents(&agent.path(path), text.as_bytes(), mode)?;
     }
     tracing::info!(vip = %vip.address, interface = %vip.interface, "wrote keepalived's configuration");
     if !agent.start {

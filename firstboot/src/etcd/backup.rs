@@ -4,15 +4,14 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::node::Node;
-use super::snapshot::{create_secret, db_status, sync_parent, temp_beside, verify_trailer};
-use crate::fsutil::create_dir_all_mode;
+use super::snapshot::{db_status, verify_trailer};
+use crate::fsutil::{create_dir_all_mode, replace_atomically};
 use crate::layout::under_root;
 use crate::node_config::BackupSettings;
 use crate::status;
@@ -165,25 +164,12 @@ fn copy_verified(from: &Path, to: &Path) -> Result<()> {
             dir.display()
         );
     }
-    let tmp = temp_beside(to)?;
-    let result = (|| {
-        let mut out = create_secret(&tmp)?;
+    replace_atomically(to, 0o600, |out, tmp| {
         let mut input =
             fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
-        std::io::copy(&mut input, &mut out)
-            .with_context(|| format!("copying to {}", tmp.display()))?;
-        out.flush()?;
-        out.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        verify_trailer(&tmp)?;
-        fs::rename(&tmp, to)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), to.display()))?;
-        sync_parent(to)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+        std::io::copy(&mut input, out).with_context(|| format!("copying to {}", tmp.display()))?;
+        verify_trailer(tmp).map(drop)
+    })
 }
 
 #[cfg(test)]
@@ -201,7 +187,7 @@ mod tests {
         assert_eq!(taken_at("etcd-a", &name), None);
         assert_eq!(taken_at("etcd-a1", "etcd-a1-2026112xT083000Z.db"), None);
         assert_eq!(
-            taken_at("etcd-a1", ".etcd-a1-20261122T083000Z.db.partial-9"),
+            taken_at("etcd-a1", ".etcd-a1-20261122T083000Z.db.tmp-9"),
             None
         );
     }

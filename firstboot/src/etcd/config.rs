@@ -5,9 +5,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::fsutil::write_with_parents;
 use crate::layout::under_root;
 
 /// etcd's settings, read by the unit through the drop-in.
@@ -100,13 +100,7 @@ pub fn write(root: &Path, settings: &EtcdSettings) -> Result<()> {
         (ENV_FILE, render_env(settings)),
         (DROP_IN, render_drop_in()),
     ] {
-        let target = under_root(root, Path::new(path));
-        if let Some(dir) = target.parent() {
-            create_dir_all_mode(dir, 0o755)
-                .with_context(|| format!("creating {}", dir.display()))?;
-        }
-        write_atomic(&target, text.as_bytes(), 0o644)
-            .with_context(|| format!("writing {}", target.display()))?;
+        write_with_parents(&under_root(root, Path::new(path)), text.as_bytes(), 0o644)?;
     }
     Ok(())
 }

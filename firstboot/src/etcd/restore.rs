@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::node::Node;
-use super::snapshot::{etcd_tool, sync_parent, verify_trailer, VerifiedSnapshot};
+use super::snapshot::{etcd_tool, verify_trailer, VerifiedSnapshot};
+use crate::fsutil::sync_parent;
 use crate::layout::under_root;
 
 /// Where the builder bakes a `restore_from = { local = ... }` snapshot.
@@ -121,7 +122,8 @@ pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)
             data_dir.display()
         )
     })?;
-    sync_parent(&data_dir)?;
+    sync_parent(&data_dir)
+        .with_context(|| format!("syncing the folder of {}", data_dir.display()))?;
     tracing::info!(
         member = %node.me.name,
         snapshot = %restore.file.display(),

@@ -2,9 +2,8 @@
 //! file (0600 from creation: it holds every secret of the cluster), check
 //! etcd's own SHA-256 trailer, and read the result with etcd's own tool.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::client::EtcdClient;
+use crate::fsutil::replace_atomically;
 
 /// A large cluster's snapshot takes a while; a stalled stream still ends.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -43,25 +43,21 @@ impl EtcdClient {
         dest: &Path,
         progress: &mut dyn FnMut(u64),
     ) -> Result<VerifiedSnapshot> {
-        let tmp = temp_beside(dest)?;
-        let result = self
-            .stream_into(base, &tmp, progress)
-            .and_then(|()| verify_trailer(&tmp))
-            .and_then(|verified| {
-                fs::rename(&tmp, dest)
-                    .with_context(|| format!("renaming {} to {}", tmp.display(), dest.display()))?;
-                sync_parent(dest)?;
-                Ok(verified)
-            });
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        replace_atomically(dest, 0o600, |file, tmp| {
+            self.stream_into(base, file, tmp, progress)?;
+            verify_trailer(tmp)
+        })
+        .with_context(|| format!("writing the snapshot {}", dest.display()))
     }
 
-    fn stream_into(&self, base: &str, tmp: &Path, progress: &mut dyn FnMut(u64)) -> Result<()> {
+    fn stream_into(
+        &self,
+        base: &str,
+        file: &mut File,
+        tmp: &Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
         let url = format!("{base}/v3/maintenance/snapshot");
-        let mut file = create_secret(tmp)?;
         let response = self
             .agent
             .post(&url)
@@ -95,8 +91,7 @@ impl EtcdClient {
             received += blob.len() as u64;
             progress(received);
         }
-        file.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))
+        Ok(())
     }
 }
 
@@ -215,42 +210,10 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `.NAME.partial-PID` in the folder of `dest`.
-pub fn temp_beside(dest: &Path) -> Result<PathBuf> {
-    let name = dest
-        .file_name()
-        .with_context(|| format!("{} has no file name", dest.display()))?;
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    Ok(dir.join(format!(
-        ".{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
-}
-
-/// A new file only the owner can read, from its first byte on.
-pub fn create_secret(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))
-}
-
-pub fn sync_parent(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing folder {}", dir.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn snapshot_bytes(db: &[u8]) -> Vec<u8> {
         let mut bytes = db.to_vec();
