@@ -109,26 +109,24 @@ impl Etcd {
     /// Keys (not values) under `prefix`, at most `limit`.
     pub fn keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>> {
         let body = json!({"key": b64(prefix), "range_end": prefix_end(prefix), "keys_only": true, "limit": limit});
-        let value = self.post("/v3/kv/range", &body)?;
-        Ok(value["kvs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|kv| B64.decode(kv["key"].as_str()?).ok())
-            .map(|k| String::from_utf8_lossy(&k).into_owned())
-            .collect())
+        self.range_field(&body, "key")
     }
 
     /// Values under `prefix`.
     pub fn values(&self, prefix: &str) -> Result<Vec<String>> {
         let body = json!({"key": b64(prefix), "range_end": prefix_end(prefix)});
-        let value = self.post("/v3/kv/range", &body)?;
+        self.range_field(&body, "value")
+    }
+
+    /// `field` ("key" or "value") of every key a range read returns.
+    fn range_field(&self, body: &Value, field: &str) -> Result<Vec<String>> {
+        let value = self.post("/v3/kv/range", body)?;
         Ok(value["kvs"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|kv| B64.decode(kv["value"].as_str()?).ok())
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .filter_map(|kv| B64.decode(kv[field].as_str()?).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect())
     }
 
