@@ -9,10 +9,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::image::{self, DiskRequest, RoleBase};
-use crate::layer::{build_layer, LayerInputs, RoleLayer};
+use kiln_firstboot::etcd::version::EtcdVersion;
+use kiln_firstboot::node_config::{Role, Topology};
+
+use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
+use crate::layer::{build_layer, ContainerdConfig, LayerInputs, RoleLayer};
 use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
 use crate::nodeconf::etcd_members;
+use crate::output;
 use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
 use crate::progress::Progress;
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
@@ -20,8 +24,6 @@ use crate::secrets::Secrets;
 
 /// Cloud user-data limits start here (e.g. 16 KiB on some providers).
 const USER_DATA_WARN_BYTES: u64 = 16 * 1024;
-/// Names of the build products in the output folder, replaced as a set.
-const PRODUCTS: [&str; 4] = ["etcd", "master", "worker", "manifest.json"];
 
 #[derive(clap::Args, Debug)]
 pub struct BuildOptions {
@@ -85,6 +87,8 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         .clone()
         .unwrap_or_else(|| out.join("secrets"));
     let mtime = source_date_epoch(&loaded)?;
+    output::check_secrets_place(&out, &secrets_dir)?;
+    output::check_replaceable(&out)?;
 
     let secrets = progress.step("preparing secrets", || {
         Secrets::open_or_create(
@@ -114,11 +118,22 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         source_date_epoch: mtime,
         roles: Default::default(),
     };
+    let etcd = match loaded.profile.roles().contains(&Role::Etcd) {
+        true => progress.step("preparing etcd", || {
+            etcd_binaries(&loaded, options.base, &cache)
+        })?,
+        false => None,
+    };
     for role in loaded.profile.roles() {
-        let mut layer = build_layer(role, &inputs)?;
         let base = progress.step(&format!("preparing the {role} base"), || {
-            RoleBase::resolve(&loaded, role, base_choice, &cache)
+            RoleBase::resolve(&loaded, role, options.base, etcd.as_ref(), &cache)
         })?;
+        let containerd = ContainerdConfig::for_major(base.containerd_major());
+        let mut layer = build_layer(role, &inputs, containerd)?;
+        let etcd_version = match role {
+            Role::Etcd => baked_etcd_version(&loaded, &base, etcd.as_ref())?,
+            _ => None,
+        };
         if let RoleBase::Debian(_) = base {
             image::add_os_files(&mut layer);
         }
@@ -127,16 +142,85 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
             cache: &cache,
             seed: format!("{cluster}/{role}"),
         };
-        let record = progress.step(&format!("building the {role} image"), || {
+        let mut record = progress.step(&format!("building the {role} image"), || {
             write_role(&layer, &loaded, &target, staging.path(), mtime)
         })?;
+        record.etcd_version = etcd_version.map(|v| v.to_string());
         manifest.roles.insert(role, record);
     }
     let manifest_path = staging.path().join("manifest.json");
     fs::write(&manifest_path, manifest.to_json())
         .with_context(|| format!("writing {}", manifest_path.display()))?;
-    publish(staging.path(), &out)?;
+    output::publish(staging.path(), &out)?;
     Ok(BuildReport { out, manifest })
+}
+
+/// The etcd binaries `images.etcd` names, when the build needs them: always
+/// on a Debian base, and without one when they are at hand anyway (a folder,
+/// a cached or downloadable release) so their version can be checked.
+fn etcd_binaries(
+    loaded: &LoadedProfile,
+    cli: Option<BaseImage>,
+    cache: &Path,
+) -> Result<Option<EtcdBinaries>> {
+    let images = &loaded.profile.images;
+    let own_base = images.etcd.base.is_some() && cli.is_none();
+    let no_base = cli.unwrap_or(images.base) == BaseImage::None;
+    let fetch = matches!(
+        images.etcd.etcd_source(),
+        profile::EtcdSource::DebianSuite(_)
+    );
+    if own_base || (no_base && fetch) {
+        return Ok(None);
+    }
+    EtcdBinaries::resolve(loaded, cache)
+}
+
+/// The version of the etcd the etcd image carries, and the refusal (exit 2)
+/// of one that kubeadm would refuse as external etcd (its preflight check
+/// ExternalEtcdVersion compares with MinExternalEtcdVersion).
+fn baked_etcd_version(
+    loaded: &LoadedProfile,
+    base: &RoleBase,
+    etcd: Option<&EtcdBinaries>,
+) -> Result<Option<EtcdVersion>> {
+    let baked = base
+        .path()
+        .map(|p| p.join(kiln_firstboot::layout::ETCD_BINARY.trim_start_matches('/')))
+        .filter(|p| p.exists());
+    let version = match (baked, etcd) {
+        (Some(binary), _) => EtcdVersion::of_binary(&binary)?,
+        (None, Some(binaries)) => binaries.version()?,
+        (None, None) => return Ok(None),
+    };
+    let kubernetes = loaded.profile.cluster.kubernetes_version;
+    let external = loaded.profile.etcd.topology == Topology::External;
+    let minimum = profile::versions::min_external_etcd(kubernetes);
+    if let Some(minimum) =
+        minimum.filter(|m| external && loaded.profile.control_plane.is_some() && version < *m)
+    {
+        let field = if loaded.profile.images.etcd.release.is_some() {
+            "images.etcd.release"
+        } else if loaded.profile.images.etcd.binaries.is_some() {
+            "images.etcd.binaries"
+        } else {
+            "images.etcd"
+        };
+        return Err(loaded
+            .error_at(
+                field,
+                format!(
+                    "the etcd image would run etcd {version}, and kubeadm {}.{} refuses an \
+                     external etcd older than {minimum} (its preflight check ExternalEtcdVersion)",
+                    kubernetes.major, kubernetes.minor
+                ),
+                "take a newer etcd: release = { url = \"https://github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz\", \
+                 sha256 = \"...\" } in [images.etcd], or source = \"debian\" with suite = \"sid\""
+                    .to_owned(),
+            )
+            .into());
+    }
+    Ok(Some(version))
 }
 
 /// Where a role's image comes from, beyond its layer.
@@ -157,6 +241,7 @@ fn write_role(
     let role = layer.role;
     let dir = staging.join(role.as_str());
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    output::mark(&dir, &loaded.profile.cluster.name)?;
     let secret = layer.has_secrets();
     let mut record = RoleRecord::default();
     for format in &loaded.profile.images.formats {
@@ -234,43 +319,6 @@ fn create_artifact(path: &Path, secret: bool) -> Result<File> {
         .mode(if secret { 0o600 } else { 0o644 })
         .open(path)
         .with_context(|| format!("creating {}", path.display()))
-}
-
-/// Moves the staged products into `out`, replacing the previous build's.
-/// Only renames happen here; if one fails, the previous products are put back.
-fn publish(staging: &Path, out: &Path) -> Result<()> {
-    let previous = staging.join(".previous");
-    fs::create_dir(&previous).with_context(|| format!("creating {}", previous.display()))?;
-    let mut moved_aside = Vec::new();
-    let mut placed = Vec::new();
-    let result = (|| -> Result<()> {
-        for name in PRODUCTS {
-            let current = out.join(name);
-            if current.exists() {
-                fs::rename(&current, previous.join(name))
-                    .with_context(|| format!("moving aside {}", current.display()))?;
-                moved_aside.push(name);
-            }
-        }
-        for name in PRODUCTS {
-            let staged = staging.join(name);
-            if staged.exists() {
-                fs::rename(&staged, out.join(name))
-                    .with_context(|| format!("moving {} into {}", name, out.display()))?;
-                placed.push(name);
-            }
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        for name in placed {
-            let _ = fs::rename(out.join(name), staging.join(name));
-        }
-        for name in moved_aside {
-            let _ = fs::rename(previous.join(name), out.join(name));
-        }
-    }
-    result
 }
 
 /// The agent binary: `--agent`, or `kiln-firstboot` beside this executable.
@@ -384,7 +432,7 @@ mod tests {
 
     fn profile(images: &str) -> profile::Profile {
         let text = format!(
-            "[cluster]\nname = \"t\"\ndomain = \"t.test\"\nkubernetes_version = \"1.31.2\"\n\
+            "[cluster]\nname = \"t\"\ndomain = \"t.test\"\nkubernetes_version = \"1.36.2\"\n\
              node_subnets = [\"10.77.0.0/24\"]\n[etcd]\ntopology = \"stacked\"\n\
              [control_plane]\nendpoint = \"10.77.0.21:6443\"\n\
              [[control_plane.masters]]\nname = \"m1\"\nip = \"10.77.0.21\"\n{images}"

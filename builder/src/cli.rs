@@ -142,7 +142,7 @@ pub(crate) fn parse_base(word: &str) -> Result<BaseImage, String> {
         "debian" => Ok(BaseImage::Debian),
         "none" => Ok(BaseImage::None),
         _ => Err(format!(
-            "unknown base {word:?}: choose debian (kiln's cached Debian bookworm) or none"
+            "unknown base {word:?}: choose debian (kiln's cached Debian base) or none"
         )),
     }
 }

@@ -8,6 +8,7 @@ pub mod image;
 pub mod layer;
 pub mod manifest;
 pub mod nodeconf;
+pub mod output;
 pub mod profile;
 pub mod progress;
 pub mod render;

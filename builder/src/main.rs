@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln::cli::{run, Cli};
+use kiln::output::FolderConflict;
 use kiln::profile::ProfileError;
 
 fn main() -> ExitCode {
@@ -19,6 +20,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<ProfileError>().is_some() => {
             eprintln!("{e}");
+            ExitCode::from(2)
+        }
+        Err(e) if e.downcast_ref::<FolderConflict>().is_some() => {
+            eprintln!("error: {e}");
             ExitCode::from(2)
         }
         Err(e) => {

@@ -40,6 +40,9 @@ pub struct ProfileRecord {
 
 #[derive(Debug, Default, Serialize)]
 pub struct RoleRecord {
+    /// The etcd release baked into the etcd image, as `etcd --version` said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_version: Option<String>,
     pub artifacts: Vec<Artifact>,
 }
 

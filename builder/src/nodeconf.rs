@@ -38,6 +38,7 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
         pki: PkiSettings {
             key_algorithm: profile.pki.key_algorithm,
             leaf_validity_days: profile.pki.leaf_validity_days,
+            ca_validity_days: profile.pki.ca_validity_days,
         },
         etcd: EtcdSettings {
             topology: profile.etcd.topology,

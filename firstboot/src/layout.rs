@@ -14,6 +14,10 @@ pub const AGENT_UNIT: &str = "kiln-firstboot.service";
 pub const STATUS_FILE: &str = "/run/kiln/status.json";
 /// Present once the agent converged; a rerun then does nothing.
 pub const DONE_MARKER: &str = "/var/lib/kiln/firstboot.done";
+/// etcd and its tools, as Debian's packages install them and as kiln
+/// installs a release's binaries (etcd nodes; etcdctl also on stacked masters).
+pub const ETCD_BINARY: &str = "/usr/bin/etcd";
+pub const ETCD_TOOLS: [&str; 2] = ["/usr/bin/etcdctl", "/usr/bin/etcdutl"];
 
 /// Paths of the baked PKI, relative to the node's root.
 pub mod pki {
@@ -66,6 +70,35 @@ pub mod kube {
     pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/kiln-check-apiserver.sh";
 }
 
+/// What kiln owns on a node, by folder: the agent, its configuration and
+/// state, the PKI it installs for etcd and kubeadm. A profile's extra files
+/// and units may not touch any of it (the builder's validation reads this
+/// list; the layer code puts its own files only below it).
+pub const KILN_OWNED: [&str; 8] = [
+    "/etc/kiln",
+    AGENT_BINARY,
+    "/var/lib/kiln",
+    "/run/kiln",
+    "/etc/etcd/pki",
+    "/etc/kubernetes",
+    kube::KEEPALIVED_CONFIG,
+    kube::KEEPALIVED_CHECK,
+];
+/// Units kiln installs are named `kiln-*`; etcd.service's drop-ins of kiln
+/// are named `*-kiln*.conf`.
+pub const KILN_UNIT_PREFIX: &str = "kiln-";
+
+/// The entry of [`KILN_OWNED`] that `path` (absolute, normalized) falls
+/// under, if any.
+pub fn kiln_owner(path: &str) -> Option<&'static str> {
+    KILN_OWNED.iter().copied().find(|owned| {
+        path == *owned
+            || path
+                .strip_prefix(owned)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
 /// Joins an absolute node path under `root` (the agent's `--root`, `/` on a node).
 pub fn under_root(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
@@ -74,6 +107,30 @@ pub fn under_root(root: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kilns_paths_are_owned_and_their_neighbours_are_not() {
+        for owned in [
+            NODE_CONFIG,
+            DONE_MARKER,
+            STATUS_FILE,
+            AGENT_BINARY,
+            kube::CLUSTER_CA,
+            kube::KUBEADM_INIT_CONFIG,
+        ] {
+            assert!(kiln_owner(owned).is_some(), "{owned}");
+        }
+        let key = pki::etcd_ca_key();
+        assert_eq!(kiln_owner(&key.display().to_string()), Some("/etc/kiln"));
+        for free in [
+            "/etc/kilnx",
+            "/etc/motd",
+            "/usr/local/bin/kiln-firstbootx",
+            "/etc",
+        ] {
+            assert_eq!(kiln_owner(free), None, "{free}");
+        }
+    }
 
     #[test]
     fn under_root_never_escapes_root() {

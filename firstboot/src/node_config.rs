@@ -56,6 +56,14 @@ pub struct PkiSettings {
     pub key_algorithm: KeyAlgorithm,
     /// Validity of certificates the agent mints for unlisted nodes.
     pub leaf_validity_days: u32,
+    /// Validity of the cluster's CAs (kubeadm's caCertificateValidityPeriod);
+    /// node configs written before this field read as the profile default.
+    #[serde(default = "default_ca_validity_days")]
+    pub ca_validity_days: u32,
+}
+
+fn default_ca_validity_days() -> u32 {
+    3650
 }
 
 /// Where etcd runs relative to the control plane.
@@ -160,14 +168,16 @@ fn default_true() -> bool {
     true
 }
 
+/// A node configuration the agent cannot use: bad input, exit 2. The
+/// cause is the error's source, so `{:#}` prints it once.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeConfigError {
-    #[error("reading node configuration {path}: {source}")]
+    #[error("reading node configuration {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("node configuration {path} is invalid: {source}")]
+    #[error("node configuration {path} is invalid (rebuild the image with `kiln build`)")]
     Parse {
         path: PathBuf,
         source: Box<toml::de::Error>,
@@ -218,10 +228,11 @@ mod tests {
             cluster: "local".into(),
             domain: "kiln.test".into(),
             role: Role::Etcd,
-            kubernetes_version: "1.31.2".into(),
+            kubernetes_version: "1.36.2".into(),
             pki: PkiSettings {
                 key_algorithm: KeyAlgorithm::EcdsaP256,
                 leaf_validity_days: 365,
+                ca_validity_days: 3650,
             },
             etcd: EtcdSettings {
                 topology: Topology::External,

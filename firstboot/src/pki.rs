@@ -110,7 +110,8 @@ impl Authority {
         let key = algorithm.generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = distinguished_name(common_name, None);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // pathlen:0: a CA of kiln signs leaves only, never another CA.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,

@@ -40,15 +40,7 @@ impl Build {
     }
 
     pub fn run_into(&self, profile: &Path, out: &Path) -> Output {
-        run(kiln()
-            .arg("build")
-            .arg(profile)
-            .arg("--out")
-            .arg(out)
-            .arg("--secrets")
-            .arg(self.secrets())
-            .args(["--formats", "ignition,rootfs", "--base", "none"])
-            .env("CI", "true"))
+        layer_build(profile, out, &self.secrets(), &[])
     }
 
     /// Runs a build that must succeed.
@@ -62,6 +54,26 @@ impl Build {
         );
         self
     }
+}
+
+/// `kiln build PROFILE --out OUT --secrets SECRETS` of the Ignition configs
+/// and layer-only tarballs, with `extra` arguments.
+pub fn layer_build(
+    profile: &Path,
+    out: &Path,
+    secrets: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> Output {
+    run(kiln()
+        .arg("build")
+        .arg(profile)
+        .arg("--out")
+        .arg(out)
+        .arg("--secrets")
+        .arg(secrets)
+        .args(["--formats", "ignition,rootfs", "--base", "none"])
+        .args(extra)
+        .env("CI", "true"))
 }
 
 impl Build {

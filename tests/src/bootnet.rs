@@ -145,8 +145,10 @@ impl BootNet {
             .map(|ip| format!("https://{ip}:2379"))
             .collect();
         let file = |f: &str| -> PathBuf { secrets.join("etcd").join(f) };
+        let etcdctl = crate::etcd::Release::Primary.tool("etcdctl");
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.bridge_ns, "etcdctl"])
+        cmd.args(["netns", "exec", &self.bridge_ns])
+            .arg(etcdctl)
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", eps.join(",")))
             .arg("--cacert")

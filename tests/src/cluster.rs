@@ -98,7 +98,11 @@ impl Images {
                 install(&crate::binary("kubeadm"), &root, "usr/local/bin/kubeadm");
             }
             if role == Role::Master && topology == Topology::Stacked {
-                install(Path::new("/usr/bin/etcd"), &root, "usr/local/bin/etcd");
+                install(
+                    &crate::etcd::Release::Primary.tool("etcd"),
+                    &root,
+                    "usr/local/bin/etcd",
+                );
             }
             roots.insert(role, root);
         }

@@ -24,6 +24,56 @@ pub mod scenario;
 /// The test cluster's DNS domain.
 pub const DOMAIN: &str = "kiln.test";
 
+/// Where tests/install-packages extracts the etcd releases the tests run.
+const RELEASES: &str = "/var/cache/kiln-tests/etcd";
+
+/// An etcd release the tests run, from a Debian suite's packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Debian sid's etcd (3.5.30 when written): at least kubeadm's minimum
+    /// external etcd, so every scenario runs on it.
+    Primary,
+    /// Debian bookworm's etcd 3.4.23: the old end of the upgrade tests.
+    Previous,
+}
+
+impl Release {
+    /// The folder holding this release's etcd, etcdctl (and etcdutl from 3.5).
+    pub fn bin_dir(self) -> PathBuf {
+        let suite = match self {
+            Release::Primary => "sid",
+            Release::Previous => "bookworm",
+        };
+        Path::new(RELEASES).join(suite).join("usr/bin")
+    }
+
+    /// One of the release's executables.
+    pub fn tool(self, name: &str) -> PathBuf {
+        let path = self.bin_dir().join(name);
+        assert!(
+            path.exists(),
+            "{} is missing: run `tests/install-packages test` (tests/run does it)",
+            path.display()
+        );
+        path
+    }
+
+    /// Installs the release into a node root, where the image has etcd:
+    /// /usr/bin/etcd and its tools, as links.
+    pub fn install(self, root: &Path) {
+        let bin = root.join("usr/bin");
+        fs::create_dir_all(&bin).unwrap();
+        for name in ["etcd", "etcdctl", "etcdutl"] {
+            let link = bin.join(name);
+            let _ = fs::remove_file(&link);
+            let target = self.bin_dir().join(name);
+            if target.exists() {
+                std::os::unix::fs::symlink(&target, &link).unwrap();
+            }
+        }
+    }
+}
+
 /// What the builder would bake: one CA, the agent's client cert, and
 /// server/peer certs for every listed member.
 pub struct Fixture {
@@ -75,10 +125,11 @@ impl Fixture {
             cluster: "kiln-test".into(),
             domain: DOMAIN.into(),
             role: Role::Etcd,
-            kubernetes_version: "1.31.2".into(),
+            kubernetes_version: "1.36.2".into(),
             pki: PkiSettings {
                 key_algorithm: KeyAlgorithm::EcdsaP256,
                 leaf_validity_days: 30,
+                ca_validity_days: 30,
             },
             etcd: EtcdSettings {
                 topology: Topology::External,
@@ -100,8 +151,15 @@ impl Fixture {
         }
     }
 
-    /// Writes a fresh node root (what every node of the role boots with).
+    /// Writes a fresh node root (what every node of the role boots with),
+    /// with the primary etcd release.
     pub fn node_root(&self, root: &Path) {
+        self.node_root_with(root, Release::Primary);
+    }
+
+    /// A fresh node root whose image carries etcd `release`.
+    pub fn node_root_with(&self, root: &Path, release: Release) {
+        release.install(root);
         let put = |path: &Path, text: &str, mode: u32| {
             let target = under_root(root, path);
             fs::create_dir_all(target.parent().unwrap()).unwrap();
@@ -171,6 +229,12 @@ pub fn agent_command(
         }
         None => host.command(&agent_binary().display().to_string()),
     };
+    // etcd's tools (snapshots, restores) are on a node's PATH.
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env(
+        "PATH",
+        format!("{}:{path}", Release::Primary.bin_dir().display()),
+    );
     cmd.arg("--root")
         .arg(root)
         .arg("--no-start")
@@ -216,7 +280,8 @@ pub fn start_etcd_with(
     root: &Path,
     vars: Vec<(String, String)>,
 ) -> u32 {
-    let mut cmd = host.command("/usr/bin/etcd");
+    // The node's own etcd, as its systemd unit would start it.
+    let mut cmd = host.command(&root.join("usr/bin/etcd").display().to_string());
     cmd.env_clear();
     for (key, value) in vars {
         let value = if value.starts_with('/') {
@@ -238,7 +303,7 @@ pub fn etcdctl(host: &Host, root: &Path, endpoints: &[Ipv4Addr], args: &[&str]) 
         .map(|ip| format!("https://{ip}:2379"))
         .collect();
     let file = |p: PathBuf| under_root(root, &p);
-    let mut cmd = host.command("etcdctl");
+    let mut cmd = host.command(&Release::Primary.tool("etcdctl").display().to_string());
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={}", eps.join(",")))
         .arg("--cacert")

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use kiln_e2e::artifacts::{ignition_files, tarball_files, Build, PayloadFile};
-use kiln_e2e::{profile, run_ok};
+use kiln_e2e::artifacts::{ignition_files, layer_build, tarball_files, Build, PayloadFile};
+use kiln_e2e::{kiln, profile, run, run_ok};
 
 const ROLES: [&str; 3] = ["etcd", "master", "worker"];
 
@@ -46,7 +46,7 @@ fn every_leaf_verifies_against_its_ca_with_the_runbook_usages() {
     let s = build.secrets();
     for ca in ["etcd/ca.crt", "ca.crt", "front-proxy-ca.crt"] {
         let ext = extensions(&s.join(ca));
-        assert!(ext.contains("CA:TRUE"), "{ca}: {ext}");
+        assert!(ext.contains("CA:TRUE, pathlen:0"), "{ca}: {ext}");
         assert!(ext.contains("Certificate Sign"), "{ca}: {ext}");
     }
     for client in [
@@ -353,12 +353,23 @@ fn a_failed_build_leaves_the_previous_output_untouched() {
     fs::write(dir.join("broken-base.tar.gz"), b"not a tarball").unwrap();
     let text = fs::read_to_string(profile("local.toml")).unwrap();
     let broken = dir.join("broken.toml");
+    let etcd = "\n[images.etcd]\n";
+    assert!(text.contains(etcd));
     fs::write(
         &broken,
-        format!("{text}\n[images.etcd]\nbase = \"broken-base.tar.gz\"\n"),
+        text.replace(etcd, &format!("{etcd}base = \"broken-base.tar.gz\"\n")),
     )
     .unwrap();
-    let out = build.run(&broken);
+    // Without --base, so that the profile's base applies.
+    let out = run(kiln()
+        .arg("build")
+        .arg(&broken)
+        .arg("--out")
+        .arg(build.out())
+        .arg("--secrets")
+        .arg(build.secrets())
+        .args(["--formats", "ignition,rootfs"])
+        .env("CI", "true"));
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -414,4 +425,100 @@ fn deleting_the_token_file_rotates_the_bootstrap_token_alone() {
     let again = build.run(&profile("example.toml"));
     assert!(!String::from_utf8_lossy(&again.stderr).contains("new bootstrap token"));
     assert_eq!(digests(&s), after);
+}
+
+/// `kiln build profiles/example.toml --out OUT --secrets SECRETS`, layer only.
+fn build_into(out: &Path, secrets: &Path) -> std::process::Output {
+    layer_build(&profile("example.toml"), out, secrets, &[])
+}
+
+fn refused_with(out: &std::process::Output, words: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(words), "{stderr}");
+}
+
+/// The data-loss cases of earlier builds: the secrets folder as the output
+/// folder, inside a role folder of it, or around it; a folder under --out
+/// that kiln did not make. Each is refused (exit 2) and leaves every byte.
+#[test]
+fn builds_never_replace_secrets_or_folders_kiln_did_not_make() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let dir = build.dir.path();
+    let secrets = build.secrets();
+    let before = digests(&secrets);
+
+    refused_with(&build_into(&secrets, &secrets), "same folder");
+    assert_eq!(digests(&secrets), before);
+    refused_with(
+        &build_into(&secrets.join("out"), &secrets),
+        "inside the secrets folder",
+    );
+    assert_eq!(digests(&secrets), before);
+    assert!(!secrets.join("out").exists());
+
+    // The secrets folder as <out>/etcd, where the etcd images go.
+    let out = dir.join("o2");
+    fs::create_dir(&out).unwrap();
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&secrets)
+            .arg(out.join("etcd")),
+    );
+    refused_with(
+        &build_into(&out, &out.join("etcd")),
+        "inside the output folder",
+    );
+    assert_eq!(digests(&out.join("etcd")), before);
+
+    // Someone else's folder where kiln would put the worker images.
+    let out = dir.join("o3");
+    fs::create_dir_all(out.join("worker")).unwrap();
+    fs::write(out.join("worker/notes.txt"), "mine").unwrap();
+    refused_with(&build_into(&out, &secrets), "kiln did not make it");
+    assert_eq!(
+        fs::read_to_string(out.join("worker/notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!out.join("manifest.json").exists());
+    assert_eq!(digests(&secrets), before);
+
+    // kiln's own output is replaced as before.
+    assert!(build_into(&build.out(), &secrets).status.success());
+    assert!(build.out().join("etcd/.kiln-output").is_file());
+}
+
+/// `kiln build --base none` bakes the layer alone even when the profile
+/// names a base folder for a role: a host folder's key never reaches a
+/// tarball the command line asked to keep bare.
+#[test]
+fn the_command_lines_base_beats_the_profiles() {
+    let build = Build::new();
+    let dir = build.dir.path();
+    let base = dir.join("host-root");
+    fs::create_dir_all(base.join("root")).unwrap();
+    fs::write(
+        base.join("root/id_ed25519"),
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let text = fs::read_to_string(profile("local.toml")).unwrap();
+    let with_base = dir.join("with-base.toml");
+    fs::write(
+        &with_base,
+        text.replace(
+            "\n[images.etcd]\n",
+            "\n[images.etcd]\nbase = \"host-root\"\n",
+        ),
+    )
+    .unwrap();
+    build.ok(&with_base);
+    let files = tarball_files(&build.out().join("etcd/rootfs.tar.gz"));
+    assert!(
+        files.iter().all(|f| !f.path.contains("id_ed25519")),
+        "the base folder was baked"
+    );
+    assert!(files.iter().any(|f| f.path == "/etc/kiln/node.toml"));
 }

@@ -336,3 +336,26 @@ fn unlisted_node_discovers_cluster_through_dns_srv() {
     );
     assert!(Path::new(&resolv).exists());
 }
+
+/// A node configuration the agent cannot read is bad input: exit 2, the
+/// reason printed once, nothing written.
+#[test]
+fn bad_node_configuration_exits_2_and_says_why_once() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("etc/kiln/node.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "cluster = 3\n").unwrap();
+    for args in [&["run"][..], &["plan"]] {
+        let out = kiln_e2e::run(
+            std::process::Command::new(etcd::agent_binary())
+                .arg("--root")
+                .arg(root.path())
+                .args(args),
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{said}");
+        assert_eq!(said.matches("invalid type: integer").count(), 1, "{said}");
+        assert!(said.contains("node.toml is invalid"), "{said}");
+    }
+    assert!(!root.path().join("etc/kiln/etcd.env").exists());
+}

@@ -187,7 +187,7 @@ fn snapshot_timer_takes_verifies_and_prunes() {
     fs::write(
         &profile,
         "[cluster]\nname = \"backup\"\ndomain = \"kiln.test\"\n\
-         kubernetes_version = \"1.31.2\"\nnode_subnets = [\"10.77.0.0/24\"]\n\n\
+         kubernetes_version = \"1.36.2\"\nnode_subnets = [\"10.77.0.0/24\"]\n\n\
          [etcd]\nmembers = [{ name = \"etcd1\", ip = \"10.77.0.11\" }]\n\n\
          [etcd.backup]\ninterval = \"5s\"\nkeep_hourly = 3\nkeep_daily = 2\n\
          destination = \"/mnt/backup\"\n",
@@ -339,7 +339,7 @@ fn local_restore_snapshot_is_baked_and_a_corrupt_one_fails_the_build() {
     fs::write(
         &profile,
         "[cluster]\nname = \"restore\"\ndomain = \"kiln.test\"\n\
-         kubernetes_version = \"1.31.2\"\nnode_subnets = [\"10.77.0.0/24\"]\n\n\
+         kubernetes_version = \"1.36.2\"\nnode_subnets = [\"10.77.0.0/24\"]\n\n\
          [etcd]\nrestore_from = { local = \"snapshots/prod.db\" }\n\
          members = [{ name = \"etcd1\", ip = \"10.77.0.11\" }]\n",
     )

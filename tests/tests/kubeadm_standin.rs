@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kiln_e2e::artifacts::{lay_out, Build};
+use kiln_e2e::etcd::Release;
 use kiln_e2e::kubeadm::openssl;
 use kiln_e2e::netns::{Host, Lab};
 use kiln_e2e::{binary, fixture, run, run_ok};
@@ -125,7 +126,7 @@ fn configs_and_files_are_judged_like_kubeadm() {
     assert_refused(
         &init("init-v1beta3-too-new.yaml"),
         "init",
-        &["v1beta3", "1.37"],
+        &["v1beta3", "removed in Kubernetes 1.36"],
     );
     assert_refused(
         &init("init-v1beta4-too-old.yaml"),
@@ -138,6 +139,16 @@ fn configs_and_files_are_judged_like_kubeadm() {
         &["serviceSubnet", "overlaps"],
     );
     assert_refused(&init("init-unknown-field.yaml"), "init", &["clusterNmae"]);
+    assert_refused(
+        &init("init-service-subnet-too-large.yaml"),
+        "init",
+        &["serviceSubnet", "the mask must be >= 12"],
+    );
+    assert_refused(
+        &init("init-p384-before-1.34.yaml"),
+        "init",
+        &["Invalid encryption algorithm \"ECDSA-P384\"", "1.33"],
+    );
     let join = cluster.config(
         &master,
         "join-missing-field.yaml",
@@ -275,13 +286,14 @@ impl Drop for ApiServers {
     }
 }
 
-/// Starts etcd1 from the etcd image's member certificates in `host`.
-fn start_etcd(lab: &Lab, cluster: &Cluster, host: &Host) -> PathBuf {
+/// Starts etcd1 of `release` from the etcd image's member certificates in
+/// `host`; returns once it is healthy.
+fn start_etcd(lab: &Lab, cluster: &Cluster, host: &Host, release: Release) -> PathBuf {
     let root = cluster.root("etcd", "etcd1");
     let pki = root.join("etc/kiln/pki/etcd");
     let member = pki.join("members/etcd1");
     let url = |port: u16| format!("https://{}:{port}", host.ip);
-    let mut cmd = host.command("/usr/bin/etcd");
+    let mut cmd = host.command(&release.tool("etcd").display().to_string());
     cmd.args(["--name", "etcd1", "--data-dir"])
         .arg(root.join("data"))
         .args([
@@ -316,24 +328,40 @@ fn start_etcd(lab: &Lab, cluster: &Cluster, host: &Host) -> PathBuf {
         .stdout(std::process::Stdio::null())
         .stderr(fs::File::create(root.join("etcd.log")).unwrap());
     lab.spawn("etcd1", cmd);
+    let master1 = cluster.root("master", "master1");
+    let start = Instant::now();
+    while !run(etcdctl_command(host, &master1).args(["endpoint", "health"]))
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "etcd did not become healthy; its log:\n{}",
+            fs::read_to_string(root.join("etcd.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     root
+}
+
+/// `etcdctl` against etcd1 with a master's etcd client certificate.
+fn etcdctl_command(host: &Host, master: &Path) -> Command {
+    let pki = master.join(PKI);
+    let mut cmd = host.command(&Release::Primary.tool("etcdctl").display().to_string());
+    cmd.env("ETCDCTL_API", "3")
+        .arg("--endpoints=https://10.77.150.11:2379")
+        .arg("--cacert")
+        .arg(pki.join("etcd/ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("apiserver-etcd-client.crt"))
+        .arg("--key")
+        .arg(pki.join("apiserver-etcd-client.key"));
+    cmd
 }
 
 /// `etcdctl get` of `key` (or `--prefix --keys-only`) with a master's client cert.
 fn etcdctl(host: &Host, master: &Path, args: &[&str]) -> String {
-    let pki = master.join(PKI);
-    run_ok(
-        host.command("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints=https://{}:2379", "10.77.150.11"))
-            .arg("--cacert")
-            .arg(pki.join("etcd/ca.crt"))
-            .arg("--cert")
-            .arg(pki.join("apiserver-etcd-client.crt"))
-            .arg("--key")
-            .arg(pki.join("apiserver-etcd-client.key"))
-            .args(args),
-    )
+    run_ok(etcdctl_command(host, master).args(args))
 }
 
 #[test]
@@ -346,23 +374,7 @@ fn init_once_then_joins_against_real_etcd() {
     let master2 = cluster.root("master", "master2");
     let worker1 = cluster.root("worker", "worker1");
     let _apiservers = ApiServers(vec![master1.clone(), master2.clone()]);
-    let etcd_root = start_etcd(&lab, &cluster, &etcd_host);
-    let start = Instant::now();
-    while !run(etcd_host.command("sh").arg("-c").arg(format!(
-        "ETCDCTL_API=3 etcdctl --endpoints=https://10.77.150.11:2379 --cacert {0}/etcd/ca.crt \
-         --cert {0}/apiserver-etcd-client.crt --key {0}/apiserver-etcd-client.key endpoint health",
-        master1.join(PKI).display()
-    )))
-    .status
-    .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "etcd did not become healthy; its log:\n{}",
-            fs::read_to_string(etcd_root.join("etcd.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    start_etcd(&lab, &cluster, &etcd_host, Release::Primary);
 
     // A control-plane join before any init finds no API server.
     let early = cluster.config(
@@ -523,4 +535,32 @@ fn init_once_then_joins_against_real_etcd() {
     assert_refused(&create(&cluster.token), "token-create", &["already exists"]);
     assert_accepted(&create("zzzzzz.0123456789abcdef"), "token-create");
     assert_eq!(list(&master1, &m1).len(), 2);
+}
+
+/// kubeadm's preflight check ExternalEtcdVersion asks the real etcd's
+/// /version: Debian 12's etcd 3.4.23 is refused before anything is written.
+#[test]
+fn init_refuses_an_external_etcd_older_than_kubeadms_minimum() {
+    let cluster = Cluster::new();
+    let lab = Lab::new("kv", SUBNET);
+    let etcd_host = lab.host(11);
+    let m1 = lab.host(21);
+    let master1 = cluster.root("master", "master1");
+    let _apiservers = ApiServers(vec![master1.clone()]);
+    start_etcd(&lab, &cluster, &etcd_host, Release::Previous);
+    let init = cluster.config(&master1, "init-v1beta4.yaml", "master1", "10.77.150.21");
+    assert_refused(
+        &kubeadm(&master1, Some(&m1), &["init", "--config", &init]),
+        "init",
+        &[
+            "[ExternalEtcdVersion] this version of kubeadm only supports external etcd version >= 3.5.24-0",
+            "Current version: 3.4.23",
+        ],
+    );
+    let registry = etcdctl(
+        &etcd_host,
+        &master1,
+        &["get", "--prefix", "--keys-only", "/registry/"],
+    );
+    assert_eq!(registry.trim(), "", "a refused init wrote to etcd");
 }

@@ -9,13 +9,6 @@ use anyhow::{Context, Result};
 
 use crate::profile::LoadedProfile;
 
-/// Debian's mirrors as mmdebstrap picks them for bookworm by itself; naming
-/// any mirror drops those defaults, so they are listed with the repository.
-const DEBIAN_SOURCES: [&str; 3] = [
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://security.debian.org/debian-security bookworm-security main",
-];
 /// Where the node keeps the repository's key.
 const KEYRINGS: &str = "/etc/apt/keyrings";
 
@@ -66,7 +59,9 @@ impl KubernetesApt {
     /// `signed-by` names the key's copy in `key_dir` there; a setup hook puts
     /// the key into the tree, and a customize hook then writes the node's
     /// sources.list naming it where the node has it.
-    pub fn sources(&self, key_dir: &Path) -> Sources {
+    /// `debian` are the base suite's own sources: naming any mirror drops
+    /// mmdebstrap's defaults, so they are listed with the repository.
+    pub fn sources(&self, key_dir: &Path, debian: &[String]) -> Sources {
         let build_key = key_dir.join(self.key_name());
         let node_key = Path::new(KEYRINGS).join(self.key_name());
         let setup = format!(
@@ -74,7 +69,7 @@ impl KubernetesApt {
             sh_quote(&build_key.to_string_lossy()),
             node = node_key.display(),
         );
-        let node_lines: Vec<String> = DEBIAN_SOURCES
+        let node_lines: Vec<String> = debian
             .iter()
             .map(|l| sh_quote(l))
             .chain([sh_quote(&self.source_line(&node_key))])
@@ -83,9 +78,9 @@ impl KubernetesApt {
             "--customize-hook=printf '%s\\n' {} > \"$1/etc/apt/sources.list\"",
             node_lines.join(" ")
         );
-        let mirrors = DEBIAN_SOURCES
+        let mirrors = debian
             .iter()
-            .map(|l| (*l).to_owned())
+            .cloned()
             .chain([self.source_line(&build_key)])
             .collect();
         Sources {
@@ -110,7 +105,7 @@ pub mod tests {
 
     pub fn pkgs_k8s_io() -> KubernetesApt {
         KubernetesApt {
-            repository: "https://pkgs.k8s.io/core:/stable:/v1.31/deb/".into(),
+            repository: "https://pkgs.k8s.io/core:/stable:/v1.36/deb/".into(),
             key: b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nmQ\n".to_vec(),
             packages: vec!["kubelet".into(), "kubeadm".into(), "kubectl".into()],
         }
@@ -124,8 +119,9 @@ pub mod tests {
             ..pkgs_k8s_io()
         };
         assert_eq!(binary.key_name(), "kiln-kubernetes.gpg");
-        let sources = binary.sources(Path::new("/c"));
-        assert!(sources.mirrors[3].starts_with("deb [signed-by=/c/kiln-kubernetes.gpg] "));
+        let debian = ["deb http://mirror.test/debian trixie main".to_owned()];
+        let sources = binary.sources(Path::new("/c"), &debian);
+        assert!(sources.mirrors[1].starts_with("deb [signed-by=/c/kiln-kubernetes.gpg] "));
     }
 
     #[test]

@@ -13,11 +13,13 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use super::apt::KubernetesApt;
+use super::etcd::EtcdBinaries;
+use super::mirror::Mirrors;
+use crate::profile::Suite;
 
 /// Bump when the recipe below changes what a base holds: old caches then
 /// stop matching instead of being reused.
-const RECIPE_VERSION: u32 = 2;
-const SUITE: &str = "bookworm";
+const RECIPE_VERSION: u32 = 3;
 /// What every node needs to boot under UEFI and converge: systemd (with
 /// networkd), a kernel, udev, systemd-boot for the ESP, and D-Bus with
 /// polkit, without which hostnamed refuses networkd the hostname a DHCP
@@ -37,14 +39,19 @@ const PACKAGES: [&str; 9] = [
 ];
 /// Present once a base folder is complete; a half-built one is never reused.
 const COMPLETE: &str = "complete";
+/// The folder, beside the base, of etcd's files for mmdebstrap to sync in.
+const ETCD_TREE: &str = "etcd-tree";
 
 /// The inputs of one Debian base.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DebianBase {
+    pub suite: Suite,
     /// Sorted, without duplicates.
     pub packages: Vec<String>,
     /// The Kubernetes repository packages also come from (masters, workers).
     pub kubernetes: Option<KubernetesApt>,
+    /// etcd installed from binaries instead of the suite's packages (etcd nodes).
+    pub etcd: Option<EtcdBinaries>,
 }
 
 impl DebianBase {
@@ -82,22 +89,45 @@ impl DebianBase {
         packages.sort();
         packages.dedup();
         DebianBase {
+            suite: Suite::default(),
             packages,
             kubernetes: kubernetes.cloned(),
+            etcd: None,
         }
+    }
+
+    /// The base on Debian `suite`.
+    pub fn on(mut self, suite: Suite) -> DebianBase {
+        self.suite = suite;
+        self
+    }
+
+    /// etcd from `binaries` rather than the suite's etcd-server and
+    /// etcd-client packages (etcd nodes only).
+    pub fn with_etcd(mut self, binaries: EtcdBinaries) -> DebianBase {
+        self.packages
+            .retain(|p| p != "etcd-server" && p != "etcd-client");
+        self.etcd = Some(binaries);
+        self
     }
 
     /// Hex SHA-256 of the recipe version, suite, packages and the Kubernetes
     /// repository with its key.
     pub fn digest(&self) -> String {
         let mut hash = Sha256::new();
-        hash.update(format!("kiln-base {RECIPE_VERSION}\nsuite {SUITE}\n"));
+        hash.update(format!(
+            "kiln-base {RECIPE_VERSION}\nsuite {}\n",
+            self.suite
+        ));
         for package in &self.packages {
             hash.update(format!("package {package}\n"));
         }
         if let Some(apt) = &self.kubernetes {
             let key = kiln_firstboot::hex::hex(&Sha256::digest(&apt.key));
             hash.update(format!("repository {}\nkey {key}\n", apt.repository));
+        }
+        if let Some(etcd) = &self.etcd {
+            hash.update(format!("etcd {}\n", etcd.digest));
         }
         kiln_firstboot::hex::hex(&hash.finalize()[..12])
     }
@@ -108,12 +138,7 @@ impl DebianBase {
         let dir = cache.join("base").join(self.digest());
         fs::create_dir_all(&dir)
             .with_context(|| format!("creating the base cache folder {}", dir.display()))?;
-        let lock_path = dir.join("lock");
-        let lock_file = File::create(&lock_path)
-            .with_context(|| format!("creating the cache lock {}", lock_path.display()))?;
-        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("locking {}", lock_path.display()))?;
+        let _lock = cache_lock(&dir.join("lock"))?;
         let rootfs = dir.join("rootfs");
         if dir.join(COMPLETE).exists() {
             return Ok(rootfs);
@@ -136,7 +161,22 @@ impl DebianBase {
             let key = dir.join(apt.key_name());
             fs::write(&key, &apt.key).with_context(|| format!("writing {}", key.display()))?;
         }
-        let args = self.mmdebstrap_args(&partial, &dir);
+        if let Some(etcd) = &self.etcd {
+            let tree = dir.join(ETCD_TREE);
+            if tree.exists() {
+                fs::remove_dir_all(&tree)
+                    .with_context(|| format!("removing the unfinished {}", tree.display()))?;
+            }
+            etcd.write_install_tree(&tree)?;
+        }
+        let mirrors = Mirrors::of_host();
+        if mirrors.is_none() && self.kubernetes.is_some() {
+            bail!(
+                "this host's apt configuration names no Debian mirror, and images.kubernetes.apt \
+                 needs one beside its repository: configure apt, or use images.kubernetes.binaries"
+            );
+        }
+        let args = self.mmdebstrap_args(&partial, &dir, mirrors.as_ref());
         self.run_mmdebstrap(&args, &dir.join("mmdebstrap.log"))?;
         fs::rename(&partial, &rootfs)
             .with_context(|| format!("moving {} into place", partial.display()))?;
@@ -145,10 +185,20 @@ impl DebianBase {
         Ok(rootfs)
     }
 
-    /// mmdebstrap's arguments; `key_dir` holds the build host's copy of the
-    /// Kubernetes repository's key.
-    fn mmdebstrap_args(&self, target: &Path, key_dir: &Path) -> Vec<OsString> {
-        let sources = self.kubernetes.as_ref().map(|apt| apt.sources(key_dir));
+    /// mmdebstrap's arguments; `dir` is the base's cache folder (it holds
+    /// the build host's copy of the Kubernetes repository's key and etcd's
+    /// install tree); without `mirrors`, mmdebstrap picks Debian's itself.
+    fn mmdebstrap_args(
+        &self,
+        target: &Path,
+        dir: &Path,
+        mirrors: Option<&Mirrors>,
+    ) -> Vec<OsString> {
+        let debian = mirrors.map(|m| m.sources(self.suite)).unwrap_or_default();
+        let sources = self
+            .kubernetes
+            .as_ref()
+            .map(|apt| apt.sources(dir, &debian));
         let mut args: Vec<OsString> = vec![
             "--variant=minbase".into(),
             "--mode=root".into(),
@@ -157,9 +207,16 @@ impl DebianBase {
         if let Some(sources) = &sources {
             args.extend(sources.hooks.iter().map(OsString::from));
         }
-        args.extend([SUITE.into(), target.into()]);
-        if let Some(sources) = sources {
-            args.extend(sources.mirrors.into_iter().map(OsString::from));
+        if self.etcd.is_some() {
+            // As Debian's etcd-server installs it: files, then its user.
+            let tree = dir.join(ETCD_TREE);
+            args.push(format!("--customize-hook=sync-in {} /", tree.display()).into());
+            args.push("--customize-hook=chroot \"$1\" systemd-sysusers".into());
+        }
+        args.extend([self.suite.as_str().into(), target.into()]);
+        match sources {
+            Some(sources) => args.extend(sources.mirrors.into_iter().map(OsString::from)),
+            None => args.extend(debian.into_iter().map(OsString::from)),
         }
         args
     }
@@ -177,15 +234,26 @@ impl DebianBase {
             let tail: Vec<&str> = text.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
             bail!(
-                "mmdebstrap {SUITE} failed with {status} (full log {}):\n{}\n\
+                "mmdebstrap {} failed with {status} (full log {}):\n{}\n\
                  check that the Debian mirror in /etc/apt/sources.list is reachable and that \
                  images.<role>.packages names real packages",
+                self.suite,
                 log.display(),
                 tail.join("\n")
             );
         }
         Ok(())
     }
+}
+
+/// Holds `path` (a lock file in the cache) exclusively until dropped, so
+/// parallel builds sharing a cache wait for one another's work.
+pub fn cache_lock(path: &Path) -> Result<Flock<File>> {
+    let file = File::create(path)
+        .with_context(|| format!("creating the cache lock {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("locking {}", path.display()))
 }
 
 /// `$XDG_CACHE_HOME/kiln`, `~/.cache/kiln`, or /var/cache/kiln for root.
@@ -264,15 +332,49 @@ mod tests {
         assert_eq!(role(Role::Etcd, Some(&apt)), role(Role::Etcd, None));
     }
 
+    fn mirrors() -> Mirrors {
+        Mirrors {
+            archive: "http://mirror.test/debian".into(),
+            security: Some("http://mirror.test/debian-security".into()),
+        }
+    }
+
     #[test]
-    fn without_a_repository_mmdebstrap_picks_debian_mirrors_itself() {
+    fn without_a_host_mirror_mmdebstrap_picks_debian_mirrors_itself() {
         let plain = DebianBase::for_role(Role::Worker, EXTERNAL, &[], None);
-        let args = plain.mmdebstrap_args(Path::new("/t"), Path::new("/c"));
+        let args = plain.mmdebstrap_args(Path::new("/t"), Path::new("/c"), None);
         assert_eq!(args.len(), 5);
+        assert_eq!(args[3..], [OsString::from("trixie"), OsString::from("/t")]);
+        let bookworm = plain.on(Suite::Bookworm);
+        let args = bookworm.mmdebstrap_args(Path::new("/t"), Path::new("/c"), Some(&mirrors()));
+        assert_eq!(args[3], OsString::from("bookworm"));
         assert_eq!(
-            args[3..],
-            [OsString::from("bookworm"), OsString::from("/t")]
+            args[5],
+            OsString::from("deb http://mirror.test/debian bookworm main")
         );
+    }
+
+    #[test]
+    fn suites_and_etcd_binaries_are_inputs_of_the_digest() {
+        let etcd = DebianBase::for_role(Role::Etcd, EXTERNAL, &[], None);
+        assert_ne!(etcd.digest(), etcd.clone().on(Suite::Bookworm).digest());
+        let binaries = EtcdBinaries {
+            dir: "/opt/etcd".into(),
+            digest: "a".repeat(64),
+        };
+        let own = etcd.clone().with_etcd(binaries.clone());
+        assert!(!own.packages.iter().any(|p| p.starts_with("etcd-")));
+        assert_ne!(own.digest(), etcd.digest());
+        let other = EtcdBinaries {
+            digest: "b".repeat(64),
+            ..binaries
+        };
+        assert_ne!(own.digest(), etcd.with_etcd(other).digest());
+        let args = own.mmdebstrap_args(Path::new("/t"), Path::new("/c"), None);
+        assert!(args.contains(&OsString::from("--customize-hook=sync-in /c/etcd-tree /")));
+        assert!(args.contains(&OsString::from(
+            "--customize-hook=chroot \"$1\" systemd-sysusers"
+        )));
     }
 
     #[test]
@@ -282,20 +384,21 @@ mod tests {
             .mmdebstrap_args(
                 Path::new("/cache/base/x/rootfs.partial"),
                 Path::new("/cache/base/x"),
+                Some(&mirrors()),
             )
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let at = |arg: &str| args.iter().position(|a| a == arg);
-        let suite = at("bookworm").expect("suite");
+        let suite = at("trixie").expect("suite");
         assert_eq!(at("/cache/base/x/rootfs.partial"), Some(suite + 1));
         assert_eq!(
             args[suite + 2..],
             [
-                "deb http://deb.debian.org/debian bookworm main",
-                "deb http://deb.debian.org/debian bookworm-updates main",
-                "deb http://security.debian.org/debian-security bookworm-security main",
-                "deb [signed-by=/cache/base/x/kiln-kubernetes.asc] https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /",
+                "deb http://mirror.test/debian trixie main",
+                "deb http://mirror.test/debian trixie-updates main",
+                "deb http://mirror.test/debian-security trixie-security main",
+                "deb [signed-by=/cache/base/x/kiln-kubernetes.asc] https://pkgs.k8s.io/core:/stable:/v1.36/deb/ /",
             ]
         );
         assert!(args[2].starts_with("--include=") && args[2].contains(",kubeadm,"));
@@ -312,10 +415,10 @@ mod tests {
         assert!(
             customize.ends_with(concat!(
                 "'deb [signed-by=/etc/apt/keyrings/kiln-kubernetes.asc] ",
-                "https://pkgs.k8s.io/core:/stable:/v1.31/deb/ /' > \"$1/etc/apt/sources.list\""
+                "https://pkgs.k8s.io/core:/stable:/v1.36/deb/ /' > \"$1/etc/apt/sources.list\""
             )),
             "{customize}"
         );
-        assert!(customize.contains("'deb http://deb.debian.org/debian bookworm main'"));
+        assert!(customize.contains("'deb http://mirror.test/debian trixie main'"));
     }
 }

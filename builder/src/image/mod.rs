@@ -6,7 +6,9 @@ mod apt;
 mod bake;
 mod base;
 mod disk;
+mod etcd;
 mod gpt;
+mod mirror;
 mod os;
 
 use std::fs;
@@ -19,6 +21,8 @@ pub use apt::KubernetesApt;
 pub use bake::bake_tree;
 pub use base::{default_cache_dir, DebianBase};
 pub use disk::{write_qcow2, write_raw, DiskIds};
+pub use etcd::EtcdBinaries;
+pub use mirror::Mirrors;
 pub use os::add_os_files;
 
 use crate::layer::RoleLayer;
@@ -36,27 +40,46 @@ pub enum RoleBase {
 }
 
 impl RoleBase {
-    /// `images.<role>.base` if set, else `base` (the profile's `images.base`
-    /// or the command line's override); builds the Debian base if needed.
+    /// The command line's `--base` (`cli`) if given, else
+    /// `images.<role>.base` if set, else the profile's `images.base`;
+    /// builds the Debian base if needed. The command line wins, so
+    /// `--base none` never bakes a folder the profile names.
     pub fn resolve(
         loaded: &LoadedProfile,
         role: Role,
-        base: BaseImage,
+        cli: Option<BaseImage>,
+        etcd: Option<&EtcdBinaries>,
         cache: &Path,
     ) -> Result<RoleBase> {
         let image = loaded.profile.images.role(role);
-        if let Some(path) = &image.base {
+        if let (None, Some(path)) = (cli, &image.base) {
             return Ok(RoleBase::Profile(loaded.resolve(path)));
         }
-        Ok(match base {
+        Ok(match cli.unwrap_or(loaded.profile.images.base) {
             BaseImage::None => RoleBase::None,
             BaseImage::Debian => {
                 let topology = loaded.profile.etcd.topology;
                 let apt = KubernetesApt::from_profile(loaded)?;
-                let base = DebianBase::for_role(role, topology, &image.packages, apt.as_ref());
+                let mut base = DebianBase::for_role(role, topology, &image.packages, apt.as_ref())
+                    .on(loaded.profile.images.suite);
+                if let (Role::Etcd, Some(etcd)) = (role, etcd) {
+                    base = base.with_etcd(etcd.clone());
+                }
                 RoleBase::Debian(base.ensure(cache)?)
             }
         })
+    }
+
+    /// The major version of the base's containerd package, from its dpkg
+    /// database (`None` without a base, or without containerd).
+    pub fn containerd_major(&self) -> Option<u32> {
+        let status = fs::read_to_string(self.path()?.join("var/lib/dpkg/status")).ok()?;
+        let stanza = status
+            .split("\n\n")
+            .find(|s| s.lines().any(|l| l == "Package: containerd"))?;
+        let version = stanza.lines().find_map(|l| l.strip_prefix("Version: "))?;
+        let upstream = version.split_once(':').map_or(version, |(_, v)| v);
+        upstream.split('.').next()?.parse().ok()
     }
 
     pub fn path(&self) -> Option<&Path> {

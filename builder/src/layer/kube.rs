@@ -21,15 +21,41 @@ net.bridge.bridge-nf-call-ip6tables = 1\n\
 net.ipv4.ip_forward = 1\n";
 
 const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
-/// Debian's containerd settings with runc on the systemd cgroup driver,
-/// which kubeadm configures kubelet for: two cgroup managers on one node
-/// make pods unstable under pressure. CNI plugins are looked up where
-/// Kubernetes network add-ons (and the kubernetes-cni package) install them.
-const CONTAINERD: &str = r#"# kiln: containerd for kubelet with the systemd cgroup driver.
-version = 2
+
+/// The configuration format the image's containerd reads: version 2 for
+/// containerd 1.6 and 1.7 (Debian 12 and 13), version 3 for 2.x, which moved
+/// the CRI plugin's settings to `io.containerd.cri.v1.*` (containerd's
+/// docs/PLUGINS.md and its 2.0 release notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerdConfig {
+    V2,
+    V3,
+}
+
+impl ContainerdConfig {
+    /// The format of containerd `major` (unknown: Debian 13's 1.7).
+    pub fn for_major(major: Option<u32>) -> ContainerdConfig {
+        match major {
+            Some(major) if major >= 2 => ContainerdConfig::V3,
+            _ => ContainerdConfig::V2,
+        }
+    }
+
+    /// runc on the systemd cgroup driver, which kubeadm configures kubelet
+    /// for: two cgroup managers on one node make pods unstable under
+    /// pressure; the sandbox (pause) image of the cluster's Kubernetes minor,
+    /// as kubeadm pulls it. In version 2, CNI plugins are looked up where
+    /// Kubernetes network add-ons install them (Debian's default differs);
+    /// version 3's defaults are those already.
+    fn render(self, pause_image: &str) -> String {
+        let head = "# kiln: containerd for kubelet with the systemd cgroup driver.\n";
+        match self {
+            ContainerdConfig::V2 => format!(
+                r#"{head}version = 2
 
 [plugins]
   [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "{pause_image}"
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = "/opt/cni/bin"
       conf_dir = "/etc/cni/net.d"
@@ -39,7 +65,23 @@ version = 2
         SystemdCgroup = true
   [plugins."io.containerd.internal.v1.opt"]
     path = "/var/lib/containerd/opt"
-"#;
+"#
+            ),
+            ContainerdConfig::V3 => format!(
+                r#"{head}version = 3
+
+[plugins]
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{pause_image}"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+      SystemdCgroup = true
+"#
+            ),
+        }
+    }
+}
 
 /// kubelet refuses to run with swap on. Masking swap.target keeps systemd
 /// from activating any swap (fstab entries and GPT swap partitions are all
@@ -92,11 +134,19 @@ ExecStart=\n\
 ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
 /// Modules, sysctls, swap off and containerd's configuration.
-pub fn add_host_preparation(layer: &mut RoleLayer) {
+pub fn add_host_preparation(
+    layer: &mut RoleLayer,
+    containerd: ContainerdConfig,
+    pause_image: &str,
+) {
     let text = |s: &str| Contents::Inline(s.as_bytes().to_vec());
     layer.add_file(MODULES_FILE, Meta::root(0o644), text(MODULES));
     layer.add_file(SYSCTL_FILE, Meta::root(0o644), text(SYSCTLS));
-    layer.add_file(CONTAINERD_CONFIG, Meta::root(0o644), text(CONTAINERD));
+    layer.add_file(
+        CONTAINERD_CONFIG,
+        Meta::root(0o644),
+        text(&containerd.render(pause_image)),
+    );
     layer.add_link("/etc/systemd/system/swap.target", "/dev/null");
     layer.add_unit(
         Unit {
@@ -151,15 +201,32 @@ fn add_binary(layer: &mut RoleLayer, dir: &Path, name: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    const PAUSE: &str = "registry.k8s.io/pause:3.10.1";
+
     #[test]
-    fn containerd_config_is_toml_with_the_systemd_cgroup_driver() {
-        let config: toml::Table = toml::from_str(CONTAINERD).unwrap();
+    fn containerd_1_config_is_version_2_with_the_systemd_cgroup_driver() {
+        assert_eq!(ContainerdConfig::for_major(Some(1)), ContainerdConfig::V2);
+        assert_eq!(ContainerdConfig::for_major(None), ContainerdConfig::V2);
+        let config: toml::Table = toml::from_str(&ContainerdConfig::V2.render(PAUSE)).unwrap();
         assert_eq!(config["version"].as_integer(), Some(2));
         let cri = &config["plugins"]["io.containerd.grpc.v1.cri"];
         let runc = &cri["containerd"]["runtimes"]["runc"];
         assert_eq!(runc["runtime_type"].as_str(), Some("io.containerd.runc.v2"));
         assert_eq!(runc["options"]["SystemdCgroup"].as_bool(), Some(true));
-        assert!(cri.get("sandbox_image").is_none());
+        assert_eq!(cri["sandbox_image"].as_str(), Some(PAUSE));
+    }
+
+    #[test]
+    fn containerd_2_config_is_version_3_with_the_cri_plugins_new_names() {
+        assert_eq!(ContainerdConfig::for_major(Some(2)), ContainerdConfig::V3);
+        let config: toml::Table = toml::from_str(&ContainerdConfig::V3.render(PAUSE)).unwrap();
+        assert_eq!(config["version"].as_integer(), Some(3));
+        let plugins = &config["plugins"];
+        let runc = &plugins["io.containerd.cri.v1.runtime"]["containerd"]["runtimes"]["runc"];
+        assert_eq!(runc["options"]["SystemdCgroup"].as_bool(), Some(true));
+        let images = &plugins["io.containerd.cri.v1.images"];
+        assert_eq!(images["pinned_images"]["sandbox"].as_str(), Some(PAUSE));
+        assert!(plugins.get("io.containerd.grpc.v1.cri").is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod backup;
 mod kube;
 mod roles;
 
+pub use kube::ContainerdConfig;
 pub use roles::{build_layer, LayerInputs};
 
 use std::collections::BTreeMap;

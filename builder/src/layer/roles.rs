@@ -23,8 +23,13 @@ pub struct LayerInputs<'a> {
 
 const KUBE_PKI: &str = "/etc/kubernetes/pki";
 
-/// Builds the layer of `role`.
-pub fn build_layer(role: Role, inputs: &LayerInputs) -> Result<RoleLayer> {
+/// Builds the layer of `role`; `containerd` is the configuration format
+/// of the base's containerd (masters and workers).
+pub fn build_layer(
+    role: Role,
+    inputs: &LayerInputs,
+    containerd: kube::ContainerdConfig,
+) -> Result<RoleLayer> {
     let mut layer = RoleLayer::new(role);
     add_common(&mut layer, inputs);
     let stacked = inputs.profile.profile.etcd.topology == Topology::Stacked;
@@ -37,7 +42,9 @@ pub fn build_layer(role: Role, inputs: &LayerInputs) -> Result<RoleLayer> {
         Role::Worker => add_worker_pki(&mut layer, inputs.secrets),
     }
     if role != Role::Etcd {
-        kube::add_host_preparation(&mut layer);
+        let version = inputs.profile.profile.cluster.kubernetes_version;
+        let pause = crate::profile::versions::pause_image(version);
+        kube::add_host_preparation(&mut layer, containerd, &pause);
         kube::add_binaries(&mut layer, inputs.profile)?;
     }
     add_extras(

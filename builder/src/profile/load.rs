@@ -111,3 +111,37 @@ fn syntax(path: &Path, src: &str, err: &toml::de::Error) -> Diagnostic {
         hint: hint.into(),
     }
 }
+
+impl LoadedProfile {
+    /// A bad-input error found after loading (while building), positioned at
+    /// `field` like the checks' own: `kiln` exits 2 on it.
+    pub fn error_at(&self, field: &str, message: String, hint: String) -> ProfileError {
+        let at = |src: &str, root: &toml::Spanned<DeTable>| {
+            let map = SourceMap {
+                file: &self.path,
+                src,
+                root,
+            };
+            map.at_field(
+                Severity::Error,
+                field.to_owned(),
+                message.clone(),
+                hint.clone(),
+            )
+        };
+        let src = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let diagnostic = match DeTable::parse(&src) {
+            Ok(root) => at(&src, &root),
+            Err(_) => Diagnostic {
+                severity: Severity::Error,
+                file: self.path.clone(),
+                line: 0,
+                column: 0,
+                field: field.to_owned(),
+                message,
+                hint,
+            },
+        };
+        failure(vec![diagnostic])
+    }
+}

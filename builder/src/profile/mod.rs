@@ -8,6 +8,7 @@ mod schema;
 mod suggest;
 mod types;
 mod validate;
+pub mod versions;
 
 use std::path::{Path, PathBuf};
 

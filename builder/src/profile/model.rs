@@ -199,8 +199,52 @@ pub enum BaseImage {
     /// The role layer alone (Ignition configs, layer-only tarballs).
     #[default]
     None,
-    /// Debian bookworm built by mmdebstrap, cached by a digest of its inputs.
+    /// Debian (`images.suite`) built by mmdebstrap, cached by a digest of its inputs.
     Debian,
+}
+
+/// The Debian release of kiln's base.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Suite {
+    /// Debian 13, the stable release: systemd 257, containerd 1.7, etcd 3.5.16.
+    #[default]
+    Trixie,
+    /// Debian 12, oldstable: systemd 252, containerd 1.6, etcd 3.4.23.
+    Bookworm,
+}
+
+impl Suite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suite::Trixie => "trixie",
+            Suite::Bookworm => "bookworm",
+        }
+    }
+}
+
+impl std::fmt::Display for Suite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `images.etcd.source`: etcd from Debian's etcd-server and etcd-client packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EtcdPackages {
+    Debian,
+}
+
+/// An upstream etcd release tarball (`etcd-vX.Y.Z-linux-amd64.tar.gz`),
+/// downloaded once, verified and cached.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdRelease {
+    /// http(s) URL of the tarball.
+    pub url: String,
+    /// Hex SHA-256 of the tarball, as the release's SHA256SUMS lists it.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -211,6 +255,9 @@ pub struct ImagesSection {
     /// The OS every role is baked on; `images.<role>.base` overrides it.
     #[serde(default)]
     pub base: BaseImage,
+    /// The Debian release kiln's base is built from.
+    #[serde(default)]
+    pub suite: Suite,
     /// mtime of every tarball entry; `SOURCE_DATE_EPOCH` overrides it.
     #[serde(default)]
     pub source_date_epoch: Option<u64>,
@@ -244,6 +291,7 @@ impl Default for ImagesSection {
         ImagesSection {
             formats: default_formats(),
             base: BaseImage::None,
+            suite: Suite::default(),
             source_date_epoch: None,
             agent: None,
             kubernetes: None,
@@ -307,6 +355,41 @@ pub struct RoleImage {
     pub files: Vec<ExtraFile>,
     #[serde(default)]
     pub units: Vec<ExtraUnit>,
+    /// `images.etcd` only: etcd from Debian packages (the default)...
+    #[serde(default)]
+    pub source: Option<EtcdPackages>,
+    /// ...of this Debian suite rather than the base's (e.g. "sid"), for etcd alone...
+    #[serde(default)]
+    pub suite: Option<String>,
+    /// ...or a folder holding etcd, etcdctl and etcdutl...
+    #[serde(default)]
+    pub binaries: Option<PathBuf>,
+    /// ...or an upstream release tarball.
+    #[serde(default)]
+    pub release: Option<EtcdRelease>,
+}
+
+/// Where the etcd role's etcd comes from, as `images.etcd` chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtcdSource<'a> {
+    /// The packages of the base's suite.
+    BaseSuite,
+    /// The packages of another Debian suite.
+    DebianSuite(&'a str),
+    Binaries(&'a std::path::Path),
+    Release(&'a EtcdRelease),
+}
+
+impl RoleImage {
+    /// The etcd source of `images.etcd` (validation allows at most one).
+    pub fn etcd_source(&self) -> EtcdSource<'_> {
+        match (&self.binaries, &self.release, &self.suite) {
+            (Some(dir), _, _) => EtcdSource::Binaries(dir),
+            (None, Some(release), _) => EtcdSource::Release(release),
+            (None, None, Some(suite)) => EtcdSource::DebianSuite(suite),
+            (None, None, None) => EtcdSource::BaseSuite,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +404,9 @@ pub struct ExtraFile {
     pub uid: u32,
     #[serde(default)]
     pub gid: u32,
+    /// Allows contents over 1 MiB (they go into every image and config).
+    #[serde(default)]
+    pub large: bool,
 }
 
 /// Exactly one of `inline` or `local` (a file relative to the profile).

@@ -40,7 +40,7 @@ const BASE: &str = r#"
 [cluster]
 name = "local"
 domain = "kiln.test"
-kubernetes_version = "1.31.2"
+kubernetes_version = "1.36.2"
 node_subnets = ["10.77.0.0/24"]
 
 [etcd]
@@ -133,7 +133,7 @@ fn a_missing_field_points_at_its_table() {
 fn every_semantic_error_is_reported_at_once() {
     let text = BASE
         .replace("\"local\"", "\"Local_Cluster\"")
-        .replace("1.31.2", "1.26.0")
+        .replace("1.36.2", "1.26.0")
         .replace("10.77.0.11", "10.78.0.11")
         + "\n[[etcd.members]]\nname = \"etcd1\"\nip = \"10.77.0.12\"\n\n[pki]\nleaf_validity_days = 4000\n";
     let d = errors_of(&text);
@@ -187,6 +187,159 @@ fn roles_follow_topology_and_control_plane() {
     );
     let loaded = loaded.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.profile.roles(), [Role::Master, Role::Worker]);
+}
+
+/// BASE with a control plane on 10.77.0.21: `keys` go into
+/// [control_plane], `after` follows the master's table.
+fn with_control_plane(keys: &str, after: &str) -> String {
+    format!(
+        "{BASE}\n[control_plane]\nendpoint = \"10.77.0.21:6443\"\n{keys}\
+         [[control_plane.masters]]\nname = \"m1\"\nip = \"10.77.0.21\"\n{after}"
+    )
+}
+
+fn warnings_of(text: &str) -> Vec<Diagnostic> {
+    let (_dir, loaded) = load_text(text);
+    loaded.unwrap_or_else(|e| panic!("{e}")).warnings
+}
+
+#[test]
+fn the_version_table_decides_errors_and_warnings() {
+    for supported in ["1.35.0", "1.36.2", "v1.37.1"] {
+        let text = BASE.replace("1.36.2", supported);
+        assert!(warnings_of(&text).is_empty(), "{supported}");
+    }
+    // The oldest and the newest unsupported minors warn with their date.
+    for (old, date) in [
+        ("1.27.16", "2024-07-16"),
+        ("1.34.3", "2026-10-28 (estimated)"),
+    ] {
+        let w = warnings_of(&BASE.replace("1.36.2", old));
+        let w = find(&w, "cluster.kubernetes_version");
+        assert!(
+            w.message.contains(&format!("end of support on {date}")),
+            "{w}"
+        );
+        assert!(w.hint.contains("1.35, 1.36 or 1.37"), "{w}");
+    }
+    for unknown in ["1.26.15", "1.38.0", "2.0.0", "0.36.2"] {
+        let d = errors_of(&BASE.replace("1.36.2", unknown));
+        let e = find(&d, "cluster.kubernetes_version");
+        assert!(e.message.contains("not a release kiln knows"), "{e}");
+    }
+    for malformed in ["latest", "+1.+31.+2", "1.36", "1.36.2-rc.0"] {
+        let d = errors_of(&BASE.replace("1.36.2", malformed));
+        assert_eq!(
+            find(&d, "cluster.kubernetes_version").line,
+            5,
+            "{malformed}"
+        );
+    }
+}
+
+#[test]
+fn subnets_follow_kubeadms_size_rules() {
+    let with = |field: &str, net: &str| {
+        BASE.replace(
+            "node_subnets = [\"10.77.0.0/24\"]",
+            &format!("node_subnets = [\"10.77.0.0/24\"]\n{field} = \"{net}\""),
+        )
+    };
+    // Both ends of each rule: the last accepted and the first refused.
+    for good in [
+        "10.96.0.0/12",
+        "10.96.0.0/28",
+        "fd00:96::/108",
+        "fd00:96::/124",
+    ] {
+        assert!(
+            warnings_of(&with("service_subnet", good)).is_empty(),
+            "{good}"
+        );
+    }
+    for (bad, words) in [
+        ("10.96.0.0/11", "too large"),
+        ("10.96.0.0/29", "has 8 addresses"),
+        ("fd00:96::/107", "too large"),
+        ("fd00:96::/125", "has 8 addresses"),
+    ] {
+        let d = errors_of(&with("service_subnet", bad));
+        let e = find(&d, "cluster.service_subnet");
+        assert!(e.message.contains(words), "{bad}: {e}");
+    }
+    for good in [
+        "20.0.0.0/8",
+        "10.244.0.0/24",
+        "fd00:244::/48",
+        "fd00:244::/64",
+    ] {
+        assert!(warnings_of(&with("pod_subnet", good)).is_empty(), "{good}");
+    }
+    for (bad, words) in [
+        ("20.0.0.0/7", "too large"),
+        ("10.244.0.0/25", "smaller than the /24"),
+        ("10.244.0.0/29", "has 8 addresses"),
+        ("fd00::/47", "too large"),
+        ("fd00:244::/65", "smaller than the /64"),
+    ] {
+        let d = errors_of(&with("pod_subnet", bad));
+        let e = find(&d, "cluster.pod_subnet");
+        assert!(e.message.contains(words), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn token_ttl_fits_a_go_duration() {
+    // 2562047h47m16s is the last whole second Go's time.Duration holds.
+    let at_most = with_control_plane("token_ttl = \"9223372036s\"\n", "");
+    assert!(warnings_of(&at_most).is_empty());
+    let d = errors_of(&with_control_plane("token_ttl = \"9223372037s\"\n", ""));
+    let e = find(&d, "control_plane.token_ttl");
+    assert!(e.message.contains("2562047h47m16.854775807s"), "{e}");
+}
+
+#[test]
+fn kubeadm_pki_settings_fit_the_kubernetes_version() {
+    let p384 = "\n[pki]\nkey_algorithm = \"ecdsa-p384\"\n";
+    let old = with_control_plane("", p384).replace("1.36.2", "1.33.5");
+    let d = errors_of(&old);
+    assert!(find(&d, "pki.key_algorithm").message.contains("1.34"));
+    let since = with_control_plane("", p384).replace("1.36.2", "1.34.0");
+    assert_eq!(
+        warnings_of(&since).len(),
+        1,
+        "only the end-of-support warning"
+    );
+    // Without a control plane kubeadm never reads it.
+    assert!(load_text(&(BASE.replace("1.36.2", "1.33.5") + p384))
+        .1
+        .is_ok());
+
+    let days = |n: u32| with_control_plane("", &format!("\n[pki]\nca_validity_days = {n}\n"));
+    assert!(warnings_of(&days(36_500)).is_empty());
+    let d = errors_of(&days(36_501));
+    assert!(find(&d, "pki.ca_validity_days")
+        .message
+        .contains("is over 36500"));
+}
+
+#[test]
+fn names_that_become_cert_sans_follow_kubeadm() {
+    let bad_san = with_control_plane("", "dns_names = [\"api_1.kiln.test\"]\n");
+    let d = errors_of(&bad_san);
+    let e = find(&d, "control_plane.masters[0].dns_names[0]");
+    assert!(e.message.contains("API server certificate"), "{e}");
+    let long = BASE.replace(
+        "kiln.test",
+        &format!("{}.test", vec!["a".repeat(60); 4].join(".")),
+    );
+    let d = errors_of(&long);
+    assert!(find(&d, "etcd.members[0].name").message.contains("253"));
+    let v6 = with_control_plane("", "").replace("10.77.0.21:6443", "fd00::21:6443");
+    let d = errors_of(&v6);
+    assert!(find(&d, "control_plane.endpoint")
+        .message
+        .contains("brackets"));
 }
 
 fn fixtures(folder: &str) -> Vec<PathBuf> {

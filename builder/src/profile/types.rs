@@ -88,6 +88,12 @@ impl<'de> Deserialize<'de> for Cidr {
 }
 
 /// A released Kubernetes version, `MAJOR.MINOR.PATCH` (a leading `v` is accepted).
+///
+/// Each part is ASCII digits without a leading zero, as Kubernetes' semantic
+/// versions (k8s.io/apimachinery/pkg/util/version) are: Rust's integer parse
+/// alone would also take `+1`. Pre-releases (`1.36.0-rc.0`) and build
+/// metadata are refused: kiln's version table, the pkgs.k8s.io stable
+/// repositories and the node configuration all deal in releases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct KubeVersion {
     pub major: u32,
@@ -105,15 +111,25 @@ impl FromStr for KubeVersion {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!("{s:?} is not a Kubernetes version: write MAJOR.MINOR.PATCH, like \"1.31.2\"")
+        let example = "write MAJOR.MINOR.PATCH, like \"1.36.2\"";
+        let bare = s.strip_prefix('v').unwrap_or(s);
+        if let Some(at) = bare.find(['-', '+']) {
+            let core_ok = bare[..at].split('.').count() == 3;
+            if core_ok && bare[..at].bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return Err(format!(
+                    "{s:?} is a pre-release or build of Kubernetes: kiln builds released versions only; {example}"
+                ));
+            }
+        }
+        let bad = || format!("{s:?} is not a Kubernetes version: {example}");
+        let part = |p: &str| -> Result<u32, String> {
+            let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            if !digits || (p.len() > 1 && p.starts_with('0')) {
+                return Err(bad());
+            }
+            p.parse().map_err(|_| bad())
         };
-        let parts: Vec<u32> = s
-            .strip_prefix('v')
-            .unwrap_or(s)
-            .split('.')
-            .map(|p| p.parse().map_err(|_| bad()))
-            .collect::<Result<_, _>>()?;
+        let parts: Vec<u32> = bare.split('.').map(part).collect::<Result<_, _>>()?;
         match parts[..] {
             [major, minor, patch] => Ok(KubeVersion {
                 major,
@@ -212,10 +228,37 @@ mod tests {
 
     #[test]
     fn versions_parse_and_order() {
-        let v: KubeVersion = "v1.31.2".parse().unwrap();
-        assert_eq!(v.to_string(), "1.31.2");
-        assert!(v > "1.30.9".parse().unwrap());
-        assert!("1.31".parse::<KubeVersion>().is_err());
+        let v: KubeVersion = "v1.36.2".parse().unwrap();
+        assert_eq!(v.to_string(), "1.36.2");
+        assert!(v > "1.35.9".parse().unwrap());
+        assert_eq!("1.0.0".parse::<KubeVersion>().unwrap().minor, 0);
+        for bad in [
+            "1.31",
+            "latest",
+            "+1.+31.+2",
+            "1.+31.2",
+            "v1.31.2.1",
+            "1.031.2",
+            " 1.31.2",
+            "1..2",
+            "V1.31.2",
+            "1.31.x",
+            "1.4294967296.0",
+        ] {
+            let err = bad.parse::<KubeVersion>().unwrap_err();
+            assert!(
+                err.contains("is not a Kubernetes version"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn pre_releases_are_refused_by_name() {
+        for pre in ["1.36.0-rc.0", "v1.37.0-alpha.1", "1.36.2+build"] {
+            let err = pre.parse::<KubeVersion>().unwrap_err();
+            assert!(err.contains("released versions only"), "{pre:?}: {err}");
+        }
     }
 
     #[test]

@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn unicast_config_names_the_other_masters() {
-        let config = sample_config(Role::Master, "1.31.2");
+        let config = sample_config(Role::Master, "1.36.2");
         let cp = config.control_plane.as_ref().unwrap();
         let vip = cp.vip.as_ref().unwrap();
         let text = super::config(cp, vip, "master2", "10.0.0.22".parse().unwrap());
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn multicast_config_has_no_peers() {
-        let config = sample_config(Role::Master, "1.31.2");
+        let config = sample_config(Role::Master, "1.36.2");
         let cp = config.control_plane.as_ref().unwrap();
         let mut vip = cp.vip.clone().unwrap();
         vip.unicast = false;

@@ -11,6 +11,7 @@ use super::client::MemberInfo;
 use super::config::{self, ClusterState, EtcdSettings};
 use super::membership::{decide, Decision, Plan};
 use super::node::Node;
+use super::version::{cluster_version, join_refusal, EtcdVersion};
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
@@ -108,7 +109,11 @@ pub fn plan(node: &Node) -> Result<String> {
     if status::is_done(&node.root) {
         return Ok("already converged (done marker present): nothing to do".into());
     }
-    Ok(describe(node, &make_plan(node)?.0))
+    let (plan, members) = make_plan(node)?;
+    if joins_running_cluster(&plan.decision) {
+        check_version(node, EtcdVersion::installed(&node.root)?, &members)?;
+    }
+    Ok(describe(node, &plan))
 }
 
 /// `kiln-firstboot run`. With `start`, also starts etcd and settles.
@@ -125,6 +130,10 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
     ) {
         // Before anything is written: refusing changes nothing.
         bail!("{sentence}");
+    }
+    let version = EtcdVersion::installed(&node.root)?;
+    if joins_running_cluster(&plan.decision) {
+        check_version(node, version, &members)?;
     }
     // Verified before anything is written: a corrupt snapshot changes nothing.
     let restore = match plan.decision {
@@ -177,6 +186,7 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         initial_cluster,
         state,
         token: restore.as_ref().map_or(&node.config.cluster, |r| &r.token),
+        version,
     };
     config::write(&node.root, &settings)?;
     status::write_status(
@@ -196,6 +206,38 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
     }
     start_etcd()?;
     settle::settle(node)
+}
+
+/// Whether the decision starts this node's etcd against a running cluster
+/// (with or without a membership change first).
+fn joins_running_cluster(decision: &Decision) -> bool {
+    matches!(
+        decision,
+        Decision::Join | Decision::Replace { .. } | Decision::StartListed { .. }
+    )
+}
+
+/// Refuses, before any change, an etcd the cluster's version cannot take:
+/// etcd would fail to start after the membership change (a downgrade), or
+/// run a cluster two minors apart.
+fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
+    let versions: Vec<(EtcdVersion, Option<EtcdVersion>)> = members
+        .iter()
+        .filter_map(|m| m.client_urls.first())
+        .filter_map(|url| node.client.version(url).ok())
+        .collect();
+    let Some(cluster) = cluster_version(&versions) else {
+        bail!(
+            "no member of the etcd cluster told its version: {} changes nothing; check that the \
+             members answer on their client URLs and rerun",
+            node.me.name
+        );
+    };
+    if let Some(reason) = join_refusal(mine, cluster) {
+        bail!("{} changes nothing: {reason}", node.me.name);
+    }
+    tracing::info!(member = %node.me.name, etcd = %mine, cluster = %cluster, "this etcd can join the cluster's version");
+    Ok(())
 }
 
 fn listed_cluster(node: &Node) -> Vec<(String, String)> {

@@ -10,6 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
+use super::version::EtcdVersion;
+
 /// Each call gets this long; callers retry with backoff on their own budget.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Peers are on the same network: a dead one should not cost a whole call.
@@ -160,9 +162,25 @@ impl EtcdClient {
             .with_context(|| format!("{base} sent a status etcd 3.4+ would not"))
     }
 
+    /// etcd's `/version`: the member's own release and the cluster's
+    /// version (`None` while the cluster has not decided it yet).
+    pub fn version(&self, base: &str) -> Result<(EtcdVersion, Option<EtcdVersion>)> {
+        let (url, value) = self.get_json(base, "/version")?;
+        let field = |name: &str| value[name].as_str().and_then(|v| v.parse().ok());
+        let server = field("etcdserver")
+            .with_context(|| format!("{url} answered without an etcdserver version: {value}"))?;
+        Ok((server, field("etcdcluster")))
+    }
+
     /// etcd's `/health`: true when the member can serve a quorum read.
     pub fn healthy(&self, base: &str) -> Result<bool> {
-        let url = format!("{base}/health");
+        let (_, value) = self.get_json(base, "/health")?;
+        Ok(value["health"].as_str() == Some("true"))
+    }
+
+    /// GET of one of etcd's plain JSON endpoints; returns the URL with it.
+    fn get_json(&self, base: &str, path: &str) -> Result<(String, Value)> {
+        let url = format!("{base}{path}");
         let mut response = self
             .agent
             .get(&url)
@@ -170,7 +188,7 @@ impl EtcdClient {
             .with_context(|| format!("no answer from {url}"))?;
         let value = json_body(&mut response)
             .with_context(|| format!("{url} answered with a body that is not JSON"))?;
-        Ok(value["health"].as_str() == Some("true"))
+        Ok((url, value))
     }
 }
 

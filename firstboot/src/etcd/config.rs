@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
+use super::version::{version_settings, EtcdVersion};
 use crate::fsutil::write_with_parents;
 use crate::layout::under_root;
 
@@ -39,6 +40,8 @@ pub struct EtcdSettings<'a> {
     pub initial_cluster: Vec<(String, String)>,
     pub state: ClusterState,
     pub token: &'a str,
+    /// The node's etcd: settings that differ between minors follow it.
+    pub version: EtcdVersion,
 }
 
 /// Renders the environment file.
@@ -72,8 +75,12 @@ pub fn render_env(s: &EtcdSettings) -> String {
         ("ETCD_PEER_CERT_FILE", cert("peer.crt")),
         ("ETCD_PEER_KEY_FILE", cert("peer.key")),
     ];
-    let mut out = String::from("# Written by kiln-firstboot; rewritten on every first-boot run.\n");
-    for (key, value) in vars {
+    let mut out = format!(
+        "# Written by kiln-firstboot for etcd {}; rewritten on every first-boot run.\n",
+        s.version
+    );
+    let versioned = version_settings(s.version);
+    for (key, value) in vars.into_iter().chain(versioned) {
         let _ = writeln!(out, "{key}={value}");
     }
     out
@@ -133,6 +140,7 @@ mod tests {
             ],
             state: ClusterState::New,
             token: "prod",
+            version: EtcdVersion::new(3, 6, 4),
         };
         let vars = parse_env(&render_env(&settings));
         let get = |k: &str| {
@@ -146,5 +154,6 @@ mod tests {
         );
         assert_eq!(get("ETCD_INITIAL_CLUSTER_STATE"), Some("new"));
         assert_eq!(get("ETCD_KEY_FILE"), Some("/etc/etcd/pki/server.key"));
+        assert_eq!(get("ETCD_FEATURE_GATES"), Some("InitialCorruptCheck=true"));
     }
 }

@@ -27,6 +27,7 @@ mod node;
 pub mod restore;
 mod settle;
 pub mod snapshot;
+pub mod version;
 
 pub use agent::{plan, remove_member, run};
 pub use node::Node;

@@ -1,7 +1,8 @@
 //! kubeadm's configuration files rendered from the node configuration: the
 //! init file (InitConfiguration + ClusterConfiguration) and the join file
 //! (JoinConfiguration), in `kubeadm.k8s.io/v1beta4` for Kubernetes >= 1.31
-//! and `v1beta3` below, as kubeadm of that version reads them.
+//! and `v1beta3` below, as kubeadm of that version reads them (1.36 removed
+//! v1beta3: kubernetes PR #136016).
 
 use std::net::IpAddr;
 
@@ -10,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::yaml::{documents, Node};
 use crate::layout::kube::{ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY};
 use crate::node_config::{ControlPlaneSettings, NodeConfig, Topology};
+use crate::pki::KeyAlgorithm;
 
 /// Where every API server of the cluster listens on its own node.
 pub const API_SERVER_PORT: i64 = 6443;
@@ -23,14 +25,15 @@ pub enum ApiVersion {
 }
 
 impl ApiVersion {
-    /// v1beta4 is read by kubeadm 1.31 and later; v1beta3 by earlier ones.
+    /// v1beta4 is read by kubeadm 1.31 and later (the only API from 1.36);
+    /// v1beta3 by earlier ones.
     pub fn for_kubernetes(version: &str) -> Result<ApiVersion> {
         let bare = version.trim_start_matches('v');
         let mut parts = bare.split('.').map(str::parse::<u32>);
         let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
             bail!(
                 "kubernetes_version {version:?} in the node configuration is not MAJOR.MINOR.PATCH; \
-                 set cluster.kubernetes_version in the profile to e.g. \"1.31.2\" and rebuild"
+                 set cluster.kubernetes_version in the profile to e.g. \"1.36.2\" and rebuild"
             );
         };
         Ok(if (major, minor) >= (1, 31) {
@@ -156,6 +159,26 @@ impl<'a> KubeadmInputs<'a> {
             ),
             ("etcd", self.etcd()),
         ]);
+        if self.version == ApiVersion::V1beta4 {
+            // v1beta4 only: the key type and lifetimes of the certificates
+            // kubeadm signs itself (API server, kubelet client, ...), the
+            // same as the profile's for every certificate kiln issues.
+            let pki = &self.config.pki;
+            cluster.extend([
+                (
+                    "encryptionAlgorithm",
+                    Node::str(encryption_algorithm(pki.key_algorithm)),
+                ),
+                (
+                    "certificateValidityPeriod",
+                    Node::str(go_days(pki.leaf_validity_days)),
+                ),
+                (
+                    "caCertificateValidityPeriod",
+                    Node::str(go_days(pki.ca_validity_days)),
+                ),
+            ]);
+        }
         documents(&[Node::Map(init), Node::Map(cluster)])
     }
 
@@ -259,6 +282,21 @@ impl<'a> KubeadmInputs<'a> {
             }
         }
     }
+}
+
+/// kubeadm's EncryptionAlgorithmType for a key algorithm
+/// (cmd/kubeadm/app/apis/kubeadm/v1beta4/types.go; ECDSA-P384 from 1.34).
+pub fn encryption_algorithm(algorithm: KeyAlgorithm) -> &'static str {
+    match algorithm {
+        KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
+        KeyAlgorithm::EcdsaP384 => "ECDSA-P384",
+    }
+}
+
+/// `days` as a Go duration the way Go prints one (`8760h0m0s`), which
+/// metav1.Duration parses with time.ParseDuration.
+fn go_days(days: u32) -> String {
+    format!("{}h0m0s", u64::from(days) * 24)
 }
 
 /// The host part of `host:port` or `[v6]:port`.

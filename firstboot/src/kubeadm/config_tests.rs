@@ -24,6 +24,7 @@ pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
         pki: PkiSettings {
             key_algorithm: KeyAlgorithm::EcdsaP256,
             leaf_validity_days: 365,
+            ca_validity_days: 3650,
         },
         etcd: EtcdSettings {
             topology: Topology::External,
@@ -66,10 +67,19 @@ fn inputs(config: &NodeConfig) -> KubeadmInputs<'_> {
 #[test]
 fn picks_the_api_version_by_kubernetes_version() {
     let v = |s| ApiVersion::for_kubernetes(s).unwrap();
+    // Both ends: the last v1beta3 minor and the first v1beta4 one, and
+    // 1.36+ (which no longer reads v1beta3) never gets it.
+    assert_eq!(v("1.30.6"), ApiVersion::V1beta3);
     assert_eq!(v("1.31.0"), ApiVersion::V1beta4);
     assert_eq!(v("v1.32.1"), ApiVersion::V1beta4);
+    for minor in 36..=40 {
+        let version = format!("1.{minor}.0");
+        assert_eq!(
+            ApiVersion::for_kubernetes(&version).unwrap(),
+            ApiVersion::V1beta4
+        );
+    }
     assert_eq!(v("2.0.0"), ApiVersion::V1beta4);
-    assert_eq!(v("1.30.6"), ApiVersion::V1beta3);
     let err = ApiVersion::for_kubernetes("latest")
         .unwrap_err()
         .to_string();
@@ -83,7 +93,7 @@ const JOIN_WORKER_V1BETA3: &str = include_str!("golden/join-worker-v1beta3.yaml"
 
 #[test]
 fn v1beta4_init_and_master_join_are_pinned() {
-    let config = sample_config(Role::Master, "1.31.2");
+    let config = sample_config(Role::Master, "1.36.2");
     assert_eq!(inputs(&config).init_config(), INIT_V1BETA4);
     assert_eq!(inputs(&config).join_config(true), JOIN_MASTER_V1BETA4);
 }
@@ -106,7 +116,7 @@ fn v1beta3_stacked_init_and_worker_join_are_pinned() {
 /// Every emitted document is YAML a real parser reads, with the kinds in order.
 #[test]
 fn every_document_parses_as_yaml() {
-    let config = sample_config(Role::Master, "1.31.2");
+    let config = sample_config(Role::Master, "1.36.2");
     let text = inputs(&config).init_config();
     let kinds: Vec<String> = text
         .split("---\n")
@@ -127,9 +137,30 @@ fn every_document_parses_as_yaml() {
     }
 }
 
+/// v1beta4 carries the profile's key algorithm and lifetimes; v1beta3 has
+/// no such fields and must not get them.
+#[test]
+fn v1beta4_cluster_configuration_carries_the_pki_settings() {
+    let mut config = sample_config(Role::Master, "1.36.2");
+    config.pki.key_algorithm = KeyAlgorithm::EcdsaP384;
+    config.pki.leaf_validity_days = 30;
+    config.pki.ca_validity_days = 1;
+    let text = inputs(&config).init_config();
+    for line in [
+        "encryptionAlgorithm: \"ECDSA-P384\"",
+        "certificateValidityPeriod: \"720h0m0s\"",
+        "caCertificateValidityPeriod: \"24h0m0s\"",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+    let old = sample_config(Role::Master, "1.30.6");
+    let text = inputs(&old).init_config();
+    assert!(!text.contains("encryptionAlgorithm") && !text.contains("ValidityPeriod"));
+}
+
 #[test]
 fn a_worker_without_control_plane_settings_is_told_what_to_fix() {
-    let mut config = sample_config(Role::Worker, "1.31.2");
+    let mut config = sample_config(Role::Worker, "1.36.2");
     config.control_plane = None;
     let err = KubeadmInputs::new(&config, "w", "10.0.0.31".parse().unwrap(), TOKEN)
         .err()

@@ -52,7 +52,12 @@ pub fn write_keys(node: &Node, all: &[Ipv4Addr]) {
 fn etcd_txn(node: &Node, all: &[Ipv4Addr]) -> std::process::Command {
     let eps: Vec<String> = all.iter().map(|ip| format!("https://{ip}:2379")).collect();
     let file = |p: PathBuf| under_root(&node.root, &p);
-    let mut cmd = node.host.command("etcdctl");
+    let mut cmd = node.host.command(
+        &super::Release::Primary
+            .tool("etcdctl")
+            .display()
+            .to_string(),
+    );
     cmd.env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={}", eps.join(",")))
         .arg("--cacert")
@@ -96,7 +101,7 @@ pub fn operator_files(sc: &Scenario, node: &Node, dir: &Path, subnet: u8) -> (Pa
         &profile,
         format!(
             "[cluster]\nname = \"kiln-test\"\ndomain = \"kiln.test\"\n\
-             kubernetes_version = \"1.31.2\"\nnode_subnets = [\"10.77.{subnet}.0/24\"]\n\n\
+             kubernetes_version = \"1.36.2\"\nnode_subnets = [\"10.77.{subnet}.0/24\"]\n\n\
              [etcd]\nmembers = [{}]\n",
             members.join(", ")
         ),

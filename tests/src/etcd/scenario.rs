@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use kiln_firstboot::node_config::DiscoverySource;
 use tempfile::TempDir;
 
-use super::{agent, assert_ok, etcdctl, start_etcd, Fixture};
+use super::{agent, assert_ok, etcdctl, start_etcd, Fixture, Release};
 use crate::netns::{Host, Lab};
 
 /// A host namespace with a node root folder for the agent.
@@ -49,9 +49,14 @@ impl Scenario {
 
     /// A fresh root (a newly booted image) on an existing host.
     pub fn node_on(&self, host: Host) -> Node {
+        self.node_on_with(host, Release::Primary)
+    }
+
+    /// A fresh root of an image that carries etcd `release`.
+    pub fn node_on_with(&self, host: Host, release: Release) -> Node {
         let n = self.roots.fetch_add(1, Ordering::SeqCst);
         let root = self.dir.path().join(format!("root{n}"));
-        self.fixture.node_root(&root);
+        self.fixture.node_root_with(&root, release);
         Node {
             label: format!("etcd-root{n}"),
             host,

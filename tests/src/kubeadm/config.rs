@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 pub use super::cluster::{cluster, Cluster, ExternalEtcd};
-use super::{rules, schema, yaml, Refused, Result, Root};
+use super::{networking, rules, schema, yaml, Refused, Result, Root};
 use crate::refuse;
 
 pub const INIT: &str = "InitConfiguration";
@@ -108,7 +108,7 @@ fn node_name(path: &str, kind: &str, doc: &Value, root: &Root) -> Result<String>
             .map(|s| s.trim().to_owned())
             .unwrap_or_default(),
     };
-    if !rules::is_dns_subdomain(&name) {
+    if !networking::is_dns_subdomain(&name) {
         refuse!("{path}: {kind}.nodeRegistration.name {name:?} is not a lowercase RFC 1123 name");
     }
     Ok(name)
@@ -163,7 +163,7 @@ pub fn init(root: &Root, path: &str) -> Result<InitPlan> {
         }
         let ttl = t["ttl"].as_str().unwrap_or("24h0m0s");
         let Some(ttl_secs) = rules::go_duration_secs(ttl) else {
-            refuse!("{path}: InitConfiguration.bootstrapTokens[{i}].ttl {ttl:?} is not a Go duration like 24h0m0s");
+            refuse!("{path}: InitConfiguration.bootstrapTokens[{i}].ttl {ttl:?} is not a Go duration like 24h0m0s (at most {})", rules::GO_MAX_DURATION);
         };
         tokens.push(Token {
             token: token.to_owned(),
@@ -209,7 +209,7 @@ pub fn join(root: &Root, path: &str) -> Result<JoinPlan> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    if rules::host_port(&endpoint).is_none() {
+    if networking::host_port(&endpoint).is_none() {
         refuse!("{path}: JoinConfiguration.discovery.bootstrapToken.apiServerEndpoint {endpoint:?} is not host:port");
     }
     let mut ca_hashes = Vec::new();

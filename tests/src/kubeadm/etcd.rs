@@ -95,6 +95,27 @@ impl Etcd {
         refuse!("no etcd endpoint answered: {}", errors.join("; "))
     }
 
+    /// `GET <endpoint>/version` of every endpoint over the same mutual TLS
+    /// (what kubeadm's ExternalEtcdVersionCheck asks): each endpoint's URL
+    /// and the body it answered, or why it did not.
+    pub fn versions(&self) -> Vec<(String, std::result::Result<String, String>)> {
+        self.endpoints
+            .iter()
+            .map(|base| {
+                let url = format!("{}/version", base.trim_end_matches('/'));
+                let answer = match self.agent.get(&url).call() {
+                    Ok(mut response) if response.status().is_success() => response
+                        .body_mut()
+                        .read_to_string()
+                        .map_err(|e| format!("reading the answer: {e}")),
+                    Ok(response) => Err(format!("answered {}", response.status())),
+                    Err(e) => Err(e.to_string()),
+                };
+                (url, answer)
+            })
+            .collect()
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<String>> {
         let value = self.post("/v3/kv/range", &json!({"key": b64(key)}))?;
         let Some(kv) = value["kvs"].as_array().and_then(|l| l.first()) else {

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod etcd;
+pub mod networking;
 pub mod openssl;
 pub mod preflight;
 pub mod record;

@@ -1,11 +1,14 @@
 //! kubeadm's preflight for the files kiln pre-places: a control plane with
 //! external etcd needs the full PKI (keys 0600, certificates chaining to the
-//! right CA); a worker has the cluster CA certificate and never its key.
+//! right CA) and an etcd recent enough for its kubeadm; a worker has the
+//! cluster CA certificate and never its key.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::config::ExternalEtcd;
+use super::etcd::Etcd;
+use super::rules::{self, Semver};
 use super::{openssl, Refused, Result, Root};
 use crate::refuse;
 
@@ -103,6 +106,55 @@ pub fn control_plane(root: &Root, external: Option<&ExternalEtcd>) -> Result<()>
     Ok(())
 }
 
+/// kubeadm's ExternalEtcdVersionCheck (cmd/kubeadm/app/preflight/checks.go),
+/// run by `kubeadm init` with external etcd: GET `<endpoint>/version` of
+/// every endpoint with etcd.external's caFile, certFile and keyFile, and
+/// refuse an `etcdserver` older than MinExternalEtcdVersion of kubeadm
+/// `1.<minor>` (the stand-in plays the kubeadm of kubernetesVersion). kubeadm
+/// retries a failed request 3 times, 5 s apart; the stand-in asks once.
+pub fn external_etcd_version(root: &Root, ext: &ExternalEtcd, minor: u32) -> Result<()> {
+    let answers = Etcd::connect(root, ext)?.versions();
+    if answers.iter().all(|(_, a)| a.is_err()) {
+        let why: Vec<String> = answers
+            .iter()
+            .map(|(url, a)| format!("{url}: {}", a.as_ref().err().map_or("", String::as_str)))
+            .collect();
+        refuse!(
+            "preflight: [ExternalEtcdVersion] no etcd endpoint answered: {}",
+            why.join("; ")
+        );
+    }
+    let minimum = rules::min_external_etcd(minor);
+    for (url, answer) in &answers {
+        match answer {
+            Ok(body) => etcd_version_at_least(minimum, url, body)?,
+            Err(e) => refuse!("preflight: [ExternalEtcdVersion] {url}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// The decision of ExternalEtcdVersionCheck on one `/version` answer
+/// (`{"etcdserver":"3.5.30","etcdcluster":"3.5.0"}`), with kubeadm's words.
+pub fn etcd_version_at_least(minimum: &str, url: &str, body: &str) -> Result<()> {
+    let answer: serde_json::Value = serde_json::from_str(body).map_err(|e| {
+        Refused(format!(
+            "preflight: [ExternalEtcdVersion] {url} answered no JSON: {e}"
+        ))
+    })?;
+    let server = answer["etcdserver"].as_str().unwrap_or_default();
+    let Some(current) = Semver::parse(server) else {
+        refuse!("preflight: [ExternalEtcdVersion] couldn't parse external etcd version {server:?} ({url})");
+    };
+    let min = Semver::parse(minimum).expect("kubeadm's minimum is a semantic version");
+    if current < min {
+        refuse!(
+            "preflight: [ExternalEtcdVersion] this version of kubeadm only supports external etcd version >= {minimum}. Current version: {server}"
+        );
+    }
+    Ok(())
+}
+
 /// Control-plane preflight with stacked etcd: the etcd CA key signs members.
 pub fn stacked(root: &Root) -> Result<()> {
     let full = |f: &str| format!("{PKI}/{f}");
@@ -196,5 +248,37 @@ fn walk(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
             Ok(t) if t.is_file() => found.push(path),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etcd_version_at_least;
+
+    fn body(v: &str) -> String {
+        format!("{{\"etcdserver\":\"{v}\",\"etcdcluster\":\"3.5.0\"}}")
+    }
+
+    #[test]
+    fn external_etcd_version_at_both_ends() {
+        let check =
+            |min: &str, v: &str| etcd_version_at_least(min, "https://e:2379/version", &body(v));
+        let old = check("3.5.24-0", "3.5.23").unwrap_err().0;
+        assert!(
+            old.ends_with("this version of kubeadm only supports external etcd version >= 3.5.24-0. Current version: 3.5.23"),
+            "{old}"
+        );
+        assert!(check("3.5.24-0", "3.5.24").is_ok());
+        assert!(check("3.5.24-0", "3.6.0").is_ok());
+        assert!(check("3.5.24-0", "3.4.23").is_err());
+        assert!(
+            check("3.4.13-4", "3.4.23").is_ok(),
+            "kubeadm 1.30 takes bookworm's etcd"
+        );
+        assert!(check("3.5.24-0", "3.5")
+            .unwrap_err()
+            .0
+            .contains("couldn't parse"));
+        assert!(etcd_version_at_least("3.5.24-0", "u", "not json").is_err());
     }
 }

@@ -1,9 +1,13 @@
-//! kubeadm's own validation rules, written from its documentation and source
-//! (token and hash formats, version to API mapping, CIDRs, endpoint, names).
+//! kubeadm's own rules that are not about networks (networking.rs has
+//! those): token and hash formats, which config API and external etcd a
+//! kubeadm of each minor accepts, encryption algorithms and Go durations.
+//! Each is written from kubeadm's source (cited per item), never from kiln's
+//! code: the stand-in must catch kiln's mistakes, not share them.
 
-use std::net::IpAddr;
+use std::cmp::Ordering;
 
-/// `[a-z0-9]{6}.[a-z0-9]{16}` (kubeadm's BootstrapTokenPattern).
+/// `[a-z0-9]{6}.[a-z0-9]{16}` (BootstrapTokenPattern,
+/// staging/src/k8s.io/cluster-bootstrap/token/api/types.go).
 pub fn is_token(token: &str) -> bool {
     let ok = |s: &str, n: usize| {
         s.len() == n
@@ -25,110 +29,237 @@ pub fn ca_hash_digest(pin: &str) -> Option<String> {
 pub fn release(version: &str) -> Option<(u32, u32, u32)> {
     let v = version.strip_prefix('v').unwrap_or(version);
     let core = v.split(['-', '+']).next()?;
-    let mut parts = core.split('.').map(|p| p.parse::<u32>().ok());
-    let parsed = (parts.next()??, parts.next()??, parts.next()??);
+    let number = |p: Option<&str>| {
+        let p = p?;
+        (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u32>().ok())
+            .flatten()
+    };
+    let mut parts = core.split('.');
+    let parsed = (
+        number(parts.next())?,
+        number(parts.next())?,
+        number(parts.next())?,
+    );
     parts.next().is_none().then_some(parsed)
 }
 
-/// Which config API a kubeadm of `version` reads: v1beta4 appeared in 1.31;
-/// v1beta3 stays readable until its removal in 1.37 (kind and kubeadm's
-/// deprecation policy: three releases after v1beta4 went GA-beta in 1.31+).
+/// Which config API a kubeadm of `version` reads (validateSupportedVersion
+/// in cmd/kubeadm/app/util/config/common.go): v1beta4 from 1.31 (enabled by
+/// kubernetes PR #125029), v1beta3 until 1.35 (kubernetes PR #136016
+/// removed it from 1.36: "your configuration file uses an old API spec").
 pub fn api_for_version(api: &str, (major, minor, _): (u32, u32, u32)) -> Result<(), String> {
     match api {
         "kubeadm.k8s.io/v1beta4" if major == 1 && minor < 31 => Err(format!(
             "apiVersion {api} needs Kubernetes >= 1.31, kubernetesVersion is 1.{minor}: use kubeadm.k8s.io/v1beta3"
         )),
-        "kubeadm.k8s.io/v1beta3" if major > 1 || minor >= 37 => Err(format!(
-            "apiVersion {api} was removed in Kubernetes 1.37, kubernetesVersion is {major}.{minor}: use kubeadm.k8s.io/v1beta4"
+        "kubeadm.k8s.io/v1beta3" if major > 1 || minor >= 36 => Err(format!(
+            "your configuration file uses an old API spec: {api:?} was removed in Kubernetes 1.36, kubernetesVersion is {major}.{minor}: use kubeadm.k8s.io/v1beta4"
         )),
         "kubeadm.k8s.io/v1beta3" | "kubeadm.k8s.io/v1beta4" => Ok(()),
         other => Err(format!("apiVersion {other} is not a kubeadm config API this kubeadm reads")),
     }
 }
 
-/// One CIDR: network address and prefix length.
-pub fn cidr(text: &str) -> Option<(IpAddr, u8)> {
-    let (addr, len) = text.split_once('/')?;
-    let addr: IpAddr = addr.parse().ok()?;
-    let len: u8 = len.parse().ok()?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    (len <= max).then_some((addr, len))
-}
-
-fn bits(addr: IpAddr) -> u128 {
-    match addr {
-        IpAddr::V4(a) => u128::from(u32::from(a)) << 96,
-        IpAddr::V6(a) => u128::from(a),
+/// `MinExternalEtcdVersion` of kubeadm `1.<minor>`
+/// (cmd/kubeadm/app/constants/constants.go of each branch): "3.5.24-0" in
+/// the release-1.32 patches and from master for 1.36 on (bumped on every
+/// supported branch by kubernetes PRs #134779 and #135018), "3.5.11-0" in
+/// 1.31, "3.4.13-4" from 1.28 (kubernetes PR #118733) and "3.2.18" before.
+/// This is the stand-in's own copy on purpose: it must not trust kiln's table.
+pub fn min_external_etcd(minor: u32) -> &'static str {
+    match minor {
+        0..=27 => "3.2.18",
+        28..=30 => "3.4.13-4",
+        31 => "3.5.11-0",
+        _ => "3.5.24-0",
     }
 }
 
-/// Whether two CIDRs of the same family share an address.
-pub fn overlap(a: (IpAddr, u8), b: (IpAddr, u8)) -> bool {
-    if a.0.is_ipv4() != b.0.is_ipv4() {
-        return false;
+/// A semantic version as k8s.io/apimachinery/pkg/util/version ParseSemantic
+/// reads it: `MAJOR.MINOR.PATCH[-PRE][+BUILD]`, an optional leading `v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Semver {
+    core: (u64, u64, u64),
+    pre: Vec<String>,
+}
+
+impl Semver {
+    pub fn parse(text: &str) -> Option<Semver> {
+        let v = text.strip_prefix('v').unwrap_or(text);
+        let v = v.split('+').next()?;
+        let (core, pre) = match v.split_once('-') {
+            Some((core, pre)) => (core, Some(pre)),
+            None => (v, None),
+        };
+        let number = |p: &str| {
+            let ok = !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p == "0" || !p.starts_with('0'));
+            ok.then(|| p.parse::<u64>().ok()).flatten()
+        };
+        let parts: Vec<&str> = core.split('.').collect();
+        let [a, b, c] = parts[..] else {
+            return None;
+        };
+        let pre: Vec<String> = match pre {
+            None => Vec::new(),
+            Some(p) => p.split('.').map(str::to_owned).collect(),
+        };
+        if pre.iter().any(String::is_empty) {
+            return None;
+        }
+        Some(Semver {
+            core: (number(a)?, number(b)?, number(c)?),
+            pre,
+        })
     }
-    // bits() puts IPv4 in the top 32 bits, so prefix lengths apply as they are.
-    let len = u32::from(a.1.min(b.1));
-    let mask = if len == 0 {
-        0
+}
+
+impl PartialOrd for Semver {
+    fn partial_cmp(&self, other: &Semver) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// SemVer 2.0 precedence: a pre-release sorts below its release (so
+/// kubeadm's "3.5.24-0" admits 3.5.24 and its pre-releases alike), numeric
+/// identifiers below alphanumeric ones.
+impl Ord for Semver {
+    fn cmp(&self, other: &Semver) -> Ordering {
+        self.core
+            .cmp(&other.core)
+            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => {
+                    for (a, b) in self.pre.iter().zip(&other.pre) {
+                        let order = match (a.parse::<u64>(), b.parse::<u64>()) {
+                            (Ok(x), Ok(y)) => x.cmp(&y),
+                            (Ok(_), Err(_)) => Ordering::Less,
+                            (Err(_), Ok(_)) => Ordering::Greater,
+                            (Err(_), Err(_)) => a.cmp(b),
+                        };
+                        if order != Ordering::Equal {
+                            return order;
+                        }
+                    }
+                    self.pre.len().cmp(&other.pre.len())
+                }
+            })
+    }
+}
+
+/// ValidateEncryptionAlgorithm (cmd/kubeadm/app/apis/kubeadm/validation/
+/// validation.go): RSA-2048/3072/4096 and ECDSA-P256, and ECDSA-P384 from
+/// 1.34 (kubernetes PR #131677). kubeadm defaults an empty value to RSA-2048.
+pub fn encryption_algorithm(algorithm: &str, minor: u32) -> Result<(), String> {
+    let mut known = vec!["ECDSA-P256", "RSA-2048", "RSA-3072", "RSA-4096"];
+    if minor >= 34 {
+        known.insert(1, "ECDSA-P384");
+    }
+    if known.contains(&algorithm) {
+        Ok(())
     } else {
-        u128::MAX << (128 - len)
-    };
-    bits(a.0) & mask == bits(b.0) & mask
+        Err(format!(
+            "Invalid encryption algorithm {algorithm:?}. Must be one of {known:?} (kubeadm 1.{minor})"
+        ))
+    }
 }
 
-/// `host:port` with a numeric port 1-65535 (IPv6 hosts in brackets).
-pub fn host_port(endpoint: &str) -> Option<(String, u16)> {
-    let (host, port) = endpoint.rsplit_once(':')?;
-    let port: u16 = port.parse().ok().filter(|p| *p > 0)?;
-    let host = match host.strip_prefix('[') {
-        Some(inner) => inner.strip_suffix(']')?.to_owned(),
-        None if host.contains(':') => return None,
-        None => host.to_owned(),
-    };
-    (!host.is_empty()).then_some((host, port))
-}
+/// Go's largest duration, `1<<63 - 1` ns (src/time/time.go maxDuration).
+pub const GO_MAX_DURATION: &str = "2562047h47m16.854775807s";
 
-/// A lowercase RFC 1123 subdomain (Kubernetes node names).
-pub fn is_dns_subdomain(name: &str) -> bool {
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
+/// Nanoseconds of a Go duration, exactly as Go's time.ParseDuration
+/// (src/time/format.go) reads it for every metav1.Duration: an optional
+/// sign, then number-unit pairs (`1h30m`, `.5s`, `-1s`), a bare `0`, the
+/// units ns, us (µs, μs), ms, s, m, h (no `d`); None on anything else and on
+/// overflow past ±2562047h47m16.854775807s.
+pub fn go_duration_nanos(text: &str) -> Option<i128> {
+    const LIMIT: u128 = 1 << 63;
+    let (neg, mut s) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
     };
-    !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
-}
-
-/// Seconds of a Go duration such as `0s`, `24h0m0s`, `86400s` or `1h30m`.
-pub fn go_duration_secs(text: &str) -> Option<u64> {
-    if text == "0" {
+    if s == "0" {
         return Some(0);
     }
-    let mut total: f64 = 0.0;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let value: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: u128 = 0;
+    while !s.is_empty() {
+        let first = s.as_bytes()[0];
+        if !(first == b'.' || first.is_ascii_digit()) {
+            return None;
+        }
+        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
+        let mut value: u128 = 0;
+        for b in s[..int_len].bytes() {
+            value = value * 10 + u128::from(b - b'0');
+            if value > LIMIT {
+                return None;
+            }
+        }
+        s = &s[int_len..];
+        let (mut fraction, mut scale, mut post) = (0u128, 1f64, false);
+        if let Some(rest) = s.strip_prefix('.') {
+            let frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+            for b in rest[..frac_len].bytes() {
+                // Like Go's leadingFraction: digits past int64 are dropped.
+                if fraction <= (LIMIT - 1) / 10 {
+                    fraction = fraction * 10 + u128::from(b - b'0');
+                    scale *= 10.0;
+                }
+            }
+            post = frac_len > 0;
+            s = &rest[frac_len..];
+        }
+        if int_len == 0 && !post {
+            return None;
+        }
+        let unit_len = s
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
+        let unit: u128 = match &s[..unit_len] {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total += value * scale;
-        rest = &rest[unit_len..];
+        s = &s[unit_len..];
+        if value > LIMIT / unit {
+            return None;
+        }
+        value *= unit;
+        if fraction > 0 {
+            value += (fraction as f64 * (unit as f64 / scale)) as u128;
+            if value > LIMIT {
+                return None;
+            }
+        }
+        total += value;
+        if total > LIMIT {
+            return None;
+        }
     }
-    Some(total as u64)
+    match neg {
+        true => Some(-(total as i128)),
+        false if total > LIMIT - 1 => None,
+        false => Some(total as i128),
+    }
+}
+
+/// Whole seconds of a Go duration; 0 or less is 0 (for a token TTL: kubeadm
+/// sets no expiration, bootstraptoken/v1/utils.go encodeTokenSecretData).
+pub fn go_duration_secs(text: &str) -> Option<u64> {
+    let nanos = go_duration_nanos(text)?;
+    Some(u64::try_from(nanos.max(0) / 1_000_000_000).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -148,26 +279,80 @@ mod tests {
     #[test]
     fn versions_pick_the_api() {
         let v = |s| release(s).unwrap();
-        assert!(api_for_version("kubeadm.k8s.io/v1beta4", v("v1.31.0")).is_ok());
-        assert!(api_for_version("kubeadm.k8s.io/v1beta4", v("1.30.5")).is_err());
-        assert!(api_for_version("kubeadm.k8s.io/v1beta3", v("v1.30.5")).is_ok());
-        assert!(api_for_version("kubeadm.k8s.io/v1beta3", v("v1.37.0")).is_err());
+        let (b3, b4) = ("kubeadm.k8s.io/v1beta3", "kubeadm.k8s.io/v1beta4");
+        assert!(api_for_version(b4, v("v1.31.0")).is_ok());
+        assert!(api_for_version(b4, v("1.30.5")).is_err());
+        assert!(api_for_version(b3, v("v1.30.5")).is_ok());
+        assert!(api_for_version(b3, v("v1.35.9")).is_ok());
+        let removed = api_for_version(b3, v("v1.36.0")).unwrap_err();
+        assert!(removed.contains("removed in Kubernetes 1.36"), "{removed}");
+        assert!(api_for_version(b3, v("2.0.0")).is_err());
         assert!(release("stable-1.31").is_none());
+        assert!(release("+1.+31.+2").is_none());
+        assert_eq!(release("v1.36.0-rc.0"), Some((1, 36, 0)));
     }
 
     #[test]
-    fn cidrs_endpoints_names_durations() {
-        let a = cidr("10.244.0.0/16").unwrap();
-        assert!(overlap(a, cidr("10.244.3.0/24").unwrap()));
-        assert!(!overlap(a, cidr("10.96.0.0/12").unwrap()));
-        assert!(!overlap(a, cidr("fd00::/64").unwrap()));
-        assert_eq!(host_port("10.0.0.1:6443"), Some(("10.0.0.1".into(), 6443)));
-        assert_eq!(host_port("[fd00::1]:6443"), Some(("fd00::1".into(), 6443)));
-        assert_eq!(host_port("api.example"), None);
-        assert!(is_dns_subdomain("master-1.kiln.test"));
-        assert!(!is_dns_subdomain("Master1"));
-        assert_eq!(go_duration_secs("24h0m0s"), Some(86400));
-        assert_eq!(go_duration_secs("0s"), Some(0));
+    fn external_etcd_minimum_per_kubeadm_minor() {
+        assert_eq!(min_external_etcd(27), "3.2.18");
+        assert_eq!(min_external_etcd(28), "3.4.13-4");
+        assert_eq!(min_external_etcd(30), "3.4.13-4");
+        assert_eq!(min_external_etcd(31), "3.5.11-0");
+        assert_eq!(min_external_etcd(32), "3.5.24-0");
+        assert_eq!(min_external_etcd(36), "3.5.24-0");
+    }
+
+    #[test]
+    fn semantic_versions_order_like_kubeadm() {
+        let v = |s| Semver::parse(s).unwrap();
+        let min = v("3.5.24-0");
+        assert!(v("3.5.23") < min);
+        assert!(v("3.5.24") >= min);
+        assert!(v("3.5.24-rc.0") > min, "alphanumeric sorts above numeric");
+        assert!(v("3.4.23") > v("3.4.13-4"));
+        assert!(v("3.6.0") > min);
+        assert!(v("v3.5.30+git") == v("3.5.30"));
+        assert!(v("1.0.0-alpha") < v("1.0.0-alpha.1"));
+        for bad in ["3.5", "3.5.x", "03.5.1", "3.5.1-", "latest", ""] {
+            assert!(Semver::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn encryption_algorithms_by_minor() {
+        assert!(encryption_algorithm("ECDSA-P256", 31).is_ok());
+        assert!(encryption_algorithm("RSA-4096", 31).is_ok());
+        assert!(encryption_algorithm("ECDSA-P384", 33).is_err());
+        assert!(encryption_algorithm("ECDSA-P384", 34).is_ok());
+        let err = encryption_algorithm("ed25519", 36).unwrap_err();
+        assert!(err.starts_with("Invalid encryption algorithm"), "{err}");
+        assert!(
+            encryption_algorithm("ecdsa-p256", 36).is_err(),
+            "case matters"
+        );
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        let n = go_duration_nanos;
+        assert_eq!(n("24h0m0s"), Some(86_400_000_000_000));
+        assert_eq!(n("0"), Some(0));
+        assert_eq!(n("-1s"), Some(-1_000_000_000));
+        assert_eq!(n("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(n(".5s"), Some(500_000_000));
+        assert_eq!(n("1h30m"), Some(5_400_000_000_000));
+        assert_eq!(n("2\u{b5}s"), Some(2_000));
+        for bad in ["", "1d", "15", "s", ".s", "1 h", "+", "1.2.3s"] {
+            assert_eq!(n(bad), None, "{bad:?}");
+        }
+        // Both ends of Go's range.
+        assert_eq!(n(GO_MAX_DURATION), Some(i128::from(i64::MAX)));
+        assert_eq!(n("9223372036s"), Some(9_223_372_036_000_000_000));
+        assert_eq!(n("9223372037s"), None);
+        assert_eq!(n("2562048h"), None);
+        assert_eq!(n("-2562047h47m16.854775808s"), Some(i128::from(i64::MIN)));
+        assert_eq!(go_duration_secs("24h0m0s"), Some(86_400));
+        assert_eq!(go_duration_secs("-5m"), Some(0));
         assert_eq!(go_duration_secs("1d"), None);
     }
 }

@@ -11,7 +11,7 @@ use super::service::{self, Service};
 use super::{Refused, Result, Root};
 use crate::refuse;
 
-/// Tests copy the host's /usr/bin/etcd here (under the root in tier 1).
+/// Tests copy the primary etcd release here (under the root in tier 1).
 pub const ETCD_BINARY: &str = "/usr/local/bin/etcd";
 pub const NAME: &str = "kubeadm-standin-etcd";
 /// kubeadm's EtcdAPICallTimeout: how long it retries etcd calls.
@@ -94,9 +94,7 @@ fn launch(root: &Root, member: &Member, initial_cluster: &str, state: &str) -> R
     ];
     let program = root.path(ETCD_BINARY);
     if !program.exists() {
-        refuse!(
-            "stacked etcd: {ETCD_BINARY} is missing (tests copy the host's /usr/bin/etcd there)"
-        );
+        refuse!("stacked etcd: {ETCD_BINARY} is missing (tests copy an etcd release there)");
     }
     service::start(
         root,

@@ -99,6 +99,7 @@ fn init(root: &Root, path: &str) -> Outcome {
     let ext = match &plan.cluster.external {
         Some(ext) => {
             preflight::control_plane(root, Some(ext))?;
+            preflight::external_etcd_version(root, ext, plan.cluster.version.1)?;
             ext.clone()
         }
         None => {

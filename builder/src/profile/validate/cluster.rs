@@ -1,5 +1,7 @@
 //! Checks of cluster-wide settings: names, version, subnets, the etcd
-//! topology and ports, and the control-plane endpoint.
+//! topology and ports, and the control-plane endpoint. The subnet, domain
+//! and endpoint rules are kubeadm's (each cites its source): a profile that
+//! passes them gives the agent a config kubeadm accepts.
 
 use std::net::IpAddr;
 
@@ -7,9 +9,21 @@ use kiln_firstboot::node_config::Topology;
 
 use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};
 use crate::profile::model::{ClusterSection, ControlPlaneSection, EtcdSection, Profile};
+use crate::profile::types::{Cidr, KubeVersion};
+use crate::profile::versions;
 
-/// The oldest Kubernetes minor release kiln's kubeadm configs support.
-const OLDEST_MINOR: u32 = 27;
+/// kubeadm's limits on subnets, from cmd/kubeadm/app/constants/constants.go
+/// (MinimumAddressesInServiceSubnet, MaximumBitsForServiceSubnet,
+/// MinimumAddressesInPodSubnet, PodSubnetNodeMaskMaxDiff) and
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go
+/// (defaultNodeMaskCIDRIPv4/IPv6: the agent sets no node-cidr-mask-size, so
+/// kube-controller-manager cuts a /24 or /64 out of the pod subnet per node).
+const MIN_SERVICE_ADDRESSES: u128 = 10;
+const MAX_SERVICE_HOST_BITS: u8 = 20;
+const MIN_POD_ADDRESSES: u128 = 14;
+const POD_NODE_MASK_MAX_DIFF: u8 = 16;
+const NODE_MASK_V4: u8 = 24;
+const NODE_MASK_V6: u8 = 64;
 
 pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     check_cluster(&profile.cluster, check);
@@ -33,23 +47,22 @@ fn check_cluster(cluster: &ClusterSection, check: &mut Checker<'_>) {
             format!("{DNS_LABEL_RULE}, like \"prod-eu1\""),
         );
     }
+    // The domain ends up in the API server certificate as every master's
+    // `<name>.<domain>` (apiServer.certSANs), which kubeadm's ValidateCertSANs
+    // (cmd/kubeadm/app/apis/kubeadm/validation/validation.go) holds to
+    // IsDNS1123Subdomain: lowercase labels, at most 253 characters. (kiln
+    // leaves kubeadm's own service dnsDomain at cluster.local.)
     if !is_dns_name(&cluster.domain) {
         check.error(
             "cluster.domain",
-            format!("domain {:?} is not a valid DNS name (RFC 1123)", cluster.domain),
+            format!(
+                "domain {:?} is not a valid DNS name (RFC 1123): kubeadm refuses <node>.{} in the API server certificate",
+                cluster.domain, cluster.domain
+            ),
             format!("write dot-separated labels without a trailing dot, like \"cluster.example\"; in each label {DNS_LABEL_RULE}"),
         );
     }
-    let version = cluster.kubernetes_version;
-    if version.major != 1 || version.minor < OLDEST_MINOR {
-        check.error(
-            "cluster.kubernetes_version",
-            format!(
-                "Kubernetes {version} is not supported: kiln supports 1.{OLDEST_MINOR} and later"
-            ),
-            "set a supported release, like kubernetes_version = \"1.31.2\"",
-        );
-    }
+    check_version(cluster.kubernetes_version, check);
     if cluster.node_subnets.is_empty() {
         check.error(
             "cluster.node_subnets",
@@ -95,6 +108,125 @@ fn check_cluster(cluster: &ClusterSection, check: &mut Checker<'_>) {
             );
         }
     }
+    check_service_subnet(cluster.service_subnet, check);
+    check_pod_subnet(cluster.pod_subnet, check);
+}
+
+/// The version table decides: a supported minor passes, an older known one
+/// builds with a warning naming its end of support, anything else is an error.
+fn check_version(version: KubeVersion, check: &mut Checker<'_>) {
+    let supported = versions::supported_list("and");
+    let example = "kubernetes_version = \"1.36.2\"";
+    match versions::minor(version) {
+        None => {
+            let known = versions::known();
+            let (first, last) = (known[0].minor, known[known.len() - 1].minor);
+            check.error(
+                "cluster.kubernetes_version",
+                format!(
+                    "Kubernetes {version} is not a release kiln knows: kiln builds 1.{first} to 1.{last} and supports {supported}"
+                ),
+                format!("set a supported release, like {example}"),
+            );
+        }
+        Some(minor) if !minor.supported => {
+            let estimated = if minor.estimated { " (estimated)" } else { "" };
+            check.warn(
+                "cluster.kubernetes_version",
+                format!(
+                    "Kubernetes 1.{} reached its end of support on {}{estimated}: it gets no more security fixes",
+                    minor.minor, minor.end_of_support
+                ),
+                format!(
+                    "upgrade to a supported release ({}), like {example}",
+                    versions::supported_list("or")
+                ),
+            );
+        }
+        Some(_) => {}
+    }
+}
+
+/// Addresses in `net`, as netutils.RangeSize (k8s.io/utils/net) counts them:
+/// 0 for an IPv4 /0 or /1 and an IPv6 /0 or /1, which it cannot hold.
+fn range_size(net: Cidr) -> u128 {
+    let width: u8 = if net.addr.is_ipv4() { 32 } else { 128 };
+    let host_bits = width - net.prefix;
+    if host_bits >= width - 1 {
+        0
+    } else {
+        1u128 << host_bits
+    }
+}
+
+/// kubeadm's ValidateIPNetFromString (at least 10 addresses: the DNS service
+/// is the tenth) and ValidateServiceSubnetSize (at most 20 host bits),
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go.
+fn check_service_subnet(net: Cidr, check: &mut Checker<'_>) {
+    let width: u8 = if net.addr.is_ipv4() { 32 } else { 128 };
+    let narrowest = width - 4; // 16 addresses, the first size with 10
+    let widest = width - MAX_SERVICE_HOST_BITS;
+    let hint = format!(
+        "use a service subnet from /{widest} to /{narrowest}, like service_subnet = \"{}\"",
+        if net.addr.is_ipv4() {
+            "10.96.0.0/12"
+        } else {
+            "fd00:10:96::/108"
+        }
+    );
+    let size = range_size(net);
+    if size < MIN_SERVICE_ADDRESSES {
+        check.error(
+            "cluster.service_subnet",
+            format!(
+                "service subnet {net} has {size} addresses: kubeadm needs at least {MIN_SERVICE_ADDRESSES} (the cluster DNS service takes the tenth)"
+            ),
+            hint,
+        );
+    } else if width - net.prefix > MAX_SERVICE_HOST_BITS {
+        check.error(
+            "cluster.service_subnet",
+            format!(
+                "service subnet {net} is too large: kubeadm allows at most {MAX_SERVICE_HOST_BITS} host bits, a /{widest} for {width}-bit addresses"
+            ),
+            hint,
+        );
+    }
+}
+
+/// kubeadm's ValidateIPNetFromString (at least 14 addresses) and
+/// ValidatePodSubnetNodeMask (no smaller than one node's range, at most 16
+/// bits wider), cmd/kubeadm/app/apis/kubeadm/validation/validation.go.
+fn check_pod_subnet(net: Cidr, check: &mut Checker<'_>) {
+    let node_mask = if net.addr.is_ipv4() {
+        NODE_MASK_V4
+    } else {
+        NODE_MASK_V6
+    };
+    let widest = node_mask - POD_NODE_MASK_MAX_DIFF;
+    let hint = format!(
+        "use a pod subnet from /{widest} to /{node_mask}, like pod_subnet = \"{}\"",
+        if net.addr.is_ipv4() {
+            "10.244.0.0/16"
+        } else {
+            "fd00:10:244::/56"
+        }
+    );
+    let size = range_size(net);
+    let message = if size < MIN_POD_ADDRESSES {
+        format!("pod subnet {net} has {size} addresses: kubeadm needs at least {MIN_POD_ADDRESSES}")
+    } else if net.prefix > node_mask {
+        format!(
+            "pod subnet {net} is smaller than the /{node_mask} that kube-controller-manager gives each node: kubeadm refuses it"
+        )
+    } else if node_mask - net.prefix > POD_NODE_MASK_MAX_DIFF {
+        format!(
+            "pod subnet {net} is too large: kubeadm allows at most {POD_NODE_MASK_MAX_DIFF} bits between it and each node's /{node_mask}, a /{widest}"
+        )
+    } else {
+        return;
+    };
+    check.error("cluster.pod_subnet", message, hint);
 }
 
 fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
@@ -201,7 +333,7 @@ fn check_control_plane(cp: &ControlPlaneSection, check: &mut Checker<'_>) {
         check.error(
             "control_plane.endpoint",
             format!("endpoint {:?} is not host:port: {why}", cp.endpoint),
-            "write the API server address as clients reach it, like \"10.10.0.100:6443\" or \"api.cluster.example:6443\"",
+            "write the API server address as clients reach it, like \"10.10.0.100:6443\", \"[fd00::100]:6443\" or \"api.cluster.example:6443\"",
         );
     }
     if cp.masters.is_empty() {
@@ -226,6 +358,13 @@ fn check_control_plane(cp: &ControlPlaneSection, check: &mut Checker<'_>) {
     }
 }
 
+/// `host:port` as clients and kubeadm's ParseHostPort
+/// (cmd/kubeadm/app/util/endpoint.go) read it: the host an IP address or a
+/// lowercase DNS name (IsDNS1123Subdomain), an IPv6 host in brackets. kubeadm
+/// takes an unbracketed `fd00::1:6443` as the address fd00::1:6443 with no
+/// port (net.SplitHostPort fails, the whole value parses as an IP), so it is
+/// refused here rather than silently pointing every node elsewhere. kiln
+/// also requires the port that kubeadm would default to its bind port.
 fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
     let port = match endpoint.strip_prefix('[') {
         Some(rest) => {
@@ -237,6 +376,9 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
             port
         }
         None => {
+            if endpoint.matches(':').count() > 1 {
+                return Err("an IPv6 host must be in brackets: kubeadm would read the whole value as an address without a port");
+            }
             let (host, port) = endpoint.rsplit_once(':').ok_or("the port is missing")?;
             if host.is_empty() {
                 return Err("the host is missing");
@@ -247,15 +389,17 @@ fn check_endpoint(endpoint: &str) -> Result<(), &'static str> {
             port
         }
     };
+    let digits = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
     match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
+        Ok(p) if p > 0 && digits => Ok(()),
         _ => Err("the port must be a number from 1 to 65535"),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::check_endpoint;
+    use super::{check_endpoint, range_size};
+    use crate::profile::types::Cidr;
 
     #[test]
     fn endpoints_need_host_and_port() {
@@ -263,18 +407,37 @@ mod tests {
             "10.10.0.100:6443",
             "api.cluster.example:6443",
             "[fd00::1]:6443",
+            "10.10.0.100:65535",
         ] {
             assert_eq!(check_endpoint(good), Ok(()), "{good}");
         }
         for bad in [
             "10.10.0.100",
             "10.10.0.100:0",
+            "10.10.0.100:65536",
+            "10.10.0.100:+443",
             "api:port",
             "bad host:6443",
+            "API.example:6443",
             "[fd00::1]",
             ":6443",
         ] {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
+        let v6 = check_endpoint("fd00::1:6443").unwrap_err();
+        assert!(v6.contains("brackets"), "{v6}");
+    }
+
+    #[test]
+    fn range_sizes_follow_netutils() {
+        let size = |s: &str| range_size(s.parse::<Cidr>().unwrap());
+        assert_eq!(size("10.96.0.0/28"), 16);
+        assert_eq!(size("10.96.0.0/29"), 8);
+        assert_eq!(size("10.0.0.0/8"), 1 << 24);
+        assert_eq!(size("0.0.0.0/1"), 0);
+        assert_eq!(size("0.0.0.0/0"), 0);
+        assert_eq!(size("fd00::/64"), 1 << 64);
+        assert_eq!(size("::/1"), 0);
+        assert_eq!(size("c000::/2"), 1 << 126);
     }
 }

@@ -4,9 +4,14 @@
 use std::collections::HashSet;
 use std::path::Component;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kiln_firstboot::layout::{kiln_owner, KILN_UNIT_PREFIX};
+
 use super::Checker;
 use crate::profile::model::{
-    AgentSource, BaseImage, ExtraFile, ExtraUnit, ImagesSection, RoleImage,
+    AgentSource, BaseImage, EtcdRelease, ExtraFile, ExtraUnit, ImagesSection, RoleImage,
 };
 
 /// Unit types that can be defined by a unit file in /etc/systemd/system.
@@ -50,6 +55,129 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
     ] {
         check_role(&format!("images.{role}"), image, check);
     }
+    check_etcd_source(images, check);
+}
+
+/// `images.etcd`: at most one of source, binaries and release; the other
+/// roles take none of them (stacked masters run kubeadm's etcd image).
+fn check_etcd_source(images: &ImagesSection, check: &mut Checker<'_>) {
+    for (role, image) in [("master", &images.master), ("worker", &images.worker)] {
+        let set = [
+            ("source", image.source.is_some()),
+            ("suite", image.suite.is_some()),
+            ("binaries", image.binaries.is_some()),
+            ("release", image.release.is_some()),
+        ];
+        for (key, _) in set.iter().filter(|(_, on)| *on) {
+            check.error(
+                format!("images.{role}.{key}"),
+                format!("{key} chooses where etcd comes from, and only etcd nodes install etcd"),
+                format!("move {key} to [images.etcd], or remove it"),
+            );
+        }
+    }
+    let etcd = &images.etcd;
+    let chosen: Vec<&str> = [
+        ("source", etcd.source.is_some()),
+        ("binaries", etcd.binaries.is_some()),
+        ("release", etcd.release.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(key, on)| on.then_some(key))
+    .collect();
+    if chosen.len() > 1 {
+        check.error(
+            format!("images.etcd.{}", chosen[1]),
+            format!(
+                "{} are all set: etcd can come from one place only",
+                chosen.join(" and ")
+            ),
+            "keep one: source = \"debian\" (Debian's packages), binaries = \"DIR\" (etcd, etcdctl \
+             and etcdutl from a folder) or release = { url = \"...\", sha256 = \"...\" }",
+        );
+    }
+    if let Some(suite) = &etcd.suite {
+        if etcd.binaries.is_some() || etcd.release.is_some() {
+            check.error(
+                "images.etcd.suite",
+                "suite picks the Debian suite of etcd's packages, and etcd comes from elsewhere",
+                "remove suite, or use source = \"debian\" with it",
+            );
+        }
+        let codename = !suite.is_empty()
+            && suite.starts_with(|c: char| c.is_ascii_lowercase())
+            && suite
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !codename {
+            check.error(
+                "images.etcd.suite",
+                format!("{suite:?} is not a Debian suite name"),
+                "name a suite of Debian's archive, like suite = \"sid\" or \"trixie\"",
+            );
+        }
+    }
+    if let Some(dir) = &etcd.binaries {
+        check_etcd_binaries(&check.base_dir.join(dir), check);
+    }
+    if let Some(release) = &etcd.release {
+        check_etcd_release(release, check);
+    }
+}
+
+fn check_etcd_binaries(dir: &std::path::Path, check: &mut Checker<'_>) {
+    if !dir.is_dir() {
+        check.error(
+            "images.etcd.binaries",
+            format!("etcd binaries folder {} does not exist", dir.display()),
+            "name the folder of an unpacked etcd release (etcd, etcdctl, etcdutl), relative to \
+             the profile's folder",
+        );
+        return;
+    }
+    for name in ["etcd", "etcdctl"] {
+        let path = dir.join(name);
+        let executable = path
+            .metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        if !executable {
+            check.error(
+                "images.etcd.binaries",
+                format!("{} is not an executable file", path.display()),
+                format!("put {name} of the etcd release there, mode 0755"),
+            );
+        }
+    }
+}
+
+/// An `http://` or `https://` URL with a host and no white space.
+fn is_http_url(url: &str) -> bool {
+    let host = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .and_then(|rest| rest.split('/').next());
+    host.is_some_and(|h| !h.is_empty()) && !url.contains(char::is_whitespace)
+}
+
+fn check_etcd_release(release: &EtcdRelease, check: &mut Checker<'_>) {
+    if !is_http_url(&release.url) {
+        check.error(
+            "images.etcd.release.url",
+            format!("{:?} is not an http(s) URL", release.url),
+            "write the release tarball's URL, like \
+             \"https://github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz\"",
+        );
+    }
+    if release.sha256.len() != 64 || !release.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        check.error(
+            "images.etcd.release.sha256",
+            format!(
+                "sha256 must be 64 hex digits, got {} characters",
+                release.sha256.len()
+            ),
+            "copy the tarball's line from the release's SHA256SUMS, or run `sha256sum` on it",
+        );
+    }
 }
 
 /// A bootable disk needs a whole OS under the role layer.
@@ -69,7 +197,7 @@ fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
             check.error(
                 format!("images.formats[{j}]"),
                 format!("a bootable disk needs an operating system, and images.{role} has no base"),
-                "write base = \"debian\" in [images] (kiln builds and caches a Debian bookworm base), \
+                "write base = \"debian\" in [images] (kiln builds and caches a Debian base), \
                  or drop \"raw\"/\"qcow2\" from formats",
             );
             return;
@@ -78,12 +206,7 @@ fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
 }
 
 fn check_agent(agent: &AgentSource, check: &mut Checker<'_>) {
-    let host = agent
-        .url
-        .strip_prefix("https://")
-        .or_else(|| agent.url.strip_prefix("http://"))
-        .and_then(|rest| rest.split('/').next());
-    if host.is_none_or(str::is_empty) || agent.url.contains(char::is_whitespace) {
+    if !is_http_url(&agent.url) {
         check.error(
             "images.agent.url",
             format!("{:?} is not an http(s) URL", agent.url),
@@ -158,17 +281,59 @@ pub fn is_package_name(package: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
 }
 
+/// An absolute path in the form Ignition requires (its validation refuses
+/// paths that `path.Clean` would change): `/` then non-empty components
+/// other than `.` and `..`, no trailing `/`.
+pub fn is_clean_absolute(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..")
+    })
+}
+
+/// Files above this size need `large = true`: they are copied into every
+/// Ignition config and image of the role.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
 fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
-    let path = std::path::Path::new(&file.path);
-    let normal = path
-        .components()
-        .skip(1)
-        .all(|c| matches!(c, Component::Normal(_)));
-    if !path.is_absolute() || !normal || file.path == "/" || file.path.ends_with('/') {
+    if !is_clean_absolute(&file.path) {
         check.error(
             format!("{at}.path"),
-            format!("{:?} is not an absolute file path", file.path),
-            "write the file's full path on the node without '..', like \"/etc/motd\"",
+            format!("{:?} is not a clean absolute file path", file.path),
+            "write the file's full path on the node without '.', '..', '//' or a trailing '/', \
+             like \"/etc/motd\" (Ignition refuses any other form)",
+        );
+    } else if let Some(owner) = kiln_owner(&file.path) {
+        check.error(
+            format!("{at}.path"),
+            if owner == file.path {
+                format!("{owner} is kiln's own on every node")
+            } else {
+                format!(
+                    "{} is under {owner}, which kiln owns on every node",
+                    file.path
+                )
+            },
+            "put the file elsewhere: kiln's configuration, agent, state and PKI cannot be \
+             replaced by a profile",
+        );
+    }
+    let size = match (&file.contents.inline, &file.contents.local) {
+        (Some(text), None) => Some(text.len() as u64),
+        (None, Some(local)) => check_local_source(at, local, check),
+        _ => None,
+    };
+    if size.is_some_and(|n| n > MAX_FILE_BYTES) && !file.large {
+        check.error(
+            format!("{at}.contents"),
+            format!(
+                "the file is {} bytes, over kiln's limit of {MAX_FILE_BYTES} for extra files",
+                size.unwrap_or_default()
+            ),
+            "set large = true on this file if it really belongs in every image and Ignition \
+             config of the role, or install it another way",
         );
     }
     match (&file.contents.inline, &file.contents.local) {
@@ -182,20 +347,7 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
             "neither inline nor local is set",
             "write contents = { inline = \"text\" } or contents = { local = \"files/name\" }",
         ),
-        (None, Some(local)) => {
-            let resolved = check.base_dir.join(local);
-            if !resolved.is_file() {
-                check.error(
-                    format!("{at}.contents.local"),
-                    format!("local file {} does not exist", resolved.display()),
-                    format!(
-                        "local paths are relative to the profile's folder {}",
-                        check.base_dir.display()
-                    ),
-                );
-            }
-        }
-        (Some(_), None) => {}
+        _ => {}
     }
     if file.mode > 0o7777 {
         let digits = file.mode.to_string();
@@ -212,7 +364,54 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
     }
 }
 
+/// A `local` source stays inside the profile's folder, as Butane's
+/// `--files-dir` does: relative, no `..` out of it, no link leading out.
+/// Returns the file's size when it is there.
+fn check_local_source(at: &str, local: &Path, check: &mut Checker<'_>) -> Option<u64> {
+    let field = format!("{at}.contents.local");
+    let escapes = local.is_absolute() || local.components().any(|c| c == Component::ParentDir);
+    let resolved = check.base_dir.join(local);
+    let inside = match (resolved.canonicalize(), check.base_dir.canonicalize()) {
+        (Ok(file), Ok(dir)) => file.starts_with(dir),
+        _ => true,
+    };
+    if escapes || !inside {
+        check.error(
+            field,
+            format!(
+                "local file {} is outside the profile's folder {}",
+                local.display(),
+                check.base_dir.display()
+            ),
+            "copy the file into the profile's folder and name it relative to it, like \
+             local = \"files/motd\": a build must not bake the build host's own files",
+        );
+        return None;
+    }
+    match resolved.metadata() {
+        Ok(meta) if meta.is_file() => Some(meta.len()),
+        _ => {
+            check.error(
+                field,
+                format!("local file {} does not exist", resolved.display()),
+                format!(
+                    "local paths are relative to the profile's folder {}",
+                    check.base_dir.display()
+                ),
+            );
+            None
+        }
+    }
+}
+
 fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
+    if unit.name.starts_with(KILN_UNIT_PREFIX) {
+        check.error(
+            format!("{at}.name"),
+            format!("unit names starting with {KILN_UNIT_PREFIX:?} are kiln's own"),
+            "name the unit differently, like \"site-report.service\"",
+        );
+    }
     let stem = UNIT_SUFFIXES.iter().find_map(|s| unit.name.strip_suffix(s));
     let chars_ok = unit.name.len() <= 255
         && unit
@@ -239,7 +438,16 @@ fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
                     "drop-in {:?} must be a file name ending in .conf",
                     dropin.name
                 ),
-                "name it like \"10-kiln.conf\"; systemd ignores other drop-in files",
+                "name it like \"50-site.conf\"; systemd ignores other drop-in files",
+            );
+        } else if dropin.name.contains("kiln") {
+            check.error(
+                field,
+                format!(
+                    "drop-in {:?} could replace one of kiln's (they are named *kiln*)",
+                    dropin.name
+                ),
+                "name it without \"kiln\", like \"50-site.conf\"",
             );
         } else if !names.insert(dropin.name.as_str()) {
             check.error(

@@ -1,13 +1,29 @@
 //! Checks of what the Kubernetes roles need: where kubeadm and kubelet come
-//! from (`images.kubernetes`), the bootstrap token's lifetime and the VIP's
-//! VRRP settings.
+//! from (`images.kubernetes`), what kubeadm reads from the profile (the
+//! bootstrap token's lifetime, the key algorithm and certificate lifetimes
+//! of its ClusterConfiguration) and the VIP's VRRP settings.
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 
+use kiln_firstboot::kubeadm::ApiVersion;
+use kiln_firstboot::pki::KeyAlgorithm;
+
 use super::images::is_package_name;
 use super::Checker;
 use crate::profile::model::{AptSource, KubernetesSource, Profile};
+use crate::profile::versions;
+
+/// The longest duration kubeadm reads: every duration in its config is a
+/// metav1.Duration, parsed by Go's time.ParseDuration into an int64 of
+/// nanoseconds (`maxDuration Duration = 1<<63 - 1` in Go's src/time/time.go,
+/// 2562047h47m16.854775807s); the agent writes whole seconds.
+const GO_MAX_DURATION_SECS: u64 = (i64::MAX as u64) / 1_000_000_000;
+const GO_MAX_DURATION: &str = "2562047h47m16.854775807s, about 292 years";
+/// kubeadm accepts encryptionAlgorithm ECDSA-P384 from 1.34 (kubernetes PR
+/// #131677; ValidateEncryptionAlgorithm in
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go).
+const P384_SINCE_MINOR: u32 = 34;
 
 pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     if let Some(source) = &profile.images.kubernetes {
@@ -23,6 +39,20 @@ pub fn check(profile: &Profile, check: &mut Checker<'_>) {
             "leave token_ttl out for a token that never expires, or set a lifetime like token_ttl = \"24h\"",
         );
     }
+    // The agent writes bootstrapTokens[].ttl as "<seconds>s"; kubeadm parses
+    // it with time.ParseDuration, which refuses anything past Go's maximum
+    // (cmd/kubeadm/app/apis/bootstraptoken/v1/types.go: TTL *metav1.Duration).
+    if let Some(ttl) = cp.token_ttl.filter(|t| t.as_secs() > GO_MAX_DURATION_SECS) {
+        check.error(
+            "control_plane.token_ttl",
+            format!(
+                "a token_ttl of {} seconds is longer than kubeadm can read: its TTL is a Go duration, at most {GO_MAX_DURATION}",
+                ttl.as_secs()
+            ),
+            "leave token_ttl out for a token that never expires, or set a lifetime like token_ttl = \"8760h\"",
+        );
+    }
+    check_kubeadm_pki(profile, check);
     let Some(vip) = &cp.vip else {
         return;
     };
@@ -54,6 +84,34 @@ pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     }
 }
 
+/// What kubeadm's v1beta4 ClusterConfiguration takes from `[pki]`:
+/// encryptionAlgorithm (the key type of the certificates kubeadm signs) and
+/// certificateValidityPeriod / caCertificateValidityPeriod (Go durations).
+fn check_kubeadm_pki(profile: &Profile, check: &mut Checker<'_>) {
+    let version = profile.cluster.kubernetes_version;
+    let Some(minor) = versions::minor(version) else {
+        return; // cluster.kubernetes_version already has its error
+    };
+    if minor.api != ApiVersion::V1beta4 {
+        return; // v1beta3 has none of these fields
+    }
+    let pki = &profile.pki;
+    if pki.key_algorithm == KeyAlgorithm::EcdsaP384 && minor.minor < P384_SINCE_MINOR {
+        check.error(
+            "pki.key_algorithm",
+            format!(
+                "kubeadm {}.{} cannot sign ECDSA P-384 certificates: its encryptionAlgorithm ECDSA-P384 arrived in 1.{P384_SINCE_MINOR}",
+                version.major, version.minor
+            ),
+            format!(
+                "use key_algorithm = \"ecdsa-p256\", or Kubernetes 1.{P384_SINCE_MINOR} or later, like kubernetes_version = \"1.36.2\""
+            ),
+        );
+    }
+    // Validities also become Go durations (at most about 292 years) in the
+    // kubeadm config: validate/mod.rs already bounds them to a hundred years.
+}
+
 fn check_source(source: &KubernetesSource, profile: &Profile, check: &mut Checker<'_>) {
     match (&source.apt, &source.binaries) {
         (Some(_), Some(_)) => check.error(
@@ -65,7 +123,7 @@ fn check_source(source: &KubernetesSource, profile: &Profile, check: &mut Checke
         (None, None) => check.error(
             "images.kubernetes",
             "neither apt nor binaries is set",
-            "write apt = { repository = \"https://pkgs.k8s.io/core:/stable:/v1.31/deb/\", key = \"keys/kubernetes.asc\" } \
+            "write apt = { repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\", key = \"keys/kubernetes.asc\" } \
              or binaries = \"bin/\", or remove [images.kubernetes]",
         ),
         (Some(apt), None) => check_apt(apt, check),
@@ -86,7 +144,7 @@ fn check_apt(apt: &AptSource, check: &mut Checker<'_>) {
             "images.kubernetes.apt.repository",
             format!("{:?} is not an https URL", apt.repository),
             "apt must fetch Kubernetes over https: write the repository's URL, like \
-             \"https://pkgs.k8s.io/core:/stable:/v1.31/deb/\"",
+             \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\"",
         );
     }
     let key = check.base_dir.join(&apt.key);
@@ -96,7 +154,7 @@ fn check_apt(apt: &AptSource, check: &mut Checker<'_>) {
             format!("key file {} does not exist", key.display()),
             format!(
                 "save the repository's signing key (ASCII-armoured or binary) there, e.g. \
-                 `curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key > {}`; \
+                 `curl -fsSL https://pkgs.k8s.io/core:/stable:/v1.36/deb/Release.key > {}`; \
                  the path is relative to the profile's folder {}",
                 key.display(),
                 check.base_dir.display()
@@ -120,7 +178,7 @@ fn check_apt(apt: &AptSource, check: &mut Checker<'_>) {
             check.error(
                 format!("images.kubernetes.apt.packages[{j}]"),
                 format!("{package:?} is not a Debian package name"),
-                "write the name as apt knows it, optionally pinned, like \"kubelet\" or \"kubelet=1.31.2-1.1\"",
+                "write the name as apt knows it, optionally pinned, like \"kubelet\" or \"kubelet=1.36.2-1.1\"",
             );
         }
     }

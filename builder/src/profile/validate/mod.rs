@@ -66,7 +66,23 @@ pub fn validate(profile: &Profile, map: &SourceMap<'_>, base_dir: &Path) -> Vec<
     check.found
 }
 
+/// A hundred years: longer lives are typing errors, and past year 9999 an
+/// X.509 validity cannot even be written.
+const MAX_VALIDITY_DAYS: u32 = 36_500;
+
 fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
+    for (field, days) in [
+        ("pki.ca_validity_days", pki.ca_validity_days),
+        ("pki.leaf_validity_days", pki.leaf_validity_days),
+    ] {
+        if days > MAX_VALIDITY_DAYS {
+            check.error(
+                field,
+                format!("{days} days is over {MAX_VALIDITY_DAYS} (a hundred years)"),
+                "give a lifetime in days of at most 36500, like 3650 for a CA or 365 for a leaf",
+            );
+        }
+    }
     if pki.ca_validity_days == 0 {
         check.error(
             "pki.ca_validity_days",

@@ -1,5 +1,10 @@
 //! Checks of every listed node (etcd members, masters, workers) and the VIP:
 //! names, DNS names, addresses inside the node subnets, no duplicates.
+//! A master's name, `<name>.<domain>` and dns_names become API server
+//! certSANs, which kubeadm's ValidateCertSANs
+//! (cmd/kubeadm/app/apis/kubeadm/validation/validation.go) holds to
+//! IsDNS1123Subdomain (at most 253 characters), a `*.` wildcard or an IP;
+//! kiln's DNS-name rule is that subdomain rule with 63-character labels.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,7 +36,7 @@ pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     let mut names: HashMap<&str, &str> = HashMap::new();
     let mut addresses: HashMap<IpAddr, &str> = HashMap::new();
     for (field, node) in &nodes {
-        check_name(field, node, check);
+        check_name(field, node, &profile.cluster.domain, check);
         check_address(&format!("{field}.ip"), node.ip, subnets, check);
         if let Some(first) = names.insert(&node.name, field) {
             check.error(
@@ -66,19 +71,36 @@ pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     }
 }
 
-fn check_name(field: &str, node: &NodeSpec, check: &mut Checker<'_>) {
+fn check_name(field: &str, node: &NodeSpec, domain: &str, check: &mut Checker<'_>) {
+    let cert_san = if field.starts_with("control_plane.masters") {
+        ": it goes into the API server certificate, where kubeadm refuses it"
+    } else {
+        ""
+    };
     if !is_dns_label(&node.name) {
         check.error(
             format!("{field}.name"),
             format!("node name {:?} is not a DNS label", node.name),
             format!("{DNS_LABEL_RULE}, like \"etcd1\"; put fully qualified names in dns_names"),
         );
+    } else if is_dns_name(domain) {
+        let fqdn = format!("{}.{domain}", node.name);
+        if fqdn.len() > 253 {
+            check.error(
+                format!("{field}.name"),
+                format!(
+                    "{fqdn:?} has {} characters, more than a DNS name may (253){cert_san}",
+                    fqdn.len()
+                ),
+                "shorten the node name or cluster.domain",
+            );
+        }
     }
     for (j, dns) in node.dns_names.iter().enumerate() {
         if !is_dns_name(dns) {
             check.error(
                 format!("{field}.dns_names[{j}]"),
-                format!("{dns:?} is not a valid DNS name (RFC 1123)"),
+                format!("{dns:?} is not a valid DNS name (RFC 1123){cert_san}"),
                 format!("write dot-separated labels, like \"etcd1.cluster.example\"; in each label {DNS_LABEL_RULE}"),
             );
         }

@@ -1,0 +1,214 @@
+//! etcd's versions: what the node's etcd binary says it is, which settings
+//! each minor release takes, and which cluster a member of a version may join.
+
+use std::fmt;
+use std::path::Path;
+use std::process::Command;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+
+use crate::layout::{under_root, ETCD_BINARY};
+
+/// `MAJOR.MINOR.PATCH` of an etcd release (a cluster version has patch 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EtcdVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl EtcdVersion {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> EtcdVersion {
+        EtcdVersion {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// `MAJOR.MINOR`, the unit etcd upgrades by.
+    pub fn minor_release(self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+
+    /// The version in the first line `etcd --version` prints
+    /// (`etcd Version: 3.5.30`).
+    pub fn from_version_output(text: &str) -> Option<EtcdVersion> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("etcd Version:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Runs the etcd binary at `binary` with `--version`.
+    pub fn of_binary(binary: &Path) -> Result<EtcdVersion> {
+        let out = Command::new(binary)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("running {} --version", binary.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        match EtcdVersion::from_version_output(&text) {
+            Some(v) if out.status.success() => Ok(v),
+            _ => bail!(
+                "{} --version printed no \"etcd Version:\" line (exit {}): {}",
+                binary.display(),
+                out.status,
+                text.trim()
+            ),
+        }
+    }
+
+    /// The version of the etcd installed on the node under `root`.
+    pub fn installed(root: &Path) -> Result<EtcdVersion> {
+        EtcdVersion::of_binary(&under_root(root, Path::new(ETCD_BINARY)))
+            .context("finding out which etcd this node runs")
+    }
+}
+
+impl fmt::Display for EtcdVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl FromStr for EtcdVersion {
+    type Err = String;
+
+    /// `3.5.30`, with an optional leading `v` and a suffix after `-` or `+`
+    /// (kubeadm writes its minimum as `3.5.24-0`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not an etcd version (MAJOR.MINOR.PATCH, like \"3.5.30\")");
+        let core = s.strip_prefix('v').unwrap_or(s);
+        let core = core.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<u32> = core
+            .split('.')
+            .map(|p| {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                p.parse().map_err(|_| bad())
+            })
+            .collect::<Result<_, _>>()?;
+        match parts[..] {
+            [major, minor, patch] => Ok(EtcdVersion::new(major, minor, patch)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Why a member of version `member` cannot join a cluster running at
+/// `cluster`, if it cannot. etcd upgrades one minor release at a time: a
+/// member may be at the cluster's minor or one above it (the cluster version
+/// rises once every member runs the newer one), never below (etcd refuses a
+/// downgrade of the cluster version) nor two above.
+pub fn join_refusal(member: EtcdVersion, cluster: EtcdVersion) -> Option<String> {
+    let (mine, theirs) = (member.minor_release(), cluster.minor_release());
+    if member.major != cluster.major || member.minor < cluster.minor {
+        Some(format!(
+            "this node runs etcd {member}, older than the cluster's version {theirs}: etcd cannot \
+             downgrade a cluster; build this image with etcd {theirs} or newer \
+             (images.etcd in the profile)"
+        ))
+    } else if member.minor > cluster.minor + 1 {
+        Some(format!(
+            "this node runs etcd {member}, more than one minor release ahead of the cluster's \
+             version {theirs}: etcd upgrades one minor at a time; first replace every member \
+             with an image of etcd {}.{}, then with {mine}",
+            cluster.major,
+            cluster.minor + 1
+        ))
+    } else {
+        None
+    }
+}
+
+/// The version a running cluster is at, from its members' `/version`
+/// answers (their own release, the cluster's version if decided). etcd
+/// starts a new cluster at 3.0 and raises it to its oldest member's minor
+/// within seconds, so that minor counts even before etcd wrote it down.
+pub fn cluster_version(answers: &[(EtcdVersion, Option<EtcdVersion>)]) -> Option<EtcdVersion> {
+    let oldest = answers.iter().map(|(server, _)| *server).min();
+    let decided = answers.iter().filter_map(|(_, cluster)| *cluster).max();
+    decided.max(oldest.map(|v| EtcdVersion::new(v.major, v.minor, 0)))
+}
+
+/// The `ETCD_*` settings that differ between minor releases. kubeadm runs
+/// its own (stacked) etcd with the initial corruption check and a 5 s watch
+/// progress notify interval (cmd/kubeadm/app/phases/etcd/local.go); the API
+/// server's watch cache relies on the progress notifications. etcd 3.6 moved
+/// the corruption check behind `--feature-gates` and dropped the
+/// `experimental-` prefix of the interval (etcd's upgrade guide to 3.6).
+pub fn version_settings(version: EtcdVersion) -> Vec<(&'static str, String)> {
+    const INTERVAL: &str = "5s";
+    if (version.major, version.minor) >= (3, 6) {
+        vec![
+            ("ETCD_FEATURE_GATES", "InitialCorruptCheck=true".to_owned()),
+            ("ETCD_WATCH_PROGRESS_NOTIFY_INTERVAL", INTERVAL.to_owned()),
+        ]
+    } else {
+        vec![
+            ("ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", "true".to_owned()),
+            (
+                "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+                INTERVAL.to_owned(),
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> EtcdVersion {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_binaries_output_and_kubeadms_form() {
+        let out = "etcd Version: 3.5.30\nGit SHA: Not provided\nGo Version: go1.24\n";
+        assert_eq!(EtcdVersion::from_version_output(out), Some(v("3.5.30")));
+        assert_eq!(v("3.5.24-0"), EtcdVersion::new(3, 5, 24));
+        assert_eq!(v("v3.6.0"), EtcdVersion::new(3, 6, 0));
+        for bad in ["3.5", "latest", "+3.+5.+1", "3.5.x", ""] {
+            assert!(bad.parse::<EtcdVersion>().is_err(), "{bad:?}");
+        }
+        assert!(v("3.5.9") < v("3.5.24"));
+    }
+
+    #[test]
+    fn members_join_at_the_cluster_minor_or_one_above() {
+        assert_eq!(join_refusal(v("3.5.30"), v("3.4.0")), None);
+        assert_eq!(join_refusal(v("3.5.30"), v("3.5.0")), None);
+        let down = join_refusal(v("3.4.23"), v("3.5.0")).unwrap();
+        assert!(down.contains("cannot downgrade"), "{down}");
+        let ahead = join_refusal(v("3.6.1"), v("3.4.0")).unwrap();
+        assert!(
+            ahead.contains("one minor at a time") && ahead.contains("3.5"),
+            "{ahead}"
+        );
+    }
+
+    #[test]
+    fn a_fresh_clusters_version_is_its_oldest_members_minor() {
+        let fresh = [(v("3.5.30"), Some(v("3.0.0"))), (v("3.5.30"), None)];
+        assert_eq!(cluster_version(&fresh), Some(v("3.5.0")));
+        let mixed = [
+            (v("3.4.23"), Some(v("3.4.0"))),
+            (v("3.5.30"), Some(v("3.4.0"))),
+        ];
+        assert_eq!(cluster_version(&mixed), Some(v("3.4.0")));
+        assert_eq!(cluster_version(&[]), None);
+    }
+
+    #[test]
+    fn settings_follow_the_minor() {
+        let names =
+            |s: &str| -> Vec<&str> { version_settings(v(s)).into_iter().map(|(k, _)| k).collect() };
+        assert!(names("3.4.23").contains(&"ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK"));
+        assert!(names("3.5.30").contains(&"ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL"));
+        let six = names("3.6.5");
+        assert!(six.contains(&"ETCD_FEATURE_GATES"));
+        assert!(six.iter().all(|k| !k.contains("EXPERIMENTAL")), "{six:?}");
+    }
+}
