@@ -61,6 +61,23 @@ pub enum Command {
         #[arg(long, value_name = "URLS", value_delimiter = ',')]
         endpoints: Vec<String>,
     },
+    /// List every certificate of the secrets folder (and, with --endpoints,
+    /// the members' serving certificates) with its expiry; exit 1 when one
+    /// is inside the renewal window or expired.
+    Certs {
+        /// The cluster profile (TOML).
+        profile: PathBuf,
+        /// Secrets folder [default: images/<cluster>/secrets].
+        #[arg(long, value_name = "DIR")]
+        secrets: Option<PathBuf>,
+        /// Client URLs of live members whose serving certificates to show,
+        /// comma separated (e.g. https://10.10.0.11:2379).
+        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        endpoints: Vec<String>,
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a profile and report every problem with its position.
     Validate {
         /// The cluster profile (TOML).
@@ -100,6 +117,29 @@ pub fn run(cli: Cli) -> Result<()> {
             let endpoints = crate::health::endpoints_or_listed(&loaded, endpoints);
             let report = crate::backup::backup(&client, &endpoints, &out, force)?;
             println!("{}", crate::backup::summary(&out, &report));
+            Ok(())
+        }
+        Command::Certs {
+            profile,
+            secrets,
+            endpoints,
+            json,
+        } => {
+            let loaded = profile::load(&profile)?;
+            let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
+            let now = time::OffsetDateTime::now_utc();
+            let window = loaded.profile.pki.renew_before_seconds();
+            let mut rows = crate::certs::folder_rows(&secrets, now, window)?;
+            let ca = secrets.join("etcd/ca.crt");
+            rows.extend(crate::certs::endpoint_rows(&ca, &endpoints, now, window)?);
+            if !crate::certs::report(&rows, json)? {
+                anyhow::bail!(
+                    "some certificates are inside the renewal window ({}) or expired: \
+                     rebuild with `kiln build` to reissue the folder's, and check that the nodes' \
+                     kiln-renew.timer runs",
+                    crate::certs::span_text(i64::try_from(window).unwrap_or(i64::MAX))
+                );
+            }
             Ok(())
         }
         Command::Validate { profile } => {

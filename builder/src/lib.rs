@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod build;
+pub mod certs;
 pub mod cli;
 pub mod health;
 pub mod image;

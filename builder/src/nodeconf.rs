@@ -37,7 +37,8 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
         kubernetes_version: cluster.kubernetes_version.to_string(),
         pki: PkiSettings {
             key_algorithm: profile.pki.key_algorithm,
-            leaf_validity_days: profile.pki.leaf_validity_days,
+            leaf_validity_seconds: profile.pki.leaf_validity_seconds(),
+            renew_before_seconds: profile.pki.renew_before_seconds(),
             ca_validity_days: profile.pki.ca_validity_days,
         },
         etcd: EtcdSettings {

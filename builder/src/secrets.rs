@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use kiln_firstboot::fsutil::{create_dir_all_mode, write_atomic};
 use kiln_firstboot::node_config::Member;
-use kiln_firstboot::pki::{Authority, CertifiedKey, LeafSpec, Usage};
+use kiln_firstboot::pki::{Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
@@ -77,6 +77,15 @@ const APISERVER_ETCD_CLIENT: &str = "apiserver-etcd-client";
 const ETCD_OPERATOR_CLIENT: &str = "etcd/operator";
 const ETCD_AGENT_CLIENT: &str = "etcd/kiln-agent";
 const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
+/// The etcd client certificates of the folder, with their common names.
+const CLIENT_LEAVES: [(&str, &str); 3] = [
+    (APISERVER_ETCD_CLIENT, "kube-apiserver-etcd-client"),
+    (ETCD_OPERATOR_CLIENT, "kiln-operator"),
+    (ETCD_AGENT_CLIENT, "kiln-agent"),
+];
+/// The folder's CAs; a build warns when one has less than a year left.
+const CAS: [&str; 3] = [ETCD_CA, CLUSTER_CA, FRONT_PROXY_CA];
+const CA_WARN_SECONDS: i64 = 365 * 86_400;
 
 impl Secrets {
     /// Opens the secrets folder of `profile`'s cluster at `dir`, creating it
@@ -99,7 +108,12 @@ impl Secrets {
             .with_context(|| format!("loading the cluster CA from {}", dir.display()))?
             .discovery_hash();
         let etcd_ca = store.read_pair(ETCD_CA)?;
-        let etcd_members = store.member_certs(&etcd_ca, profile, members)?;
+        store.warn_about_expiring_cas()?;
+        let mut renewer = Renewer::new(&etcd_ca, profile);
+        for (stem, common_name) in CLIENT_LEAVES {
+            renewer.renew_if_due(&store, stem, &client_spec(common_name, profile))?;
+        }
+        let etcd_members = store.member_certs(&mut renewer, profile, members)?;
         Ok(Secrets {
             etcd_ca,
             cluster_ca,
@@ -148,29 +162,10 @@ fn create(dir: &Path, profile: &Profile) -> Result<()> {
     let (sa_key, sa_pub) = kiln_firstboot::pki::generate_key_pair(alg)?;
     store.write(&format!("{SERVICE_ACCOUNT}.key"), &sa_key, KEY_MODE)?;
     store.write(&format!("{SERVICE_ACCOUNT}.pub"), &sa_pub, CERT_MODE)?;
-    let client = |cn: &str, org: Option<&str>| LeafSpec {
-        common_name: cn.to_owned(),
-        organization: org.map(str::to_owned),
-        usage: Usage::Client,
-        dns_names: vec![],
-        ips: vec![],
-        algorithm: alg,
-        validity_days: pki.leaf_validity_days,
-    };
-    store.write_pair(
-        APISERVER_ETCD_CLIENT,
-        &etcd_ca
-            .issue(&client("kube-apiserver-etcd-client", None))?
-            .into(),
-    )?;
-    store.write_pair(
-        ETCD_OPERATOR_CLIENT,
-        &etcd_ca.issue(&client("kiln-operator", None))?.into(),
-    )?;
-    store.write_pair(
-        ETCD_AGENT_CLIENT,
-        &etcd_ca.issue(&client("kiln-agent", None))?.into(),
-    )?;
+    for (stem, common_name) in CLIENT_LEAVES {
+        let spec = client_spec(common_name, profile);
+        store.write_pair(stem, &etcd_ca.issue(&spec)?.into())?;
+    }
     store.write(
         BOOTSTRAP_TOKEN,
         &format!("{}\n", bootstrap_token()?),
@@ -288,6 +283,27 @@ impl Store<'_> {
         Ok(())
     }
 
+    /// Warns about every CA with less than a year left: kiln never replaces
+    /// a CA by itself (a new CA is a new cluster to every node).
+    fn warn_about_expiring_cas(&self) -> Result<()> {
+        let now = time::OffsetDateTime::now_utc();
+        for stem in CAS {
+            let info = CertInfo::from_pem(&self.read(&format!("{stem}.crt"))?)
+                .map_err(|e| anyhow::anyhow!("{}.crt: {e}", self.path(stem).display()))?;
+            let left = info.seconds_left(now);
+            if left < CA_WARN_SECONDS {
+                eprintln!(
+                    "warning: the CA {stem}.crt in {} expires on {} ({}): leaves cannot outlive it; \
+                     plan its rotation now (docs/certificates.md)",
+                    self.dir.display(),
+                    info.not_after.date(),
+                    crate::certs::span_text(left)
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn read_pair(&self, stem: &str) -> Result<Pair> {
         Ok(Pair {
             cert: self.read(&format!("{stem}.crt"))?,
@@ -311,14 +327,14 @@ impl Store<'_> {
     }
 
     /// Certificates of every listed member; issued the first time a member
-    /// appears, and again when its names or address changed.
+    /// appears, reissued (same keys) when its names or address changed or
+    /// when they are due for renewal.
     fn member_certs(
         &self,
-        etcd_ca: &Pair,
+        renewer: &mut Renewer,
         profile: &Profile,
         members: &[Member],
     ) -> Result<BTreeMap<String, MemberCerts>> {
-        let mut authority = None;
         let mut certs = BTreeMap::new();
         for member in members {
             let stem = format!("etcd/members/{}", member.name);
@@ -326,24 +342,30 @@ impl Store<'_> {
             let fingerprint = format!("{:?} {:?}\n", spec.dns_names, spec.ips);
             let fingerprint_file = format!("{stem}/names");
             let current = fs::read_to_string(self.path(&fingerprint_file)).ok();
-            if current.as_deref() != Some(fingerprint.as_str()) {
-                let ca = match &authority {
-                    Some(ca) => ca,
-                    None => authority.insert(Authority::load(&etcd_ca.cert, &etcd_ca.key)?),
+            for usage in [Usage::Server, Usage::Peer] {
+                let leaf_stem = format!("{stem}/{}", usage_stem(usage));
+                let spec = LeafSpec {
+                    usage,
+                    ..spec.clone()
                 };
+                match &current {
+                    None => {
+                        let leaf = renewer.authority()?.issue(&spec)?;
+                        self.write_pair(&leaf_stem, &leaf.into())?;
+                    }
+                    Some(names) if *names != fingerprint => {
+                        renewer.reissue(self, &leaf_stem, &spec, "its names changed")?;
+                    }
+                    Some(_) => renewer.renew_if_due(self, &leaf_stem, &spec)?,
+                }
+            }
+            if current.as_deref() != Some(fingerprint.as_str()) {
+                self.write(&fingerprint_file, &fingerprint, CERT_MODE)?;
                 let verb = if current.is_some() {
                     "reissued (names changed)"
                 } else {
                     "issued"
                 };
-                for usage in [Usage::Server, Usage::Peer] {
-                    let leaf = ca.issue(&LeafSpec {
-                        usage,
-                        ..spec.clone()
-                    })?;
-                    self.write_pair(&format!("{stem}/{}", usage_stem(usage)), &leaf.into())?;
-                }
-                self.write(&fingerprint_file, &fingerprint, CERT_MODE)?;
                 eprintln!("{verb} etcd certificates for member {}", member.name);
             }
             certs.insert(
@@ -355,6 +377,77 @@ impl Store<'_> {
             );
         }
         Ok(certs)
+    }
+}
+
+/// Reissues leaves with their existing keys: never a new key, never a
+/// deleted one; the etcd CA is loaded only when a leaf needs it.
+struct Renewer<'a> {
+    etcd_ca: &'a Pair,
+    authority: Option<Authority>,
+    renew_before: u64,
+    now: time::OffsetDateTime,
+}
+
+impl<'a> Renewer<'a> {
+    fn new(etcd_ca: &'a Pair, profile: &Profile) -> Renewer<'a> {
+        Renewer {
+            etcd_ca,
+            authority: None,
+            renew_before: profile.pki.renew_before_seconds(),
+            now: time::OffsetDateTime::now_utc(),
+        }
+    }
+
+    fn authority(&mut self) -> Result<&Authority> {
+        let ca = match self.authority.take() {
+            Some(ca) => ca,
+            None => Authority::load(&self.etcd_ca.cert, &self.etcd_ca.key)
+                .context("loading the etcd CA of the secrets folder")?,
+        };
+        Ok(self.authority.insert(ca))
+    }
+
+    /// Reissues `stem`.crt when it has less than `renew_before` left.
+    fn renew_if_due(&mut self, store: &Store, stem: &str, spec: &LeafSpec) -> Result<()> {
+        let path = store.path(&format!("{stem}.crt"));
+        let info = CertInfo::from_pem(&store.read(&format!("{stem}.crt"))?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if !info.due(self.now, self.renew_before) {
+            return Ok(());
+        }
+        let left = info.seconds_left(self.now);
+        let why = if left <= 0 {
+            "it had expired".to_owned()
+        } else {
+            format!(
+                "{} left, inside the renewal window",
+                crate::certs::span_text(left)
+            )
+        };
+        self.reissue(store, stem, spec, &why)
+    }
+
+    /// A new certificate for the key of `stem`; the key file is not touched.
+    fn reissue(&mut self, store: &Store, stem: &str, spec: &LeafSpec, why: &str) -> Result<()> {
+        let key = store.read(&format!("{stem}.key"))?;
+        let leaf = self.authority()?.reissue(spec, &key)?;
+        store.write(&format!("{stem}.crt"), &leaf.cert_pem, CERT_MODE)?;
+        eprintln!("reissued {stem}.crt with its key ({why})");
+        Ok(())
+    }
+}
+
+/// The LeafSpec of one of the folder's etcd client certificates.
+fn client_spec(common_name: &str, profile: &Profile) -> LeafSpec {
+    LeafSpec {
+        common_name: common_name.to_owned(),
+        organization: None,
+        usage: Usage::Client,
+        dns_names: vec![],
+        ips: vec![],
+        algorithm: profile.pki.key_algorithm,
+        validity_seconds: profile.pki.leaf_validity_seconds(),
     }
 }
 
@@ -379,7 +472,7 @@ pub fn member_spec(member: &Member, domain: &str, profile: &Profile) -> LeafSpec
         dns_names,
         ips: vec![member.ip, IpAddr::from([127, 0, 0, 1])],
         algorithm: profile.pki.key_algorithm,
-        validity_days: profile.pki.leaf_validity_days,
+        validity_seconds: profile.pki.leaf_validity_seconds(),
     }
 }
 

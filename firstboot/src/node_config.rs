@@ -54,8 +54,11 @@ impl std::fmt::Display for Role {
 #[serde(deny_unknown_fields)]
 pub struct PkiSettings {
     pub key_algorithm: KeyAlgorithm,
-    /// Validity of certificates the agent mints for unlisted nodes.
-    pub leaf_validity_days: u32,
+    /// Validity of the leaf certificates kiln issues: the ones the agent
+    /// mints for unlisted nodes and the ones it renews.
+    pub leaf_validity_seconds: u64,
+    /// A node renews a kiln-issued certificate with less than this left.
+    pub renew_before_seconds: u64,
     /// Validity of the cluster's CAs (kubeadm's caCertificateValidityPeriod);
     /// node configs written before this field read as the profile default.
     #[serde(default = "default_ca_validity_days")]
@@ -231,7 +234,8 @@ mod tests {
             kubernetes_version: "1.36.2".into(),
             pki: PkiSettings {
                 key_algorithm: KeyAlgorithm::EcdsaP256,
-                leaf_validity_days: 365,
+                leaf_validity_seconds: 365 * 86_400,
+                renew_before_seconds: 120 * 86_400,
                 ca_validity_days: 3650,
             },
             etcd: EtcdSettings {

@@ -29,6 +29,8 @@ pub enum PkiError {
     Signing(String, rcgen::Error),
     #[error("invalid DNS name {0:?} for a certificate")]
     BadDnsName(String),
+    #[error("the CA certificate cannot be read: {0}")]
+    BadCa(String),
 }
 
 /// Key algorithms that both etcd and kubeadm load (no Ed25519: neither accepts it).
@@ -91,13 +93,16 @@ pub struct LeafSpec {
     pub dns_names: Vec<String>,
     pub ips: Vec<IpAddr>,
     pub algorithm: KeyAlgorithm,
-    pub validity_days: u32,
+    /// How long the certificate is valid from now (never past its CA).
+    pub validity_seconds: u64,
 }
 
 /// A certificate authority that can issue leaf certificates.
 pub struct Authority {
     cert_pem: String,
     issuer: Issuer<'static, KeyPair>,
+    /// No leaf outlives its CA.
+    not_after: OffsetDateTime,
 }
 
 impl Authority {
@@ -117,7 +122,7 @@ impl Authority {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        set_validity(&mut params, CA_BACKDATE, validity_days);
+        set_validity(&mut params, CA_BACKDATE, u64::from(validity_days) * 86_400);
         let cert = params
             .self_signed(&key)
             .map_err(|e| PkiError::Signing(common_name.to_owned(), e))?;
@@ -127,6 +132,7 @@ impl Authority {
         };
         let authority = Authority {
             cert_pem: material.cert_pem.clone(),
+            not_after: params.not_after,
             issuer: Issuer::new(params, key),
         };
         Ok((authority, material))
@@ -135,10 +141,14 @@ impl Authority {
     /// Loads an existing CA from its PEM certificate and private key.
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?;
+        let not_after = CertInfo::from_pem(cert_pem)
+            .map_err(PkiError::BadCa)?
+            .not_after;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(PkiError::BadCaCertificate)?;
         Ok(Authority {
             cert_pem: cert_pem.to_owned(),
             issuer,
+            not_after,
         })
     }
 
@@ -152,9 +162,18 @@ impl Authority {
         spki_hash(self.issuer.key())
     }
 
-    /// Issues a leaf certificate signed by this CA.
+    /// Issues a leaf certificate signed by this CA, with a new key.
     pub fn issue(&self, spec: &LeafSpec) -> Result<CertifiedKey, PkiError> {
-        let key = spec.algorithm.generate()?;
+        self.sign(spec, spec.algorithm.generate()?)
+    }
+
+    /// Issues a new certificate for the existing private key `key_pem`
+    /// (renewal: the key never changes, only its certificate).
+    pub fn reissue(&self, spec: &LeafSpec, key_pem: &str) -> Result<CertifiedKey, PkiError> {
+        self.sign(spec, KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?)
+    }
+
+    fn sign(&self, spec: &LeafSpec, key: KeyPair) -> Result<CertifiedKey, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name =
             distinguished_name(&spec.common_name, spec.organization.as_deref());
@@ -181,7 +200,8 @@ impl Authority {
         params
             .subject_alt_names
             .extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
-        set_validity(&mut params, LEAF_BACKDATE, spec.validity_days);
+        set_validity(&mut params, LEAF_BACKDATE, spec.validity_seconds);
+        params.not_after = params.not_after.min(self.not_after);
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|e| PkiError::Signing(spec.common_name.clone(), e))?;
@@ -212,10 +232,83 @@ fn distinguished_name(common_name: &str, organization: Option<&str>) -> Distingu
     dn
 }
 
-fn set_validity(params: &mut CertificateParams, backdate: Duration, days: u32) {
+fn set_validity(params: &mut CertificateParams, backdate: Duration, seconds: u64) {
     let now = OffsetDateTime::now_utc();
     params.not_before = now - backdate;
-    params.not_after = now + Duration::days(i64::from(days));
+    let lifetime = Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX));
+    // Validation bounds lifetimes far below this; saturate rather than panic.
+    params.not_after = now.checked_add(lifetime).unwrap_or(OffsetDateTime::new_utc(
+        time::Date::from_calendar_date(9999, time::Month::December, 31).expect("a valid date"),
+        time::Time::MIDNIGHT,
+    ));
+}
+
+/// What kiln needs to know of a certificate it (or kubeadm) issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// DNS names and IP addresses of its subjectAltName, as text.
+    pub sans: Vec<String>,
+}
+
+impl CertInfo {
+    /// The first certificate of a PEM text.
+    pub fn from_pem(pem: &str) -> Result<CertInfo, String> {
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        CertInfo::from_der(&block.contents)
+    }
+
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
+        use x509_parser::extensions::GeneralName;
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
+            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+        let time = |t: x509_parser::time::ASN1Time| t.to_datetime();
+        let sans = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|name| match name {
+                        GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                        GeneralName::IPAddress(bytes) => ip_text(bytes),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(CertInfo {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            not_before: time(cert.validity().not_before),
+            not_after: time(cert.validity().not_after),
+            sans,
+        })
+    }
+
+    /// Seconds until it expires (negative once expired).
+    pub fn seconds_left(&self, now: OffsetDateTime) -> i64 {
+        (self.not_after - now).whole_seconds()
+    }
+
+    /// Whether it is due for renewal: less than `renew_before` left.
+    pub fn due(&self, now: OffsetDateTime, renew_before_seconds: u64) -> bool {
+        self.seconds_left(now) < i64::try_from(renew_before_seconds).unwrap_or(i64::MAX)
+    }
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?).to_string()),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?).to_string()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -230,7 +323,7 @@ mod tests {
             dns_names: vec!["etcd1".into(), "localhost".into()],
             ips: vec!["10.77.0.11".parse().unwrap()],
             algorithm: KeyAlgorithm::EcdsaP256,
-            validity_days: 30,
+            validity_seconds: 30 * 86_400,
         }
     }
 

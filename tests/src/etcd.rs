@@ -91,7 +91,7 @@ fn leaf(ca: &Authority, name: &str, usage: Usage, ips: Vec<IpAddr>) -> Certified
         dns_names: vec![name.into(), format!("{name}.{DOMAIN}")],
         ips,
         algorithm: KeyAlgorithm::EcdsaP256,
-        validity_days: 30,
+        validity_seconds: 30 * 86_400,
     })
     .expect("issuing a test certificate")
 }
@@ -128,7 +128,8 @@ impl Fixture {
             kubernetes_version: "1.36.2".into(),
             pki: PkiSettings {
                 key_algorithm: KeyAlgorithm::EcdsaP256,
-                leaf_validity_days: 30,
+                leaf_validity_seconds: 30 * 86_400,
+                renew_before_seconds: 10 * 86_400,
                 ca_validity_days: 30,
             },
             etcd: EtcdSettings {

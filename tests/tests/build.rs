@@ -522,3 +522,121 @@ fn the_command_lines_base_beats_the_profiles() {
     );
     assert!(files.iter().any(|f| f.path == "/etc/kiln/node.toml"));
 }
+
+/// Whether openssl says `cert` is still valid `seconds` from now.
+fn valid_for(cert: &Path, seconds: u64) -> bool {
+    run(Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", &seconds.to_string(), "-in"])
+        .arg(cert))
+    .status
+    .success()
+}
+
+/// A rebuild outside the renewal window changes no byte of the secrets; one
+/// inside it reissues every leaf with its existing key and keeps the CAs.
+#[test]
+fn a_rebuild_reissues_the_leaves_inside_the_renewal_window_only() {
+    let build = Build::new();
+    let dir = build.dir.path();
+    let text = fs::read_to_string(profile("example.toml")).unwrap();
+    let with_pki = |pki: &str| {
+        let path = dir.join(format!("pki-{}.toml", pki.len()));
+        let replaced = text.replace("leaf_validity_days = 365", pki);
+        assert_ne!(replaced, text, "example.toml has leaf_validity_days = 365");
+        fs::write(&path, replaced).unwrap();
+        path
+    };
+    let short = with_pki("leaf_validity = \"10m\"");
+    build.ok(&short);
+    let s = build.secrets();
+    let first = digests(&s);
+    let leaves = [
+        "apiserver-etcd-client.crt",
+        "etcd/operator.crt",
+        "etcd/kiln-agent.crt",
+        "etcd/members/etcd1/server.crt",
+        "etcd/members/etcd2/peer.crt",
+    ];
+    for leaf in leaves {
+        assert!(!valid_for(&s.join(leaf), 1_800), "{leaf} lives 10 minutes");
+    }
+
+    let again = build.run(&short);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("reissued"));
+    assert_eq!(
+        digests(&s),
+        first,
+        "a rebuild outside the window changed the secrets"
+    );
+
+    let longer = with_pki("leaf_validity = \"1h\"\nrenew_before = \"30m\"");
+    // `kiln certs` sees the same: every certificate, each judged against
+    // the profile's window, exit 1 when one is due.
+    let certs = |profile: &Path, json: bool| {
+        let mut cmd = kiln();
+        cmd.arg("certs").arg(profile).arg("--secrets").arg(&s);
+        if json {
+            cmd.arg("--json");
+        }
+        run(&mut cmd)
+    };
+    let listed = certs(&short, true);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let crts = first.keys().filter(|n| n.ends_with(".crt")).count();
+    assert_eq!(rows.as_array().map(Vec::len), Some(crts));
+    assert!(rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["standing"] == "valid"));
+    let due = certs(&longer, false);
+    assert_eq!(due.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&due.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("etcd/kiln-agent.crt") && l.contains("RENEW")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("etcd/ca.crt") && l.contains(" ok ")),
+        "{table}"
+    );
+    assert!(String::from_utf8_lossy(&due.stderr).contains("renewal window"));
+
+    let renewed = build.run(&longer);
+    let stderr = String::from_utf8_lossy(&renewed.stderr);
+    assert!(renewed.status.success(), "{stderr}");
+    let after = digests(&s);
+    for (name, bytes) in &first {
+        let leaf = name.ends_with(".crt") && !name.ends_with("ca.crt");
+        if leaf {
+            assert_ne!(bytes, &after[name], "{name} was not reissued");
+            assert!(
+                stderr.contains(&format!("reissued {}", name)),
+                "{name}: {stderr}"
+            );
+        } else {
+            assert_eq!(bytes, &after[name], "{name} changed: keys and CAs stay");
+        }
+    }
+    for leaf in leaves {
+        assert!(valid_for(&s.join(leaf), 1_800), "{leaf} was not renewed");
+        let key = s.join(leaf.replace(".crt", ".key"));
+        let pubkey =
+            |args: &[&str], file: &Path| run_ok(Command::new("openssl").args(args).arg(file));
+        assert_eq!(
+            pubkey(&["x509", "-noout", "-pubkey", "-in"], &s.join(leaf)),
+            pubkey(&["pkey", "-pubout", "-in"], &key),
+            "{leaf} is not for its old key"
+        );
+    }
+}

@@ -159,6 +159,26 @@ pub struct PkiSection {
     pub ca_validity_days: u32,
     #[serde(default = "default_leaf_validity_days")]
     pub leaf_validity_days: u32,
+    /// The leaves' validity as a span (`"10m"`, `"365d"`), instead of
+    /// `leaf_validity_days`.
+    #[serde(default)]
+    pub leaf_validity: Option<Span>,
+    /// Leaves with less than this left are reissued by a build and renewed
+    /// by the nodes; default a third of the leaf validity.
+    #[serde(default)]
+    pub renew_before: Option<Span>,
+}
+
+impl PkiSection {
+    pub fn leaf_validity_seconds(&self) -> u64 {
+        self.leaf_validity
+            .map_or(u64::from(self.leaf_validity_days) * 86_400, Span::as_secs)
+    }
+
+    pub fn renew_before_seconds(&self) -> u64 {
+        self.renew_before
+            .map_or(self.leaf_validity_seconds() / 3, Span::as_secs)
+    }
 }
 
 impl Default for PkiSection {
@@ -167,6 +187,8 @@ impl Default for PkiSection {
             key_algorithm: KeyAlgorithm::default(),
             ca_validity_days: default_ca_validity_days(),
             leaf_validity_days: default_leaf_validity_days(),
+            leaf_validity: None,
+            renew_before: None,
         }
     }
 }

@@ -147,6 +147,19 @@ impl ClusterTls {
         Ok(status_ok && body.trim() == "ok")
     }
 
+    /// The certificate `endpoint` presents in its handshake (DER), verified
+    /// or not: the handshake may go on to fail for want of a client
+    /// certificate, and the server's has been seen by then.
+    pub fn presented_certificate(&self, endpoint: &str) -> Result<Vec<u8>> {
+        let outcome = self.connect(endpoint);
+        let seen = self.verifier.seen.lock().ok().and_then(|mut s| s.take());
+        match (seen, outcome) {
+            (Some(der), _) => Ok(der),
+            (None, Err(e)) => anyhow::bail!("{endpoint}: {e}"),
+            (None, Ok(_)) => anyhow::bail!("{endpoint} presented no certificate"),
+        }
+    }
+
     fn connect(&self, endpoint: &str) -> std::io::Result<(ClientConnection, TcpStream)> {
         if let Ok(mut seen) = self.verifier.seen.lock() {
             *seen = None;

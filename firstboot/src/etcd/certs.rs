@@ -87,7 +87,7 @@ fn leaf_spec(config: &NodeConfig, me: &NodeIdentity, usage: Usage) -> LeafSpec {
         dns_names,
         ips: vec![me.ip, IpAddr::V4(Ipv4Addr::LOCALHOST)],
         algorithm: config.pki.key_algorithm,
-        validity_days: config.pki.leaf_validity_days,
+        validity_seconds: config.pki.leaf_validity_seconds,
     }
 }
 

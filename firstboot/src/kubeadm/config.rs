@@ -171,11 +171,11 @@ impl<'a> KubeadmInputs<'a> {
                 ),
                 (
                     "certificateValidityPeriod",
-                    Node::str(go_days(pki.leaf_validity_days)),
+                    Node::str(go_seconds(pki.leaf_validity_seconds)),
                 ),
                 (
                     "caCertificateValidityPeriod",
-                    Node::str(go_days(pki.ca_validity_days)),
+                    Node::str(go_seconds(u64::from(pki.ca_validity_days) * 86_400)),
                 ),
             ]);
         }
@@ -295,8 +295,14 @@ pub fn encryption_algorithm(algorithm: KeyAlgorithm) -> &'static str {
 
 /// `days` as a Go duration the way Go prints one (`8760h0m0s`), which
 /// metav1.Duration parses with time.ParseDuration.
-fn go_days(days: u32) -> String {
-    format!("{}h0m0s", u64::from(days) * 24)
+/// A Go duration as Go prints it (`8760h0m0s`).
+fn go_seconds(seconds: u64) -> String {
+    format!(
+        "{}h{}m{}s",
+        seconds / 3600,
+        seconds % 3600 / 60,
+        seconds % 60
+    )
 }
 
 /// The host part of `host:port` or `[v6]:port`.

@@ -23,7 +23,8 @@ pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
         kubernetes_version: version.into(),
         pki: PkiSettings {
             key_algorithm: KeyAlgorithm::EcdsaP256,
-            leaf_validity_days: 365,
+            leaf_validity_seconds: 365 * 86_400,
+            renew_before_seconds: 120 * 86_400,
             ca_validity_days: 3650,
         },
         etcd: EtcdSettings {
@@ -143,7 +144,7 @@ fn every_document_parses_as_yaml() {
 fn v1beta4_cluster_configuration_carries_the_pki_settings() {
     let mut config = sample_config(Role::Master, "1.36.2");
     config.pki.key_algorithm = KeyAlgorithm::EcdsaP384;
-    config.pki.leaf_validity_days = 30;
+    config.pki.leaf_validity_seconds = 30 * 86_400;
     config.pki.ca_validity_days = 1;
     let text = inputs(&config).init_config();
     for line in [

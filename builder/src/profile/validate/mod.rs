@@ -83,6 +83,38 @@ fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
             );
         }
     }
+    if pki.leaf_validity.is_some() && check.is_written("pki.leaf_validity_days") {
+        check.error(
+            "pki.leaf_validity",
+            "both leaf_validity and leaf_validity_days are set",
+            "keep one: leaf_validity = \"365d\" (a span) or leaf_validity_days = 365",
+        );
+    }
+    let leaf = pki.leaf_validity_seconds();
+    if pki.leaf_validity.is_some_and(|s| s.as_secs() < 60) {
+        check.error(
+            "pki.leaf_validity",
+            format!("a leaf valid for {leaf} seconds expires before it can be renewed"),
+            "give at least a minute, like leaf_validity = \"10m\" (tests) or \"365d\"",
+        );
+    } else if leaf > u64::from(MAX_VALIDITY_DAYS) * 86_400 {
+        check.error(
+            "pki.leaf_validity",
+            format!("{leaf} seconds is over {MAX_VALIDITY_DAYS} days (a hundred years)"),
+            "give a lifetime of at most a hundred years, like leaf_validity = \"365d\"",
+        );
+    }
+    if let Some(renew) = pki.renew_before {
+        if renew.as_secs() == 0 || renew.as_secs() >= leaf {
+            check.error(
+                "pki.renew_before",
+                format!(
+                    "renew_before {renew} must be more than 0 and less than the leaf validity ({leaf} seconds)"
+                ),
+                "leave it out for a third of the leaf validity, or set a shorter span, like renew_before = \"30d\"",
+            );
+        }
+    }
     if pki.ca_validity_days == 0 {
         check.error(
             "pki.ca_validity_days",
@@ -96,12 +128,13 @@ fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
             "a certificate valid for 0 days is already expired",
             "set leaf_validity_days to a positive number, like 365",
         );
-    } else if pki.leaf_validity_days > pki.ca_validity_days && pki.ca_validity_days > 0 {
+    } else if leaf > u64::from(pki.ca_validity_days) * 86_400 && pki.ca_validity_days > 0 {
         check.error(
             "pki.leaf_validity_days",
             format!(
                 "leaf certificates ({} days) would outlive the CA that signs them ({} days)",
-                pki.leaf_validity_days, pki.ca_validity_days
+                leaf.div_ceil(86_400),
+                pki.ca_validity_days
             ),
             "set leaf_validity_days at most ca_validity_days, like 365",
         );

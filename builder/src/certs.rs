@@ -1,0 +1,205 @@
+//! `kiln certs`: every certificate of the secrets folder and, when asked,
+//! the serving certificates the live members present, each with subject,
+//! issuer, expiry and time left, judged against the renewal window.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use kiln_firstboot::control_plane::tls::ClusterTls;
+use kiln_firstboot::pki::CertInfo;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// How a certificate stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Standing {
+    Valid,
+    /// Less than `renew_before` left: the next build (or the node) renews it.
+    Renew,
+    Expired,
+}
+
+/// One certificate as `kiln certs` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertRow {
+    /// The file, relative to the secrets folder, or the endpoint.
+    pub source: String,
+    pub subject: String,
+    pub issuer: String,
+    /// RFC 3339.
+    pub not_after: String,
+    pub seconds_left: i64,
+    pub standing: Standing,
+}
+
+impl CertRow {
+    fn of(source: String, info: &CertInfo, now: OffsetDateTime, renew_before: u64) -> CertRow {
+        let seconds_left = info.seconds_left(now);
+        let standing = if seconds_left <= 0 {
+            Standing::Expired
+        } else if info.due(now, renew_before) {
+            Standing::Renew
+        } else {
+            Standing::Valid
+        };
+        CertRow {
+            source,
+            subject: info.subject.clone(),
+            issuer: info.issuer.clone(),
+            not_after: info
+                .not_after
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            seconds_left,
+            standing,
+        }
+    }
+}
+
+/// Every `*.crt` below the secrets folder, sorted by path.
+pub fn folder_rows(dir: &Path, now: OffsetDateTime, renew_before: u64) -> Result<Vec<CertRow>> {
+    let mut files = Vec::new();
+    collect(dir, &mut files)?;
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let pem =
+                fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let info =
+                CertInfo::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let rel = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+            Ok(CertRow::of(rel, &info, now, renew_before))
+        })
+        .collect()
+}
+
+fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            collect(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "crt") {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The serving certificate each client URL (`https://host:port`) presents,
+/// verified against the etcd CA; an endpoint that does not answer is an error row.
+pub fn endpoint_rows(
+    etcd_ca: &Path,
+    endpoints: &[String],
+    now: OffsetDateTime,
+    renew_before: u64,
+) -> Result<Vec<CertRow>> {
+    let tls = ClusterTls::new(etcd_ca)?;
+    endpoints
+        .iter()
+        .map(|url| {
+            let endpoint = url.trim_start_matches("https://").trim_end_matches('/');
+            let der = tls.presented_certificate(endpoint)?;
+            let info = CertInfo::from_der(&der).map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
+            Ok(CertRow::of(url.clone(), &info, now, renew_before))
+        })
+        .collect()
+}
+
+/// `3 days`, `5 h`, `12 min`, `40 s` (or `expired 2 days ago`).
+pub fn span_text(seconds: i64) -> String {
+    let amount = seconds.unsigned_abs();
+    let text = match amount {
+        a if a >= 2 * 86_400 => format!("{} days", a / 86_400),
+        a if a >= 2 * 3_600 => format!("{} h", a / 3_600),
+        a if a >= 120 => format!("{} min", a / 60),
+        a => format!("{a} s"),
+    };
+    if seconds < 0 {
+        format!("expired {text} ago")
+    } else {
+        text
+    }
+}
+
+/// Prints the rows as a table (or JSON); returns whether every one is valid.
+pub fn report(rows: &[CertRow], as_json: bool) -> Result<bool> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else {
+        let width = rows.iter().map(|r| r.source.len()).max().unwrap_or(0);
+        for row in rows {
+            let standing = match row.standing {
+                Standing::Valid => "ok",
+                Standing::Renew => "RENEW",
+                Standing::Expired => "EXPIRED",
+            };
+            println!(
+                "{:<width$}  {:<7}  {}  {:>16}  {}  (issuer {})",
+                row.source,
+                standing,
+                row.not_after,
+                span_text(row.seconds_left),
+                row.subject,
+                row.issuer
+            );
+        }
+    }
+    Ok(rows.iter().all(|r| r.standing == Standing::Valid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_firstboot::pki::{Authority, KeyAlgorithm, LeafSpec, Usage};
+
+    #[test]
+    fn rows_are_judged_against_the_renewal_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, material) = Authority::generate("ca", KeyAlgorithm::EcdsaP256, 10).unwrap();
+        fs::write(dir.path().join("ca.crt"), &material.cert_pem).unwrap();
+        let leaf = ca
+            .issue(&LeafSpec {
+                common_name: "short".into(),
+                organization: None,
+                usage: Usage::Client,
+                dns_names: vec![],
+                ips: vec![],
+                algorithm: KeyAlgorithm::EcdsaP256,
+                validity_seconds: 3_600,
+            })
+            .unwrap();
+        fs::create_dir(dir.path().join("etcd")).unwrap();
+        fs::write(dir.path().join("etcd/short.crt"), &leaf.cert_pem).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let rows = folder_rows(dir.path(), now, 7_200).unwrap();
+        let standing: Vec<(&str, Standing)> = rows
+            .iter()
+            .map(|r| (r.source.as_str(), r.standing))
+            .collect();
+        assert_eq!(
+            standing,
+            [
+                ("ca.crt", Standing::Valid),
+                ("etcd/short.crt", Standing::Renew)
+            ]
+        );
+        assert!(!report(&rows, true).unwrap());
+        let later = now + time::Duration::hours(2);
+        let rows = folder_rows(dir.path(), later, 60).unwrap();
+        assert_eq!(rows[1].standing, Standing::Expired);
+        assert!(rows[1].subject.contains("CN=short") && rows[1].issuer.contains("CN=ca"));
+    }
+
+    #[test]
+    fn spans_read_like_an_operator_says_them() {
+        assert_eq!(span_text(3 * 86_400 + 5), "3 days");
+        assert_eq!(span_text(5 * 3_600), "5 h");
+        assert_eq!(span_text(600), "10 min");
+        assert_eq!(span_text(-3 * 86_400), "expired 3 days ago");
+    }
+}
