@@ -63,6 +63,8 @@ pub mod kube {
     pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
     /// The external etcd's CA and the API server's client certificate for it.
     pub const ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
+    /// Stacked topology only: kubeadm signs the members' certificates with it.
+    pub const ETCD_CA_KEY: &str = "/etc/kubernetes/pki/etcd/ca.key";
     pub const ETCD_CLIENT_CERT: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
     pub const ETCD_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
     pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";

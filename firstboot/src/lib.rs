@@ -19,6 +19,7 @@ pub mod layout;
 pub mod logging;
 pub mod node_config;
 pub mod pki;
+pub mod renew;
 pub mod status;
 
 pub use node_config::NodeConfig;

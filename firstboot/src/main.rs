@@ -42,6 +42,9 @@ enum Command {
     /// Take a verified etcd snapshot, prune old ones, copy it to the
     /// profile's destination (what kiln-snapshot.timer runs).
     Snapshot,
+    /// Renew this node's kiln-issued certificates that are inside the
+    /// renewal window, keeping their keys (what kiln-renew.timer runs).
+    Renew,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan => println!("{}", etcd::plan(&node()?)?),
         Command::Settle => etcd::settle(&node()?)?,
         Command::Snapshot => etcd::backup::run(&node()?)?,
+        Command::Renew => kiln_firstboot::renew::run(&cli.root, &config)?,
     }
     Ok(())
 }

@@ -173,7 +173,31 @@ impl Authority {
         self.sign(spec, KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?)
     }
 
+    /// Signs the key of a PKCS#10 request (whose signature proves its sender
+    /// holds the key) with `spec`'s names and usage: nothing the request
+    /// asks for beyond its key is taken. Returns the certificate's PEM.
+    pub fn sign_request(&self, csr_pem: &str, spec: &LeafSpec) -> Result<String, PkiError> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::Signing(spec.common_name.clone(), e))?;
+        let cert = self
+            .params(spec)?
+            .signed_by(&csr.public_key, &self.issuer)
+            .map_err(|e| PkiError::Signing(spec.common_name.clone(), e))?;
+        Ok(cert.pem())
+    }
+
     fn sign(&self, spec: &LeafSpec, key: KeyPair) -> Result<CertifiedKey, PkiError> {
+        let cert = self
+            .params(spec)?
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| PkiError::Signing(spec.common_name.clone(), e))?;
+        Ok(CertifiedKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn params(&self, spec: &LeafSpec) -> Result<CertificateParams, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name =
             distinguished_name(&spec.common_name, spec.organization.as_deref());
@@ -202,14 +226,27 @@ impl Authority {
             .extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
         set_validity(&mut params, LEAF_BACKDATE, spec.validity_seconds);
         params.not_after = params.not_after.min(self.not_after);
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(|e| PkiError::Signing(spec.common_name.clone(), e))?;
-        Ok(CertifiedKey {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params)
     }
+}
+
+/// A PKCS#10 request for the key `key_pem`, subject `CN=common_name`.
+pub fn signing_request(common_name: &str, key_pem: &str) -> Result<String, PkiError> {
+    let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(common_name, None);
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| PkiError::Signing(common_name.to_owned(), e))?;
+    csr.pem()
+        .map_err(|e| PkiError::Signing(common_name.to_owned(), e))
+}
+
+/// The DER SubjectPublicKeyInfo of the private key `key_pem`.
+pub fn public_key_of(key_pem: &str) -> Result<Vec<u8>, PkiError> {
+    Ok(KeyPair::from_pem(key_pem)
+        .map_err(PkiError::BadKey)?
+        .subject_public_key_info())
 }
 
 /// A bare key pair (the service-account signing key): private PEM and public PEM.
@@ -247,6 +284,9 @@ fn set_validity(params: &mut CertificateParams, backdate: Duration, seconds: u64
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     pub subject: String,
+    pub common_name: Option<String>,
+    /// DER SubjectPublicKeyInfo of the certified key.
+    pub public_key: Vec<u8>,
     pub issuer: String,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
@@ -283,8 +323,16 @@ impl CertInfo {
                     .collect()
             })
             .unwrap_or_default();
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned);
         Ok(CertInfo {
             subject: cert.subject().to_string(),
+            common_name,
+            public_key: cert.public_key().raw.to_vec(),
             issuer: cert.issuer().to_string(),
             not_before: time(cert.validity().not_before),
             not_after: time(cert.validity().not_after),
@@ -342,6 +390,46 @@ mod tests {
         let loaded = Authority::load(&material.cert_pem, &material.key_pem).unwrap();
         assert_eq!(ca.discovery_hash(), loaded.discovery_hash());
         assert_eq!(ca.discovery_hash().len(), "sha256:".len() + 64);
+    }
+
+    #[test]
+    fn renewal_keeps_the_key_and_a_request_proves_it() {
+        let (ca, _) = Authority::generate("ca", KeyAlgorithm::EcdsaP256, 365).unwrap();
+        let first = ca.issue(&server_spec()).unwrap();
+        let again = ca.reissue(&server_spec(), &first.key_pem).unwrap();
+        let info = |pem: &str| CertInfo::from_pem(pem).unwrap();
+        assert_eq!(
+            info(&again.cert_pem).public_key,
+            public_key_of(&first.key_pem).unwrap()
+        );
+        let csr = signing_request("kiln-agent", &first.key_pem).unwrap();
+        let mut client = server_spec();
+        client.common_name = "kiln-agent".into();
+        client.usage = Usage::Client;
+        let signed = info(&ca.sign_request(&csr, &client).unwrap());
+        assert_eq!(signed.public_key, public_key_of(&first.key_pem).unwrap());
+        assert_eq!(signed.common_name.as_deref(), Some("kiln-agent"));
+        // One changed byte of the signed part: the signature no longer holds.
+        let mut lines: Vec<String> = csr.lines().map(str::to_owned).collect();
+        let flipped = if lines[1].as_bytes()[40] == b'A' {
+            "B"
+        } else {
+            "A"
+        };
+        lines[1].replace_range(40..41, flipped);
+        assert!(ca.sign_request(&lines.join("\n"), &client).is_err());
+    }
+
+    #[test]
+    fn a_leaf_never_outlives_its_ca() {
+        let (ca, material) = Authority::generate("ca", KeyAlgorithm::EcdsaP256, 1).unwrap();
+        let mut spec = server_spec();
+        spec.validity_seconds = 30 * 86_400;
+        let leaf = CertInfo::from_pem(&ca.issue(&spec).unwrap().cert_pem).unwrap();
+        assert_eq!(
+            leaf.not_after,
+            CertInfo::from_pem(&material.cert_pem).unwrap().not_after
+        );
     }
 
     #[test]

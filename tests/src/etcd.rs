@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_firstboot::etcd::config::{parse_env, ENV_FILE};
-use kiln_firstboot::layout::{pki as paths, under_root, NODE_CONFIG};
+use kiln_firstboot::layout::{kube, pki as paths, under_root, NODE_CONFIG};
 use kiln_firstboot::node_config::{
     DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology,
 };
@@ -78,12 +78,32 @@ impl Release {
 /// server/peer certs for every listed member.
 pub struct Fixture {
     pub config: NodeConfig,
+    lifetimes: Lifetimes,
     ca: CertifiedKey,
     client: CertifiedKey,
     members: Vec<(String, [CertifiedKey; 2])>,
 }
 
-fn leaf(ca: &Authority, name: &str, usage: Usage, ips: Vec<IpAddr>) -> CertifiedKey {
+/// How long the fixture's leaves live, and when nodes renew them.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub leaf_seconds: u64,
+    pub renew_before_seconds: u64,
+}
+
+/// The builder's defaults for a 30-day leaf: long enough for any test.
+pub const MONTH: Lifetimes = Lifetimes {
+    leaf_seconds: 30 * 86_400,
+    renew_before_seconds: 10 * 86_400,
+};
+
+fn leaf(
+    ca: &Authority,
+    name: &str,
+    usage: Usage,
+    ips: Vec<IpAddr>,
+    lifetimes: Lifetimes,
+) -> CertifiedKey {
     ca.issue(&LeafSpec {
         common_name: name.into(),
         organization: None,
@@ -91,7 +111,7 @@ fn leaf(ca: &Authority, name: &str, usage: Usage, ips: Vec<IpAddr>) -> Certified
         dns_names: vec![name.into(), format!("{name}.{DOMAIN}")],
         ips,
         algorithm: KeyAlgorithm::EcdsaP256,
-        validity_seconds: 30 * 86_400,
+        validity_seconds: lifetimes.leaf_seconds,
     })
     .expect("issuing a test certificate")
 }
@@ -99,6 +119,15 @@ fn leaf(ca: &Authority, name: &str, usage: Usage, ips: Vec<IpAddr>) -> Certified
 impl Fixture {
     /// Members `etcd1..` at the given addresses, discovered through `discovery`.
     pub fn new(ips: &[Ipv4Addr], discovery: DiscoverySource) -> Fixture {
+        Fixture::with_lifetimes(ips, discovery, MONTH)
+    }
+
+    /// The same with leaves of the given lifetimes.
+    pub fn with_lifetimes(
+        ips: &[Ipv4Addr],
+        discovery: DiscoverySource,
+        lifetimes: Lifetimes,
+    ) -> Fixture {
         let (ca, ca_material) =
             Authority::generate("kiln-test-etcd-ca", KeyAlgorithm::EcdsaP256, 30).unwrap();
         let members: Vec<Member> = ips
@@ -115,8 +144,8 @@ impl Fixture {
             .map(|m| {
                 let ips = vec![m.ip, IpAddr::V4(Ipv4Addr::LOCALHOST)];
                 let certs = [
-                    leaf(&ca, &m.name, Usage::Server, ips.clone()),
-                    leaf(&ca, &m.name, Usage::Peer, ips),
+                    leaf(&ca, &m.name, Usage::Server, ips.clone(), lifetimes),
+                    leaf(&ca, &m.name, Usage::Peer, ips, lifetimes),
                 ];
                 (m.name.clone(), certs)
             })
@@ -128,8 +157,8 @@ impl Fixture {
             kubernetes_version: "1.36.2".into(),
             pki: PkiSettings {
                 key_algorithm: KeyAlgorithm::EcdsaP256,
-                leaf_validity_seconds: 30 * 86_400,
-                renew_before_seconds: 10 * 86_400,
+                leaf_validity_seconds: lifetimes.leaf_seconds,
+                renew_before_seconds: lifetimes.renew_before_seconds,
                 ca_validity_days: 30,
             },
             etcd: EtcdSettings {
@@ -145,8 +174,9 @@ impl Fixture {
             control_plane: None,
         };
         Fixture {
-            client: leaf(&ca, "kiln-agent", Usage::Client, vec![]),
+            client: leaf(&ca, "kiln-agent", Usage::Client, vec![], lifetimes),
             ca: ca_material,
+            lifetimes,
             members: member_certs,
             config,
         }
@@ -156,6 +186,36 @@ impl Fixture {
     /// with the primary etcd release.
     pub fn node_root(&self, root: &Path) {
         self.node_root_with(root, Release::Primary);
+    }
+
+    /// A master's root as the image has it for renewal: the node
+    /// configuration of a master, the agent's and the API server's etcd
+    /// client certificates, and no etcd CA key.
+    pub fn master_root(&self, root: &Path) {
+        self.node_root(root);
+        let config = NodeConfig {
+            role: Role::Master,
+            ..self.config.clone()
+        };
+        let target = under_root(root, Path::new(NODE_CONFIG));
+        kiln_firstboot::fsutil::write_atomic(&target, config.to_toml().as_bytes(), 0o644).unwrap();
+        fs::remove_file(under_root(root, &paths::etcd_ca_key())).unwrap();
+        let ca = Authority::load(&self.ca.cert_pem, &self.ca.key_pem).unwrap();
+        let client = leaf(
+            &ca,
+            "kube-apiserver-etcd-client",
+            Usage::Client,
+            vec![],
+            self.lifetimes,
+        );
+        for (path, pem, mode) in [
+            (kube::ETCD_CLIENT_CERT, &client.cert_pem, 0o644),
+            (kube::ETCD_CLIENT_KEY, &client.key_pem, 0o600),
+        ] {
+            let target = under_root(root, Path::new(path));
+            fs::create_dir_all(target.parent().unwrap()).unwrap();
+            kiln_firstboot::fsutil::write_atomic(&target, pem.as_bytes(), mode).unwrap();
+        }
     }
 
     /// A fresh node root whose image carries etcd `release`.
@@ -230,12 +290,7 @@ pub fn agent_command(
         }
         None => host.command(&agent_binary().display().to_string()),
     };
-    // etcd's tools (snapshots, restores) are on a node's PATH.
-    let path = std::env::var("PATH").unwrap_or_default();
-    cmd.env(
-        "PATH",
-        format!("{}:{path}", Release::Primary.bin_dir().display()),
-    );
+    with_etcd_tools(&mut cmd);
     cmd.arg("--root")
         .arg(root)
         .arg("--no-start")
@@ -243,6 +298,16 @@ pub fn agent_command(
         .arg(timeout.to_string())
         .args(args);
     cmd
+}
+
+/// Puts the primary release's etcdctl and etcdutl first on `cmd`'s PATH,
+/// where a node (and an operator's machine) has etcd's client tools.
+pub fn with_etcd_tools(cmd: &mut Command) -> &mut Command {
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env(
+        "PATH",
+        format!("{}:{path}", Release::Primary.bin_dir().display()),
+    )
 }
 
 /// The agent under test: `$KILN_FIRSTBOOT_BIN` (benchmarks point it at the
@@ -323,6 +388,48 @@ pub fn members(host: &Host, root: &Path, endpoint: Ipv4Addr) -> Vec<serde_json::
     let out = etcdctl(host, root, &[endpoint], &["member", "list", "-w", "json"]);
     assert_ok(&out, "etcdctl member list");
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    value["members"].as_array().cloned().unwrap_or_default()
+}
+
+/// (ID, name) of each member, sorted; IDs as decimal text whether etcdctl
+/// (numbers) or the JSON gateway (strings) listed them.
+pub fn id_names(members: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut ids: Vec<(String, String)> = members
+        .iter()
+        .map(|m| {
+            let id = match &m["ID"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (id, m["name"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The member list as `endpoint` itself knows it: a serializable read
+/// through the JSON gateway, which a member answers without quorum (etcd
+/// 3.5's etcdctl asks for a linearizable one).
+pub fn local_members(host: &Host, root: &Path, endpoint: Ipv4Addr) -> Vec<serde_json::Value> {
+    let file = |p: PathBuf| under_root(root, &p);
+    let out = crate::run(
+        host.command("curl")
+            .args(["-s", "--max-time", "5", "--cacert"])
+            .arg(file(paths::etcd_ca_cert()))
+            .arg("--cert")
+            .arg(file(paths::etcd_agent_client_cert()))
+            .arg("--key")
+            .arg(file(paths::etcd_agent_client_key()))
+            .args(["-d", r#"{"linearizable":false}"#])
+            .arg(format!("https://{endpoint}:2379/v3/cluster/member/list")),
+    );
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "member list of {endpoint}: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     value["members"].as_array().cloned().unwrap_or_default()
 }
 

@@ -5,15 +5,15 @@
 use anyhow::{Context, Result};
 use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
 use kiln_firstboot::etcd::snapshot::verify_trailer;
-use kiln_firstboot::layout;
 use kiln_firstboot::node_config::BackupSettings;
 use std::path::{Path, PathBuf};
 
-use super::{Meta, RoleLayer, Unit};
+use super::{AgentTimer, Meta, RoleLayer};
 use crate::profile::{BackupSection, LoadedProfile, RestoreSource};
 
 pub const SNAPSHOT_TIMER: &str = "kiln-snapshot.timer";
-pub const SNAPSHOT_SERVICE: &str = "kiln-snapshot.service";
+#[cfg(test)]
+const SNAPSHOT_SERVICE: &str = "kiln-snapshot.service";
 
 /// The node configuration's backup settings; `None` when backups are off.
 pub fn node_settings(backup: &BackupSection) -> Option<BackupSettings> {
@@ -56,44 +56,15 @@ pub fn add(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()> {
 }
 
 fn add_timer(layer: &mut RoleLayer, interval: u64) {
-    // systemd's default accuracy (1 min) would swallow short intervals.
-    let accuracy = (interval / 10).clamp(1, 60);
-    layer.add_unit(
-        Unit {
-            name: SNAPSHOT_SERVICE.to_owned(),
-            contents: Some(format!(
-                "[Unit]\n\
-                 Description=kiln: take, verify and prune an etcd snapshot\n\
-                 After=etcd.service {agent_unit}\n\
-                 \n\
-                 [Service]\n\
-                 Type=oneshot\n\
-                 ExecStart={agent} snapshot\n",
-                agent_unit = layout::AGENT_UNIT,
-                agent = layout::AGENT_BINARY,
-            )),
-            dropins: vec![],
+    super::add_agent_timer(
+        layer,
+        AgentTimer {
+            stem: "kiln-snapshot",
+            what: "take, verify and prune an etcd snapshot",
+            command: "snapshot",
+            after: "etcd.service",
+            interval,
         },
-        false,
-    );
-    layer.add_unit(
-        Unit {
-            name: SNAPSHOT_TIMER.to_owned(),
-            contents: Some(format!(
-                "[Unit]\n\
-                 Description=kiln: etcd snapshot every {interval}s\n\
-                 \n\
-                 [Timer]\n\
-                 OnBootSec={interval}s\n\
-                 OnUnitActiveSec={interval}s\n\
-                 AccuracySec={accuracy}s\n\
-                 \n\
-                 [Install]\n\
-                 WantedBy=timers.target\n"
-            )),
-            dropins: vec![],
-        },
-        true,
     );
 }
 

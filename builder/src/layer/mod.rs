@@ -7,9 +7,11 @@
 pub mod backup;
 mod kube;
 mod roles;
+mod timers;
 
 pub use kube::ContainerdConfig;
 pub use roles::{build_layer, LayerInputs};
+pub use timers::{add_agent_timer, add_renew_timer, AgentTimer};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

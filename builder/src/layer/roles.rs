@@ -41,6 +41,11 @@ pub fn build_layer(
         Role::Master => add_master_pki(&mut layer, inputs.secrets, stacked),
         Role::Worker => add_worker_pki(&mut layer, inputs.secrets),
     }
+    // Workers hold no kiln-issued leaf: kubelet renews its own.
+    if role != Role::Worker {
+        let renew_before = inputs.profile.profile.pki.renew_before_seconds();
+        super::add_renew_timer(&mut layer, renew_before);
+    }
     if role != Role::Etcd {
         let version = inputs.profile.profile.cluster.kubernetes_version;
         let pause = crate::profile::versions::pause_image(version);

@@ -124,7 +124,8 @@ pub fn kiln_backup(node: &Node, files: &(PathBuf, PathBuf), out: &Path, args: &[
     let mut cmd = node
         .host
         .command(&crate::binary("kiln").display().to_string());
-    cmd.arg("backup")
+    super::with_etcd_tools(&mut cmd)
+        .arg("backup")
         .arg(&files.0)
         .arg("--secrets")
         .arg(&files.1)

@@ -31,10 +31,21 @@ pub struct Scenario {
 impl Scenario {
     /// A lab with `count` listed members at 10.77.<subnet>.11...
     pub fn new(tag: &str, subnet: u8, count: u8, discovery: DiscoverySource) -> Scenario {
+        Scenario::with_lifetimes(tag, subnet, count, discovery, super::MONTH)
+    }
+
+    /// The same with certificates of the given lifetimes.
+    pub fn with_lifetimes(
+        tag: &str,
+        subnet: u8,
+        count: u8,
+        discovery: DiscoverySource,
+        lifetimes: super::Lifetimes,
+    ) -> Scenario {
         let lab = Lab::new(tag, subnet);
         let ips: Vec<Ipv4Addr> = (0..count).map(|i| lab.addr(11 + i)).collect();
         Scenario {
-            fixture: Fixture::new(&ips, discovery),
+            fixture: Fixture::with_lifetimes(&ips, discovery, lifetimes),
             lab,
             dir: tempfile::tempdir().unwrap(),
             roots: AtomicU32::new(0),
@@ -60,6 +71,18 @@ impl Scenario {
         Node {
             label: format!("etcd-root{n}"),
             host,
+            root,
+        }
+    }
+
+    /// A master's root (see [`Fixture::master_root`]) at 10.77.<subnet>.<last>.
+    pub fn master_node(&self, last: u8) -> Node {
+        let n = self.roots.fetch_add(1, Ordering::SeqCst);
+        let root = self.dir.path().join(format!("root{n}"));
+        self.fixture.master_root(&root);
+        Node {
+            label: format!("master-root{n}"),
+            host: self.lab.host(last),
             root,
         }
     }

@@ -1,0 +1,315 @@
+//! `kiln-firstboot renew`, run by kiln-renew.timer: renews the leaf
+//! certificates kiln issued on this node before they expire, with their
+//! existing keys and names, so nothing restarts and no rebuild is needed.
+//! etcd reads its certificate files at every new TLS handshake, so a renewed
+//! member keeps serving; the agent reads its own at every run.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use time::OffsetDateTime;
+
+use crate::etcd::client::EtcdClient;
+use crate::etcd::config::cert_path;
+use crate::etcd::kv::KvCluster;
+use crate::fsutil::write_atomic;
+use crate::layout::{kube, pki, under_root};
+use crate::node_config::{NodeConfig, Role};
+use crate::pki::{public_key_of, signing_request, Authority, CertInfo, LeafSpec, Usage};
+
+/// A leaf certificate of this node that kiln renews, with its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLeaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub usage: Usage,
+}
+
+/// The kiln-issued leaves a node of `role` holds (node paths): an etcd
+/// member's serving and peer certificates and the agent's client
+/// certificate; on masters the API server's etcd client certificate too.
+pub fn node_leaves(role: Role) -> Vec<NodeLeaf> {
+    let leaf = |cert: PathBuf, key: PathBuf, usage| NodeLeaf { cert, key, usage };
+    let agent = leaf(
+        pki::etcd_agent_client_cert(),
+        pki::etcd_agent_client_key(),
+        Usage::Client,
+    );
+    match role {
+        Role::Etcd => vec![
+            leaf(
+                cert_path("server.crt"),
+                cert_path("server.key"),
+                Usage::Server,
+            ),
+            leaf(cert_path("peer.crt"), cert_path("peer.key"), Usage::Peer),
+            agent,
+        ],
+        Role::Master => vec![
+            agent,
+            leaf(
+                kube::ETCD_CLIENT_CERT.into(),
+                kube::ETCD_CLIENT_KEY.into(),
+                Usage::Client,
+            ),
+        ],
+        Role::Worker => vec![],
+    }
+}
+
+/// What `renew` did with one leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not due: this long is left.
+    Kept(i64),
+    Renewed,
+    /// Asked an etcd node to sign; the next run installs the answer.
+    Requested,
+    /// Not on this node (e.g. a master before kubeadm ran).
+    Absent,
+}
+
+/// The same certificate again: its subject name, names and addresses, for
+/// the node configuration's validity.
+pub fn respec(info: &CertInfo, usage: Usage, config: &NodeConfig) -> LeafSpec {
+    let (ips, dns_names): (Vec<_>, Vec<_>) = info
+        .sans
+        .iter()
+        .partition(|name| name.parse::<IpAddr>().is_ok());
+    LeafSpec {
+        common_name: info.common_name.clone().unwrap_or_default(),
+        organization: None,
+        usage,
+        dns_names: dns_names.into_iter().cloned().collect(),
+        ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
+        algorithm: config.pki.key_algorithm,
+        validity_seconds: config.pki.leaf_validity_seconds,
+    }
+}
+
+/// Who signs a renewed certificate: the etcd CA when the node holds its
+/// key (etcd nodes, stacked masters), else an etcd node, through etcd.
+enum Signer {
+    Local(Box<Authority>),
+    ThroughEtcd { cluster: KvCluster, node: String },
+}
+
+/// Where a node asks, and finds the answer, in etcd: a PKCS#10 request
+/// under `requests/<node>/<stem>`, the certificate under `issued/...`.
+const REQUESTS: &str = "/kiln/certs/requests/";
+const ISSUED: &str = "/kiln/certs/issued/";
+/// The only names an etcd node signs for others: the clients masters use.
+const SIGNED_FOR_OTHERS: [&str; 2] = ["kiln-agent", "kube-apiserver-etcd-client"];
+
+impl Signer {
+    /// The new certificate for `leaf`, or `None` while the request waits
+    /// for an etcd node.
+    fn sign(&self, leaf: &NodeLeaf, spec: &LeafSpec, key: &str) -> Result<Option<String>> {
+        match self {
+            Signer::Local(ca) => Ok(Some(ca.reissue(spec, key)?.cert_pem)),
+            Signer::ThroughEtcd { cluster, node } => {
+                let stem = leaf_stem(leaf);
+                let issued = format!("{ISSUED}{node}/{stem}");
+                let answer =
+                    cluster.call("read a renewed certificate", |c, e| c.get(e, &issued))?;
+                let mine = public_key_of(key)?;
+                if let Some(kv) = answer {
+                    let info = CertInfo::from_pem(&kv.value)
+                        .map_err(|e| anyhow::anyhow!("{issued}: {e}"))?;
+                    if info.public_key == mine {
+                        cluster
+                            .call("clear the renewed certificate", |c, e| c.delete(e, &issued))?;
+                        return Ok(Some(kv.value));
+                    }
+                }
+                let request = format!("{REQUESTS}{node}/{stem}");
+                let csr = signing_request(&spec.common_name, key)?;
+                cluster.call("ask for a renewed certificate", |c, e| {
+                    c.put(e, &request, &csr, 0)
+                })?;
+                tracing::info!(cert = %leaf.cert.display(), decision = "requested", "asked the etcd nodes to renew {} (this node holds no etcd CA key)", leaf.cert.display());
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn leaf_stem(leaf: &NodeLeaf) -> String {
+    leaf.cert
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Renews the node's due leaves; returns what happened to each.
+pub fn renew_leaves(
+    root: &Path,
+    config: &NodeConfig,
+    now: OffsetDateTime,
+) -> Result<Vec<(NodeLeaf, Outcome)>> {
+    let mut signer = None;
+    let mut outcomes = Vec::new();
+    for leaf in node_leaves(config.role) {
+        let cert_file = under_root(root, &leaf.cert);
+        let Ok(pem) = std::fs::read_to_string(&cert_file) else {
+            outcomes.push((leaf, Outcome::Absent));
+            continue;
+        };
+        let info = CertInfo::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
+        if !info.due(now, config.pki.renew_before_seconds) {
+            outcomes.push((leaf, Outcome::Kept(info.seconds_left(now))));
+            continue;
+        }
+        let signer = match &signer {
+            Some(s) => s,
+            None => signer.insert(signer_for(root, config)?),
+        };
+        let key_file = under_root(root, &leaf.key);
+        let key = std::fs::read_to_string(&key_file)
+            .with_context(|| format!("reading {}", key_file.display()))?;
+        let Some(renewed) = signer.sign(&leaf, &respec(&info, leaf.usage, config), &key)? else {
+            outcomes.push((leaf, Outcome::Requested));
+            continue;
+        };
+        write_atomic(&cert_file, renewed.as_bytes(), 0o644)
+            .with_context(|| format!("writing {}", cert_file.display()))?;
+        tracing::info!(
+            cert = %leaf.cert.display(),
+            decision = "renewed",
+            "renewed {} with its key: it had {} s left, less than renew_before",
+            leaf.cert.display(),
+            info.seconds_left(now)
+        );
+        outcomes.push((leaf, Outcome::Renewed));
+    }
+    Ok(outcomes)
+}
+
+/// The local etcd CA if the node holds its key, else etcd's members.
+fn signer_for(root: &Path, config: &NodeConfig) -> Result<Signer> {
+    if let Some(ca) = local_ca(root)? {
+        return Ok(Signer::Local(Box::new(ca)));
+    }
+    Ok(Signer::ThroughEtcd {
+        cluster: agent_cluster(root, config)?,
+        node: nix::unistd::gethostname()
+            .context("reading this node's hostname")?
+            .to_string_lossy()
+            .into_owned(),
+    })
+}
+
+/// The etcd cluster as this node's agent reaches it.
+fn agent_cluster(root: &Path, config: &NodeConfig) -> Result<KvCluster> {
+    let file = |p: PathBuf| under_root(root, &p);
+    let client = EtcdClient::new(
+        &file(pki::etcd_ca_cert()),
+        &file(pki::etcd_agent_client_cert()),
+        &file(pki::etcd_agent_client_key()),
+    )
+    .context("loading the agent's etcd client certificate")?;
+    Ok(KvCluster {
+        client,
+        endpoints: config.etcd_client_urls(),
+    })
+}
+
+/// The etcd CA, when its key is on this node: baked for etcd nodes, or
+/// kubeadm's on stacked masters.
+fn local_ca(root: &Path) -> Result<Option<Authority>> {
+    let pairs = [
+        (pki::etcd_ca_cert(), pki::etcd_ca_key()),
+        (
+            PathBuf::from(kube::ETCD_CA),
+            PathBuf::from(kube::ETCD_CA_KEY),
+        ),
+    ];
+    for (cert, key) in pairs {
+        let (cert, key) = (under_root(root, &cert), under_root(root, &key));
+        if let (Ok(cert_pem), Ok(key_pem)) = (
+            std::fs::read_to_string(&cert),
+            std::fs::read_to_string(&key),
+        ) {
+            let ca = Authority::load(&cert_pem, &key_pem)
+                .with_context(|| format!("loading the etcd CA {}", key.display()))?;
+            return Ok(Some(ca));
+        }
+    }
+    Ok(None)
+}
+
+/// On etcd nodes: signs the waiting requests of nodes without the CA key,
+/// for the client names they hold, with the node configuration's validity.
+pub fn sign_waiting_requests(root: &Path, config: &NodeConfig) -> Result<usize> {
+    let Some(ca) = local_ca(root)? else {
+        return Ok(0);
+    };
+    let cluster = agent_cluster(root, config)?;
+    let waiting = cluster.call("read renewal requests", |c, e| {
+        c.range(e, REQUESTS, true, 0).map(|r| r.kvs)
+    })?;
+    let mut signed = 0;
+    for kv in waiting {
+        let rest = kv.key.strip_prefix(REQUESTS).unwrap_or_default().to_owned();
+        let cn = match rcgen_common_name(&kv.value) {
+            Some(cn) if SIGNED_FOR_OTHERS.contains(&cn.as_str()) => cn,
+            other => {
+                tracing::warn!(request = %kv.key, "refusing a renewal request for {other:?}: etcd nodes sign only {SIGNED_FOR_OTHERS:?}");
+                cluster.call("drop a refused request", |c, e| c.delete(e, &kv.key))?;
+                continue;
+            }
+        };
+        let spec = LeafSpec {
+            common_name: cn,
+            organization: None,
+            usage: Usage::Client,
+            dns_names: vec![],
+            ips: vec![],
+            algorithm: config.pki.key_algorithm,
+            validity_seconds: config.pki.leaf_validity_seconds,
+        };
+        let cert = ca.sign_request(&kv.value, &spec)?;
+        let issued = format!("{ISSUED}{rest}");
+        cluster.call("hand out a renewed certificate", |c, e| {
+            c.put(e, &issued, &cert, 0)
+        })?;
+        cluster.call("clear the signed request", |c, e| c.delete(e, &kv.key))?;
+        tracing::info!(request = %kv.key, decision = "signed", "signed the renewal request {}", kv.key);
+        signed += 1;
+    }
+    Ok(signed)
+}
+
+/// The subject common name a PKCS#10 request asks for.
+fn rcgen_common_name(csr_pem: &str) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).ok()?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .ok()?;
+    let subject = &csr.certification_request_info.subject;
+    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    Some(cn)
+}
+
+/// `kiln-firstboot renew`.
+pub fn run(root: &Path, config: &NodeConfig) -> Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let outcomes = renew_leaves(root, config, now)?;
+    let signed = match config.role {
+        Role::Etcd => sign_waiting_requests(root, config)?,
+        Role::Master | Role::Worker => 0,
+    };
+    let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
+    tracing::info!(
+        renewed = count(Outcome::Renewed),
+        requested = count(Outcome::Requested),
+        signed,
+        "certificate renewal done: {} renewed, {} waiting for an etcd node, {signed} signed for others",
+        count(Outcome::Renewed),
+        count(Outcome::Requested)
+    );
+    Ok(())
+}
