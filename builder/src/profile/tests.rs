@@ -342,6 +342,194 @@ fn names_that_become_cert_sans_follow_kubeadm() {
         .contains("brackets"));
 }
 
+/// BASE with etcd1 at `ip` on the single node subnet `subnet`: the message
+/// of the error on its address, or `None` when it loads without warnings.
+fn address_error(subnet: &str, ip: &str) -> Option<String> {
+    let text = BASE
+        .replace("10.77.0.0/24", subnet)
+        .replace("10.77.0.11", ip);
+    match load_text(&text).1 {
+        Ok(loaded) => {
+            assert!(loaded.warnings.is_empty(), "{ip}: {:?}", loaded.warnings);
+            None
+        }
+        Err(e) => Some(find(&e.diagnostics, "etcd.members[0].ip").to_string()),
+    }
+}
+
+#[test]
+fn node_addresses_are_host_addresses_of_their_subnet() {
+    // The first and last host of each subnet pass, the addresses around them
+    // fail; a /31 (RFC 3021) and a /32 have no network or broadcast address,
+    // an IPv6 /127 (RFC 6164) and /128 no subnet-router anycast.
+    for (subnet, good) in [
+        ("10.77.0.0/24", "10.77.0.1"),
+        ("10.77.0.0/24", "10.77.0.254"),
+        ("10.77.0.8/30", "10.77.0.9"),
+        ("10.77.0.8/30", "10.77.0.10"),
+        ("10.77.0.10/31", "10.77.0.10"),
+        ("10.77.0.10/31", "10.77.0.11"),
+        ("10.77.0.11/32", "10.77.0.11"),
+        ("fd00:77::/64", "fd00:77::1"),
+        ("fd00:77::/64", "fd00:77::ffff:ffff:ffff:ffff"),
+        ("fd00:77::/126", "fd00:77::3"),
+        ("fd00:77::/127", "fd00:77::"),
+        ("fd00:77::/127", "fd00:77::1"),
+        ("fd00:77::11/128", "fd00:77::11"),
+    ] {
+        assert_eq!(address_error(subnet, good), None, "{good} in {subnet}");
+    }
+    for (subnet, bad, words) in [
+        (
+            "10.77.0.0/24",
+            "10.77.0.0",
+            "network address of node subnet 10.77.0.0/24",
+        ),
+        (
+            "10.77.0.0/24",
+            "10.77.0.255",
+            "broadcast address of node subnet 10.77.0.0/24",
+        ),
+        ("10.77.0.8/30", "10.77.0.8", "network address"),
+        ("10.77.0.8/30", "10.77.0.11", "broadcast address"),
+        ("fd00:77::/64", "fd00:77::", "subnet-router anycast address"),
+        (
+            "fd00:77::/126",
+            "fd00:77::",
+            "subnet-router anycast address",
+        ),
+    ] {
+        let e = address_error(subnet, bad).unwrap_or_else(|| panic!("{bad} in {subnet} passed"));
+        assert!(e.contains(words), "{bad} in {subnet}: {e}");
+    }
+    let e = address_error("10.77.0.0/24", "10.77.0.255").unwrap();
+    assert!(
+        e.contains("help: use a host address of 10.77.0.0/24, from 10.77.0.1 to 10.77.0.254"),
+        "{e}"
+    );
+}
+
+#[test]
+fn link_local_mapped_and_special_addresses_are_refused() {
+    // Both ends of 169.254.0.0/16 and fe80::/10, and their neighbours.
+    for (subnet, bad) in [
+        ("10.77.0.0/24", "169.254.0.1"),
+        ("10.77.0.0/24", "169.254.255.254"),
+        ("169.254.0.0/16", "169.254.0.12"),
+        ("fd00:77::/64", "fe80::1"),
+        ("fe80::/64", "fe80::1"),
+        ("fd00:77::/64", "febf:ffff::1"),
+    ] {
+        let e = address_error(subnet, bad).unwrap_or_else(|| panic!("{bad} passed"));
+        assert!(e.contains("is a link-local address"), "{bad}: {e}");
+    }
+    for (subnet, good) in [
+        ("169.253.0.0/16", "169.253.255.254"),
+        ("169.255.0.0/16", "169.255.0.1"),
+        ("fe7f::/64", "fe7f::1"),
+        ("fec0::/64", "fec0::1"),
+    ] {
+        assert_eq!(address_error(subnet, good), None, "{good} in {subnet}");
+    }
+    // Even inside a node subnet of mapped addresses, the fix is the IPv4 one.
+    for subnet in ["10.77.0.0/24", "::ffff:0:0/96"] {
+        let e = address_error(subnet, "::ffff:10.77.0.11").expect("mapped address passed");
+        assert!(e.contains("IPv4-mapped"), "{e}");
+        assert!(
+            e.contains("help: write the IPv4 address, \"10.77.0.11\""),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        address_error("::/96", "::a4d:b"),
+        None,
+        "IPv4-compatible is not mapped"
+    );
+    for (subnet, bad) in [
+        ("10.77.0.0/24", "0.0.0.0"),
+        ("10.77.0.0/24", "127.0.0.1"),
+        ("10.77.0.0/24", "224.0.0.1"),
+        ("10.77.0.0/24", "255.255.255.255"),
+        ("fd00:77::/64", "::"),
+        ("fd00:77::/64", "::1"),
+        ("fd00:77::/64", "ff02::1"),
+    ] {
+        let e = address_error(subnet, bad).unwrap_or_else(|| panic!("{bad} passed"));
+        assert!(e.contains("cannot be a node address"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn the_vip_is_a_host_address_too() {
+    let vip = |address: &str| {
+        with_control_plane(
+            &format!("vip = {{ address = \"{address}\", interface = \"eth0\" }}\n"),
+            "",
+        )
+        .replace("10.77.0.21:6443", &format!("{address}:6443"))
+    };
+    assert!(warnings_of(&vip("10.77.0.254")).is_empty());
+    for (bad, words) in [
+        ("10.77.0.255", "broadcast address"),
+        ("10.77.0.0", "network address"),
+        ("169.254.0.100", "link-local"),
+        ("::ffff:10.77.0.100", "IPv4-mapped"),
+    ] {
+        let d = errors_of(&vip(bad));
+        let e = find(&d, "control_plane.vip.address");
+        assert!(e.message.contains(words), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn the_data_dir_is_a_folder_of_etcds_own_under_var() {
+    let with = |dir: &str| BASE.replace("[etcd]\n", &format!("[etcd]\ndata_dir = \"{dir}\"\n"));
+    assert!(warnings_of(BASE).is_empty(), "the default /var/lib/etcd");
+    for good in [
+        "/var/lib/etcd",
+        "/var/etcd",
+        "/var/lib/etcd2",
+        "/var/lib/kilnx",
+        "/var/lib/dpkg-etcd",
+        "/var/runner/etcd",
+        "/var/log/etcd",
+        "/var/opt/etcd",
+    ] {
+        assert!(warnings_of(&with(good)).is_empty(), "{good}");
+    }
+    for (bad, words) in [
+        ("/etc", "not below /var: the agent chowns data_dir to the etcd user, which would hand /etc to etcd"),
+        ("/", "not below /var"),
+        ("/variable/etcd", "not below /var"),
+        ("/srv/etcd", "not below /var"),
+        ("/var", "is /var itself"),
+        ("/var/", "not a clean absolute path"),
+        ("/var/lib/etcd/", "not a clean absolute path"),
+        ("/var//lib/etcd", "not a clean absolute path"),
+        ("/var/lib/./etcd", "not a clean absolute path"),
+        ("/var/lib/../../etc", "not a clean absolute path"),
+        ("var/lib/etcd", "not an absolute path"),
+        ("", "not an absolute path"),
+        ("/var/lib", "is a system folder"),
+        ("/var/log", "is a system folder"),
+        ("/var/tmp", "is a system folder"),
+        ("/var/cache", "is a system folder"),
+        ("/var/run", "is a system folder"),
+        ("/var/lib/dpkg", "is a system folder"),
+        ("/var/lib/apt", "is a system folder"),
+        ("/var/lib/systemd", "is a system folder"),
+        ("/var/lib/kiln", "is kiln's state folder"),
+        ("/var/lib/kiln/etcd", "inside kiln's state folder /var/lib/kiln"),
+        ("/var/run/etcd", "a link into /run"),
+        ("/var/lock/etcd", "a link into /run"),
+    ] {
+        let d = errors_of(&with(bad));
+        let e = find(&d, "etcd.data_dir");
+        assert!(e.message.contains(words), "{bad:?}: {e}");
+        assert_eq!((e.line, e.column), (9, 12), "{bad:?}");
+    }
+}
+
 fn fixtures(folder: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")

@@ -35,6 +35,32 @@ impl Cidr {
         }
     }
 
+    /// The address of `bits` in the family of `like`.
+    fn from_bits(bits: u128, like: IpAddr) -> IpAddr {
+        match like {
+            IpAddr::V4(_) => IpAddr::from((bits as u32).to_be_bytes()),
+            IpAddr::V6(_) => IpAddr::from(bits.to_be_bytes()),
+        }
+    }
+
+    /// The block's lowest address, the network address itself.
+    pub fn network(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The block's highest address, the broadcast address of an IPv4
+    /// network up to /30. IPv6 has no broadcast, and a /31 (RFC 3021) or
+    /// /32 none either: their every address is a host's.
+    pub fn broadcast(&self) -> Option<IpAddr> {
+        let (net, width) = Self::bits(self.addr);
+        (width == 32 && self.prefix <= 30).then(|| {
+            Self::from_bits(
+                net | (!Self::mask(self.prefix, width) & 0xffff_ffff),
+                self.addr,
+            )
+        })
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         let (net, width) = Self::bits(self.addr);
         let (addr, addr_width) = Self::bits(ip);
@@ -67,11 +93,7 @@ impl FromStr for Cidr {
             format!("prefix {prefix:?} in {s:?} must be a number from 0 to {width}")
         })?;
         if bits & !Self::mask(prefix, width) != 0 {
-            let (net, _) = (bits & Self::mask(prefix, width), ());
-            let net = match addr {
-                IpAddr::V4(_) => IpAddr::from((net as u32).to_be_bytes()),
-                IpAddr::V6(_) => IpAddr::from(net.to_be_bytes()),
-            };
+            let net = Self::from_bits(bits & Self::mask(prefix, width), addr);
             return Err(format!(
                 "{s:?} has host bits set: did you mean {net}/{prefix}?"
             ));
@@ -218,6 +240,21 @@ mod tests {
         assert!(wide.overlaps(&net) && net.overlaps(&wide));
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn cidr_network_and_broadcast() {
+        let net = |s: &str| s.parse::<Cidr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(net("10.77.0.0/24").network(), ip("10.77.0.0"));
+        assert_eq!(net("10.77.0.0/24").broadcast(), Some(ip("10.77.0.255")));
+        assert_eq!(net("10.77.0.8/30").broadcast(), Some(ip("10.77.0.11")));
+        assert_eq!(net("0.0.0.0/0").broadcast(), Some(ip("255.255.255.255")));
+        // RFC 3021: a /31 is two hosts; a /32 is one.
+        assert_eq!(net("10.77.0.10/31").broadcast(), None);
+        assert_eq!(net("10.77.0.11/32").broadcast(), None);
+        assert_eq!(net("fd00::/64").network(), ip("fd00::"));
+        assert_eq!(net("fd00::/64").broadcast(), None);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! Checks of cluster-wide settings: names, version, subnets, the etcd
-//! topology and ports, and the control-plane endpoint. The subnet, domain
-//! and endpoint rules are kubeadm's (each cites its source): a profile that
-//! passes them gives the agent a config kubeadm accepts.
+//! topology, ports and data dir, and the control-plane endpoint. The subnet,
+//! domain and endpoint rules are kubeadm's (each cites its source): a profile
+//! that passes them gives the agent a config kubeadm accepts.
 
 use std::net::IpAddr;
+use std::path::Path;
 
+use kiln_firstboot::layout::kiln_owner;
 use kiln_firstboot::node_config::Topology;
 
+use super::images::is_clean_absolute;
 use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};
 use crate::profile::model::{ClusterSection, ControlPlaneSection, EtcdSection, Profile};
 use crate::profile::types::{Cidr, KubeVersion};
@@ -255,16 +258,7 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
             "etcd listens on two ports: use client_port = 2379, peer_port = 2380",
         );
     }
-    if !etcd.data_dir.is_absolute() {
-        check.error(
-            "etcd.data_dir",
-            format!(
-                "data_dir {} is not an absolute path",
-                etcd.data_dir.display()
-            ),
-            "write a path on the node, like data_dir = \"/var/lib/etcd\"",
-        );
-    }
+    check_data_dir(&etcd.data_dir, check);
     if etcd.discovery.is_empty() {
         check.error(
             "etcd.discovery",
@@ -326,6 +320,77 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
             "use an odd number of etcd members, like 3 or 5",
         );
     }
+}
+
+/// Folders under /var that belong to the system, not to etcd.
+const SYSTEM_FOLDERS: [&str; 8] = [
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+    "/var/cache",
+    "/var/run",
+    "/var/lib/dpkg",
+    "/var/lib/apt",
+    "/var/lib/systemd",
+];
+/// Links to folders of /run on Debian, a tmpfs emptied at every boot.
+const RUN_LINKS: [&str; 2] = ["/var/run", "/var/lock"];
+
+/// The agent creates data_dir and chowns it to the etcd user (and moves a
+/// stale one aside), so data_dir must be a folder of etcd's own: clean,
+/// below /var, not a system folder nor kiln's state. `data_dir = "/etc"`
+/// would hand /etc to etcd.
+fn check_data_dir(data_dir: &Path, check: &mut Checker<'_>) {
+    let path = data_dir.to_string_lossy();
+    let below = |folder: &str| {
+        path.strip_prefix(folder)
+            .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let chown = "the agent chowns data_dir to the etcd user";
+    let own_folder = "use a folder of etcd's own under /var, like data_dir = \"/var/lib/etcd\"";
+    let (message, hint) = if !data_dir.is_absolute() {
+        (
+            format!("data_dir {path:?} is not an absolute path"),
+            own_folder,
+        )
+    } else if !is_clean_absolute(&path) && path != "/" {
+        (
+            format!("data_dir {path:?} is not a clean absolute path"),
+            "write it without '.', '..', '//' or a trailing '/', like data_dir = \"/var/lib/etcd\"",
+        )
+    } else if path == "/var" {
+        (
+            format!("data_dir is /var itself: {chown}, which would hand all of /var to etcd"),
+            own_folder,
+        )
+    } else if !below("/var") {
+        (
+            format!("data_dir {path} is not below /var: {chown}, which would hand {path} to etcd"),
+            own_folder,
+        )
+    } else if SYSTEM_FOLDERS.contains(&path.as_ref()) {
+        (
+            format!("data_dir {path} is a system folder: {chown}, which would hand {path} to etcd"),
+            own_folder,
+        )
+    } else if let Some(owner) = kiln_owner(&path) {
+        (
+            if path == owner {
+                format!("data_dir {path} is kiln's state folder: {chown}, which would hand kiln's state to etcd")
+            } else {
+                format!("data_dir {path} is inside kiln's state folder {owner}: {chown}, which would hand kiln's state to etcd")
+            },
+            own_folder,
+        )
+    } else if let Some(link) = RUN_LINKS.iter().find(|link| below(link)) {
+        (
+            format!("data_dir {path} is under {link}, a link into /run: a tmpfs emptied at every boot, so etcd would lose its data"),
+            own_folder,
+        )
+    } else {
+        return;
+    };
+    check.error("etcd.data_dir", message, hint);
 }
 
 fn check_control_plane(cp: &ControlPlaneSection, check: &mut Checker<'_>) {

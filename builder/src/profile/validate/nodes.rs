@@ -1,5 +1,6 @@
 //! Checks of every listed node (etcd members, masters, workers) and the VIP:
-//! names, DNS names, addresses inside the node subnets, no duplicates.
+//! names, DNS names, addresses inside the node subnets that a host may take
+//! there, no duplicates.
 //! A master's name, `<name>.<domain>` and dns_names become API server
 //! certSANs, which kubeadm's ValidateCertSANs
 //! (cmd/kubeadm/app/apis/kubeadm/validation/validation.go) holds to
@@ -7,7 +8,7 @@
 //! kiln's DNS-name rule is that subdomain rule with 63-character labels.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};
 use crate::profile::model::{NodeSpec, Profile};
@@ -107,13 +108,43 @@ fn check_name(field: &str, node: &NodeSpec, domain: &str, check: &mut Checker<'_
     }
 }
 
+/// The addresses kubelet's ValidateNodeIP (pkg/kubelet/kubelet_node_status.go)
+/// refuses as a node IP are refused for every node and the VIP: unspecified,
+/// loopback, multicast and link-local (Go's IsLinkLocalUnicast: 169.254.0.0/16,
+/// fe80::/10, addresses no router forwards). An IPv4-mapped IPv6 address is
+/// refused too: Go's net.ParseIP, which kubeadm, kubelet and etcd read
+/// addresses with, turns it into the IPv4 address, so they would work with
+/// another address than the one kiln checked and wrote.
 fn check_address(field: &str, ip: IpAddr, subnets: &[Cidr], check: &mut Checker<'_>) {
+    let example = if ip.is_ipv4() {
+        "\"10.10.0.11\""
+    } else {
+        "\"fd00:10::11\""
+    };
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_unicast_link_local(),
+    };
     let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || broadcast {
+    if let Some(v4) = mapped_ipv4(ip) {
+        check.error(
+            field,
+            format!(
+                "{ip} is an IPv4-mapped IPv6 address, which kubeadm, kubelet and etcd read as {v4}"
+            ),
+            format!("write the IPv4 address, \"{v4}\""),
+        );
+    } else if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || broadcast {
         check.error(
             field,
             format!("{ip} cannot be a node address"),
-            "use the unicast address the node has on its network, like \"10.10.0.11\"",
+            format!("use the unicast address the node has on its network, like {example}"),
+        );
+    } else if link_local {
+        check.error(
+            field,
+            format!("{ip} is a link-local address: no router forwards it, and kubelet refuses it as a node IP"),
+            format!("use the routable address the node has on its network, like {example}"),
         );
     } else if !subnets.is_empty() && !subnets.iter().any(|net| net.contains(ip)) {
         let nets: Vec<String> = subnets.iter().map(Cidr::to_string).collect();
@@ -122,5 +153,57 @@ fn check_address(field: &str, ip: IpAddr, subnets: &[Cidr], check: &mut Checker<
             format!("{ip} is outside every node subnet ({})", nets.join(", ")),
             "fix the address, or add its network to cluster.node_subnets",
         );
+    } else if let Some((message, hint)) = subnets.iter().find_map(|net| reserved_in(net, ip)) {
+        check.error(field, message, hint);
     }
+}
+
+fn mapped_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// Why `ip` is not a host address of node subnet `net`, with the fix.
+///
+/// IPv4 (RFC 1122 3.2.1.3, RFC 3021): up to a /30 the highest address is the
+/// subnet's broadcast (the kernel routes it as such, fib_add_ifaddr in
+/// net/ipv4/fib_frontend.c) and the lowest is the network itself: Linux
+/// takes it for a host's only since 5.14, and other hosts and routers on the
+/// subnet may still broadcast to it. In a /31 both addresses are hosts', a
+/// /32 is one.
+/// IPv6 (RFC 4291 2.6.1): the lowest address is the subnet-router anycast,
+/// which Linux answers on every interface that forwards (Kubernetes nodes
+/// do), except on a /127 or /128 (RFC 6164; addrconf_join_anycast in
+/// net/ipv6/addrconf.c).
+fn reserved_in(net: &Cidr, ip: IpAddr) -> Option<(String, String)> {
+    if !net.contains(ip) {
+        return None;
+    }
+    let message = match (ip, net.broadcast()) {
+        (IpAddr::V4(_), Some(broadcast)) if ip == broadcast => format!(
+            "{ip} is the broadcast address of node subnet {net}: what is sent to it goes to every host there"
+        ),
+        (IpAddr::V4(_), Some(_)) if ip == net.network() => format!(
+            "{ip} is the network address of node subnet {net}, not a host's: hosts and routers there may take it for a broadcast"
+        ),
+        (IpAddr::V6(_), _) if net.prefix <= 126 && ip == net.network() => format!(
+            "{ip} is the subnet-router anycast address of node subnet {net}: every node that forwards packets, as Kubernetes nodes do, answers it"
+        ),
+        _ => return None,
+    };
+    let hint = match (net.network(), net.broadcast()) {
+        (IpAddr::V4(first), Some(IpAddr::V4(last))) => format!(
+            "use a host address of {net}, from {} to {}",
+            Ipv4Addr::from(u32::from(first) + 1),
+            Ipv4Addr::from(u32::from(last) - 1)
+        ),
+        (IpAddr::V6(first), _) => format!(
+            "use another address of {net}, like {}",
+            Ipv6Addr::from(u128::from(first) + 1)
+        ),
+        _ => format!("use another address of {net}"),
+    };
+    Some((message, hint))
 }
