@@ -14,6 +14,9 @@ use kiln_e2e::etcd::scenario::{started_voting, Node, Scenario};
 use kiln_e2e::etcd::{self, agent, assert_ok, etcdctl, members, wait_healthy, Lifetimes};
 use kiln_firstboot::node_config::DiscoverySource;
 
+/// Every distinct content a (root, file) held, in order.
+type Versions = BTreeMap<(usize, &'static str), Vec<Vec<u8>>>;
+
 const LIFETIMES: Lifetimes = Lifetimes {
     leaf_seconds: 60,
     renew_before_seconds: 40,
@@ -60,7 +63,7 @@ fn minute_long_certificates_are_renewed_on_every_member_while_writes_go_on() {
     let stop = AtomicBool::new(false);
     let acknowledged = Mutex::new(Vec::new());
     // Every distinct certificate each root's files held: renewals show up here.
-    let seen: Mutex<BTreeMap<(usize, &str), Vec<Vec<u8>>>> = Mutex::new(BTreeMap::new());
+    let seen: Mutex<Versions> = Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut i = 0u32;
