@@ -110,6 +110,36 @@ pub fn endpoint_rows(
         .collect()
 }
 
+/// Warnings for `kiln health`: the operator's client certificate and the
+/// serving certificate of every answering member, when inside the window.
+pub fn expiry_warnings(secrets: &Path, client_urls: &[String], renew_before: u64) -> Vec<String> {
+    let now = OffsetDateTime::now_utc();
+    let mut rows: Vec<CertRow> = folder_rows(secrets, now, renew_before)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.source == "etcd/kiln-agent.crt")
+        .collect();
+    let ca = secrets.join("etcd/ca.crt");
+    for url in client_urls {
+        if let Ok(row) = endpoint_rows(&ca, std::slice::from_ref(url), now, renew_before) {
+            rows.extend(row);
+        }
+    }
+    rows.iter()
+        .filter(|r| r.standing != Standing::Valid)
+        .map(|r| {
+            format!(
+                "the certificate of {} ({}) ends {} ({}), inside the renewal window: \
+                 check that kiln-renew.timer runs there, or rebuild for the secrets folder's",
+                r.source,
+                r.subject,
+                r.not_after,
+                span_text(r.seconds_left)
+            )
+        })
+        .collect()
+}
+
 /// `3 days`, `5 h`, `12 min`, `40 s` (or `expired 2 days ago`).
 pub fn span_text(seconds: i64) -> String {
     let amount = seconds.unsigned_abs();

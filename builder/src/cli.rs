@@ -102,7 +102,17 @@ pub fn run(cli: Cli) -> Result<()> {
             let loaded = profile::load(&profile)?;
             let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
             let check = crate::health::HealthCheck::new(&loaded, &secrets, endpoints)?;
-            crate::health::report(&check.wait(wait), json, wait)
+            let health = check.wait(wait);
+            let urls: Vec<String> = health
+                .members
+                .iter()
+                .filter_map(|m| m.client_url.clone())
+                .collect();
+            let window = loaded.profile.pki.renew_before_seconds();
+            for warning in crate::certs::expiry_warnings(&secrets, &urls, window) {
+                eprintln!("warning: {warning}");
+            }
+            crate::health::report(&health, json, wait)
         }
         Command::Backup {
             profile,

@@ -230,6 +230,32 @@ impl Authority {
     }
 }
 
+/// Whether `cert_pem` chains to the CA `ca_pem` and is valid now, as a TLS
+/// peer verifying it as a client would (every kiln leaf is a client too).
+pub fn verify_chain(ca_pem: &str, cert_pem: &str) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, UnixTime};
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
+        .map_err(|e| format!("the CA is not a PEM certificate: {e}"))?;
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(ca)
+        .map_err(|e| format!("the CA is not usable: {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider,
+    )
+    .build()
+    .map_err(|e| format!("building a verifier: {e}"))?;
+    verifier
+        .verify_client_cert(&cert, &[], UnixTime::now())
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 /// A PKCS#10 request for the key `key_pem`, subject `CN=common_name`.
 pub fn signing_request(common_name: &str, key_pem: &str) -> Result<String, PkiError> {
     let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?;

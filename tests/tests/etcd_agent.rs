@@ -352,3 +352,52 @@ fn bad_node_configuration_exits_2_and_says_why_once() {
     }
     assert!(!root.path().join("etc/kiln/etcd.env").exists());
 }
+
+/// Breaks a fresh node root the way a bad image would.
+type Spoil = dyn Fn(&Node);
+
+/// `plan` checks what `run` needs before it says what it would do, and
+/// both refuse alike, changing nothing: a missing member certificate, a key
+/// others can read, a certificate of another cluster's CA.
+#[test]
+fn plan_and_run_refuse_alike_what_run_could_not_use() {
+    let sc = Scenario::new("p", 111, 3, DiscoverySource::Static);
+    let other = etcd::Fixture::new(&[sc.ip(11)], DiscoverySource::Static);
+    let member = "etc/kiln/pki/etcd/members/etcd1";
+    let cases: [(&str, &Spoil); 3] = [
+        ("server.crt", &|n: &Node| {
+            std::fs::remove_file(n.root.join(member).join("server.crt")).unwrap()
+        }),
+        ("has mode 644", &|n: &Node| {
+            let key = n.root.join(member).join("peer.key");
+            std::fs::set_permissions(key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .unwrap();
+        }),
+        (
+            "is not a valid certificate of this cluster's etcd CA",
+            &|n: &Node| {
+                let foreign = tempfile::tempdir().unwrap();
+                other.node_root(foreign.path());
+                std::fs::copy(
+                    foreign.path().join(member).join("server.crt"),
+                    n.root.join(member).join("server.crt"),
+                )
+                .unwrap();
+            },
+        ),
+    ];
+    let host = sc.lab.host(11);
+    for (words, spoil) in cases {
+        let node = sc.node_on(host.clone());
+        spoil(&node);
+        for verb in ["plan", "run"] {
+            let out = agent(&node.host, &node.root, None, &[verb]);
+            let said = stderr(&out);
+            assert!(!out.status.success(), "{verb} accepted a node with {words}");
+            assert!(said.contains(words), "{verb}: {said}");
+            assert!(!said.contains("bootstrapping"), "{verb}: {said}");
+        }
+        assert!(!node.root.join("etc/kiln/etcd.env").exists());
+        assert!(!node.root.join("etc/etcd").exists());
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kiln_e2e::etcd::backup::operator_files;
 use kiln_e2e::etcd::scenario::{started_voting, Node, Scenario};
 use kiln_e2e::etcd::{self, agent, assert_ok, etcdctl, members, wait_healthy, Lifetimes};
 use kiln_firstboot::node_config::DiscoverySource;
@@ -250,4 +251,59 @@ fn a_master_without_the_etcd_ca_key_renews_through_the_etcd_nodes() {
             .arg(master.root.join(certs[1])),
     );
     assert!(subject.contains("kube-apiserver-etcd-client"), "{subject}");
+}
+
+/// The operator sees certificates close to their end: `kiln health` warns
+/// (and still reports the cluster healthy), `kiln certs --endpoints` lists
+/// what each member presents as due and exits 1.
+#[test]
+fn health_and_certs_show_the_members_certificates_inside_the_window() {
+    let sc = Scenario::with_lifetimes("rw", 125, 3, DiscoverySource::Static, LIFETIMES);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    let dir = tempfile::tempdir().unwrap();
+    // The profile leaves renew_before at its default, a third of 365 days:
+    // the minute-long certificates are all inside it.
+    let (profile, secrets) = operator_files(&sc, &nodes[0], dir.path(), 125);
+    let kiln = |args: &[&str]| {
+        let mut cmd = nodes[0]
+            .host
+            .command(&kiln_e2e::binary("kiln").display().to_string());
+        cmd.args(args).arg(&profile).arg("--secrets").arg(&secrets);
+        kiln_e2e::run(&mut cmd)
+    };
+    let health = kiln(&["health"]);
+    let said = String::from_utf8_lossy(&health.stderr);
+    assert!(health.status.success(), "{said}");
+    for i in 11..14 {
+        assert!(
+            said.contains(&format!(
+                "the certificate of https://10.77.125.{i}:2379 (CN=etcd{})",
+                i - 10
+            )),
+            "{said}"
+        );
+    }
+    let urls = format!("https://{}:2379,https://{}:2379", sc.ip(11), sc.ip(12));
+    let certs = kiln(&["certs", "--json", "--endpoints", &urls]);
+    assert_eq!(certs.status.code(), Some(1));
+    let rows: serde_json::Value = serde_json::from_slice(&certs.stdout).unwrap();
+    let presented: Vec<&serde_json::Value> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("https://"))
+        })
+        .collect();
+    assert_eq!(presented.len(), 2, "{rows}");
+    for row in presented {
+        assert_eq!(row["standing"], "renew", "{row}");
+        assert!(
+            row["seconds_left"].as_i64().is_some_and(|s| s <= 60),
+            "{row}"
+        );
+    }
 }

@@ -110,9 +110,7 @@ pub fn plan(node: &Node) -> Result<String> {
         return Ok("already converged (done marker present): nothing to do".into());
     }
     let (plan, members) = make_plan(node)?;
-    if joins_running_cluster(&plan.decision) {
-        check_version(node, EtcdVersion::installed(&node.root)?, &members)?;
-    }
+    check_before_change(node, &plan, &members)?;
     Ok(describe(node, &plan))
 }
 
@@ -131,10 +129,7 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         // Before anything is written: refusing changes nothing.
         bail!("{sentence}");
     }
-    let version = EtcdVersion::installed(&node.root)?;
-    if joins_running_cluster(&plan.decision) {
-        check_version(node, version, &members)?;
-    }
+    let version = check_before_change(node, &plan, &members)?;
     // Verified before anything is written: a corrupt snapshot changes nothing.
     let restore = match plan.decision {
         Decision::Bootstrap => restore::prepare(node)?,
@@ -206,6 +201,19 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
     }
     start_etcd()?;
     settle::settle(node)
+}
+
+/// What `run` checks before it changes anything, and `plan` reports alike:
+/// the certificates, and the etcd version against the cluster's.
+fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Result<EtcdVersion> {
+    if plan.decision != Decision::Restart {
+        certs::preflight(&node.root, &node.me)?;
+    }
+    let version = EtcdVersion::installed(&node.root)?;
+    if joins_running_cluster(&plan.decision) {
+        check_version(node, version, members)?;
+    }
+    Ok(version)
 }
 
 /// Whether the decision starts this node's etcd against a running cluster

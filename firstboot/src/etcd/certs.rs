@@ -70,6 +70,76 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
     Ok(())
 }
 
+/// What `run` needs of the node's certificates, checked before anything
+/// changes, so `plan` reports the same failures `run` would: the agent's
+/// client certificate and the member certificates (or the CA key to mint
+/// them) are there, keys are 0600, and every certificate is signed by the
+/// etcd CA of this node's cluster.
+pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
+    let read = |p: &Path| {
+        let path = under_root(root, p);
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let ca_path = pki::etcd_ca_cert();
+    let ca = read(&ca_path)?;
+    let mut pairs = vec![(pki::etcd_agent_client_cert(), pki::etcd_agent_client_key())];
+    let installed = under_root(root, Path::new(CERT_DIR));
+    if me.has_baked_certs() {
+        let member = pki::etcd_member_dir(&me.name);
+        for stem in ["server", "peer"] {
+            pairs.push((
+                member.join(format!("{stem}.crt")),
+                member.join(format!("{stem}.key")),
+            ));
+        }
+    } else if !minted_already(&installed) {
+        let key = pki::etcd_ca_key();
+        if !under_root(root, &key).exists() {
+            anyhow::bail!(
+                "node {} ({}) is not a listed member on its address, so it must mint its \
+                 certificates, but the image has no etcd CA key {}; list the node in the profile",
+                me.name,
+                me.ip,
+                key.display()
+            );
+        }
+        private(root, &key)?;
+    }
+    for (cert, key) in pairs {
+        private(root, &key)?;
+        crate::pki::verify_chain(&ca, &read(&cert)?).map_err(|e| {
+            anyhow::anyhow!(
+                "{} is not a valid certificate of this cluster's etcd CA {}: {e}; the image \
+                 mixes certificates of two clusters or they expired: rebuild it from one \
+                 secrets folder",
+                cert.display(),
+                ca_path.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Refuses a key file others may read.
+fn private(root: &Path, key: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = under_root(root, key);
+    let mode = std::fs::metadata(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} has mode {mode:o}: a private key must be 0600; rebuild the image (kiln writes \
+             keys 0600) or run `chmod 600 {}`",
+            key.display(),
+            key.display()
+        );
+    }
+    Ok(())
+}
+
 fn minted_already(dir: &Path) -> bool {
     ["server.crt", "server.key", "peer.crt", "peer.key"]
         .iter()

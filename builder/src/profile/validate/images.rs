@@ -89,7 +89,7 @@ fn check_etcd_source(images: &ImagesSection, check: &mut Checker<'_>) {
         check.error(
             format!("images.etcd.{}", chosen[1]),
             format!(
-                "{} are all set: etcd can come from one place only",
+                "{} are set together: etcd can come from one place only",
                 chosen.join(" and ")
             ),
             "keep one: source = \"debian\" (Debian's packages), binaries = \"DIR\" (etcd, etcdctl \
