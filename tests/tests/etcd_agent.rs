@@ -354,7 +354,7 @@ fn bad_node_configuration_exits_2_and_says_why_once() {
 }
 
 /// Breaks a fresh node root the way a bad image would.
-type Spoil = dyn Fn(&Node);
+type Spoil<'a> = dyn Fn(&Node) + 'a;
 
 /// `plan` checks what `run` needs before it says what it would do, and
 /// both refuse alike, changing nothing: a missing member certificate, a key
@@ -364,7 +364,7 @@ fn plan_and_run_refuse_alike_what_run_could_not_use() {
     let sc = Scenario::new("p", 111, 3, DiscoverySource::Static);
     let other = etcd::Fixture::new(&[sc.ip(11)], DiscoverySource::Static);
     let member = "etc/kiln/pki/etcd/members/etcd1";
-    let cases: [(&str, &Spoil); 3] = [
+    let cases: [(&str, &Spoil<'_>); 3] = [
         ("server.crt", &|n: &Node| {
             std::fs::remove_file(n.root.join(member).join("server.crt")).unwrap()
         }),
