@@ -33,8 +33,6 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Role::Etcd, Role::Master, Role::Worker];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Etcd => "etcd",

@@ -6,7 +6,7 @@ mod static_list;
 
 use std::path::Path;
 
-use crate::node_config::{url_for, DiscoverySource, NodeConfig};
+use crate::node_config::{DiscoverySource, NodeConfig};
 
 /// A source of candidate etcd client URLs to probe.
 pub trait PeerSource: Send + Sync {
@@ -52,7 +52,3 @@ pub fn candidate_urls(sources: &[Box<dyn PeerSource>], exclude_own: &str) -> Vec
     urls
 }
 
-/// Own client URL, so the node does not probe itself.
-pub fn own_client_url(ip: std::net::IpAddr, config: &NodeConfig) -> String {
-    url_for(ip, config.etcd.client_port)
-}
