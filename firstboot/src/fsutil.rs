@@ -25,10 +25,13 @@ pub fn replace_atomically<T, E: From<io::Error>>(
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    // PID and a random part: a rerun after a crash may get the same PID,
+    // and must not trip over the temporary file the crash left.
     let tmp = parent_of(path).join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{:08x}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        fastrand::u32(..)
     ));
     let result = (|| {
         let mut file = OpenOptions::new()
