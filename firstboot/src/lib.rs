@@ -21,5 +21,6 @@ pub mod node_config;
 pub mod pki;
 pub mod renew;
 pub mod status;
+pub mod systemd;
 
 pub use node_config::NodeConfig;

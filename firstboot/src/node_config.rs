@@ -213,9 +213,14 @@ impl NodeConfig {
 
 /// `https://ip:port`, with brackets around IPv6 addresses.
 pub fn url_for(ip: IpAddr, port: u16) -> String {
+    format!("https://{}:{port}", bracketed(ip))
+}
+
+/// The address as the host of a URL or `host:port`: IPv6 in brackets.
+pub fn bracketed(ip: IpAddr) -> String {
     match ip {
-        IpAddr::V4(v4) => format!("https://{v4}:{port}"),
-        IpAddr::V6(v6) => format!("https://[{v6}]:{port}"),
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
     }
 }
 

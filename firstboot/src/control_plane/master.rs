@@ -4,8 +4,6 @@
 //! other control plane answers. Every master then makes sure the bootstrap
 //! token exists.
 
-use std::process::Command;
-
 use anyhow::{bail, Context, Result};
 
 use super::lock::{self, HeldLock, InitKeys, Step};
@@ -115,7 +113,7 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
             cp.masters
                 .iter()
                 .filter(|m| m.name != agent.me.name && m.ip != agent.me.ip)
-                .map(|m| format!("{}:{API_SERVER_PORT}", bracket(m.ip))),
+                .map(|m| format!("{}:{API_SERVER_PORT}", crate::node_config::bracketed(m.ip))),
         )
         .collect();
     let answering = || {
@@ -181,13 +179,6 @@ fn remove_stale_member(agent: &Agent) -> Result<()> {
     }
 }
 
-fn bracket(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        v4 => v4.to_string(),
-    }
-}
-
 fn join(why: String) -> Result<String> {
     let sentence = format!("{why}: joining it with kubeadm join --control-plane");
     tracing::info!(decision = %sentence, "decided");
@@ -213,12 +204,8 @@ fn setup_keepalived(agent: &Agent) -> Result<()> {
     if !agent.start {
         return Ok(());
     }
-    let status = Command::new("systemctl")
-        .args(["restart", "keepalived.service"])
-        .status()
-        .context("running systemctl restart keepalived.service")?;
-    if !status.success() {
-        bail!("systemctl restart keepalived.service failed with {status}; see journalctl -u keepalived");
-    }
-    Ok(())
+    crate::systemd::systemctl(
+        &["restart", "keepalived.service"],
+        "; see journalctl -u keepalived",
+    )
 }

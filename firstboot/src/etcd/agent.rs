@@ -3,7 +3,6 @@
 //! configuration, in an order where a crash at any point converges on rerun.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
@@ -333,13 +332,7 @@ fn start_etcd() -> Result<()> {
         &["enable", "etcd.service"],
         &["restart", "--no-block", "etcd.service"],
     ] {
-        let status = Command::new("systemctl")
-            .args(args)
-            .status()
-            .with_context(|| format!("running systemctl {}", args.join(" ")))?;
-        if !status.success() {
-            bail!("systemctl {} failed with {status}", args.join(" "));
-        }
+        crate::systemd::systemctl(args, "")?;
     }
     Ok(())
 }
