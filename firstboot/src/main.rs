@@ -48,8 +48,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    kiln_firstboot::logging::init(tracing::level_filters::LevelFilter::INFO);
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    let first_boot = matches!(
+        cli.command,
+        None | Some(Command::Run) | Some(Command::Settle)
+    );
+    kiln_firstboot::logging::init(tracing::level_filters::LevelFilter::INFO, first_boot);
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
