@@ -184,10 +184,14 @@ fn baked_etcd_version(
     base: &RoleBase,
     etcd: Option<&EtcdBinaries>,
 ) -> Result<Option<EtcdVersion>> {
-    let baked = base
-        .path()
-        .map(|p| p.join(kiln_firstboot::layout::ETCD_BINARY.trim_start_matches('/')))
-        .filter(|p| p.exists());
+    // Only kiln's own base is run from: a base folder the profile names may
+    // hold anything, and its binaries are not run on the build host.
+    let baked = match base {
+        RoleBase::Debian(p) => {
+            Some(p.join(kiln_firstboot::layout::ETCD_BINARY.trim_start_matches('/')))
+        }
+        RoleBase::Profile(_) | RoleBase::None => None,
+    };
     let version = match (baked, etcd) {
         (Some(binary), _) => EtcdVersion::of_binary(&binary)?,
         (None, Some(binaries)) => binaries.version()?,

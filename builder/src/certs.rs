@@ -19,6 +19,10 @@ pub enum Standing {
     /// Less than `renew_before` left: the next build (or the node) renews it.
     Renew,
     Expired,
+    /// An endpoint presented a certificate the etcd CA did not sign.
+    Untrusted,
+    /// An endpoint did not answer TLS.
+    Unreachable,
 }
 
 /// One certificate as `kiln certs` shows it.
@@ -39,7 +43,7 @@ impl CertRow {
         let seconds_left = info.seconds_left(now);
         let standing = if seconds_left <= 0 {
             Standing::Expired
-        } else if info.due(now, renew_before) {
+        } else if info.inside_window(now, renew_before) {
             Standing::Renew
         } else {
             Standing::Valid
@@ -91,7 +95,8 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 /// The serving certificate each client URL (`https://host:port`) presents,
-/// verified against the etcd CA; an endpoint that does not answer is an error row.
+/// verified against the etcd CA; an endpoint that does not answer, or
+/// presents another CA's certificate, is a row saying so.
 pub fn endpoint_rows(
     etcd_ca: &Path,
     endpoints: &[String],
@@ -99,15 +104,50 @@ pub fn endpoint_rows(
     renew_before: u64,
 ) -> Result<Vec<CertRow>> {
     let tls = ClusterTls::new(etcd_ca)?;
-    endpoints
+    let ca_pem =
+        fs::read_to_string(etcd_ca).with_context(|| format!("reading {}", etcd_ca.display()))?;
+    Ok(endpoints
         .iter()
         .map(|url| {
             let endpoint = url.trim_start_matches("https://").trim_end_matches('/');
-            let der = tls.presented_certificate(endpoint)?;
-            let info = CertInfo::from_der(&der).map_err(|e| anyhow::anyhow!("{endpoint}: {e}"))?;
-            Ok(CertRow::of(url.clone(), &info, now, renew_before))
+            let presented = tls.presented_certificate(endpoint).and_then(|der| {
+                let info = CertInfo::from_der(&der).map_err(|e| anyhow::anyhow!("{e}"))?;
+                Ok((der, info))
+            });
+            match presented {
+                Ok((der, info)) => {
+                    let mut row = CertRow::of(url.clone(), &info, now, renew_before);
+                    let trusted = kiln_firstboot::pki::verify_chain(&ca_pem, &pem_of(&der));
+                    if trusted.is_err() && row.standing != Standing::Expired {
+                        row.standing = Standing::Untrusted;
+                    }
+                    row
+                }
+                Err(e) => CertRow {
+                    source: url.clone(),
+                    subject: format!("{e:#}"),
+                    issuer: String::new(),
+                    not_after: String::new(),
+                    seconds_left: 0,
+                    standing: Standing::Unreachable,
+                },
+            }
         })
-        .collect()
+        .collect())
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
 }
 
 /// Warnings for `kiln health`: the operator's client certificate and the
@@ -126,7 +166,7 @@ pub fn expiry_warnings(secrets: &Path, client_urls: &[String], renew_before: u64
         }
     }
     rows.iter()
-        .filter(|r| r.standing != Standing::Valid)
+        .filter(|r| matches!(r.standing, Standing::Renew | Standing::Expired))
         .map(|r| {
             format!(
                 "the certificate of {} ({}) ends {} ({}), inside the renewal window: \
@@ -167,6 +207,8 @@ pub fn report(rows: &[CertRow], as_json: bool) -> Result<bool> {
                 Standing::Valid => "ok",
                 Standing::Renew => "RENEW",
                 Standing::Expired => "EXPIRED",
+                Standing::Untrusted => "UNTRUSTED",
+                Standing::Unreachable => "DOWN",
             };
             println!(
                 "{:<width$}  {:<7}  {}  {:>16}  {}  (issuer {})",

@@ -413,7 +413,16 @@ impl<'a> Renewer<'a> {
         let path = store.path(&format!("{stem}.crt"));
         let info = CertInfo::from_pem(&store.read(&format!("{stem}.crt"))?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if !info.due(self.now, self.renew_before) {
+        let ca = CertInfo::from_pem(&self.etcd_ca.cert)
+            .map_err(|e| anyhow::anyhow!("the etcd CA of the secrets folder: {e}"))?;
+        if !info.due(self.now, self.renew_before, &ca) {
+            if info.inside_window(self.now, self.renew_before) {
+                eprintln!(
+                    "warning: {stem}.crt is inside the renewal window but cannot be renewed: \
+                     the etcd CA ends first ({}); rotate the CA",
+                    ca.not_after.date()
+                );
+            }
             return Ok(());
         }
         let left = info.seconds_left(self.now);

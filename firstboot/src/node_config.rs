@@ -57,14 +57,8 @@ pub struct PkiSettings {
     pub leaf_validity_seconds: u64,
     /// A node renews a kiln-issued certificate with less than this left.
     pub renew_before_seconds: u64,
-    /// Validity of the cluster's CAs (kubeadm's caCertificateValidityPeriod);
-    /// node configs written before this field read as the profile default.
-    #[serde(default = "default_ca_validity_days")]
+    /// Validity of the cluster's CAs (kubeadm's caCertificateValidityPeriod).
     pub ca_validity_days: u32,
-}
-
-fn default_ca_validity_days() -> u32 {
-    3650
 }
 
 /// Where etcd runs relative to the control plane.

@@ -311,6 +311,8 @@ fn set_validity(params: &mut CertificateParams, backdate: Duration, seconds: u64
 pub struct CertInfo {
     pub subject: String,
     pub common_name: Option<String>,
+    /// The subject's organization (kubeadm maps it to a Kubernetes group).
+    pub organization: Option<String>,
     /// DER SubjectPublicKeyInfo of the certified key.
     pub public_key: Vec<u8>,
     pub issuer: String,
@@ -355,9 +357,16 @@ impl CertInfo {
             .next()
             .and_then(|cn| cn.as_str().ok())
             .map(str::to_owned);
+        let organization = cert
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
+            .map(str::to_owned);
         Ok(CertInfo {
             subject: cert.subject().to_string(),
             common_name,
+            organization,
             public_key: cert.public_key().raw.to_vec(),
             issuer: cert.issuer().to_string(),
             not_before: time(cert.validity().not_before),
@@ -371,8 +380,16 @@ impl CertInfo {
         (self.not_after - now).whole_seconds()
     }
 
-    /// Whether it is due for renewal: less than `renew_before` left.
-    pub fn due(&self, now: OffsetDateTime, renew_before_seconds: u64) -> bool {
+    /// Whether it is due for renewal: less than `renew_before` left, and a
+    /// new certificate from `ca` (which no leaf outlives) would end later.
+    /// Near the CA's own end nothing is due: reissuing would change nothing
+    /// but the bytes; the CA's expiry is the operator's to act on.
+    pub fn due(&self, now: OffsetDateTime, renew_before_seconds: u64, ca: &CertInfo) -> bool {
+        self.inside_window(now, renew_before_seconds) && ca.not_after > self.not_after
+    }
+
+    /// Less than `renew_before` left.
+    pub fn inside_window(&self, now: OffsetDateTime, renew_before_seconds: u64) -> bool {
         self.seconds_left(now) < i64::try_from(renew_before_seconds).unwrap_or(i64::MAX)
     }
 }

@@ -79,7 +79,7 @@ pub fn respec(info: &CertInfo, usage: Usage, config: &NodeConfig) -> LeafSpec {
         .partition(|name| name.parse::<IpAddr>().is_ok());
     LeafSpec {
         common_name: info.common_name.clone().unwrap_or_default(),
-        organization: None,
+        organization: info.organization.clone(),
         usage,
         dns_names: dns_names.into_iter().cloned().collect(),
         ips: ips.iter().filter_map(|ip| ip.parse().ok()).collect(),
@@ -99,13 +99,24 @@ enum Signer {
 /// under `requests/<node>/<stem>`, the certificate under `issued/...`.
 const REQUESTS: &str = "/kiln/certs/requests/";
 const ISSUED: &str = "/kiln/certs/issued/";
-/// The only names an etcd node signs for others: the clients masters use.
-const SIGNED_FOR_OTHERS: [&str; 2] = ["kiln-agent", "kube-apiserver-etcd-client"];
+/// What an etcd node signs for others, by the request's key name: the
+/// client certificates masters hold, each under its one common name.
+const SIGNED_FOR_OTHERS: [(&str, &str); 2] = [
+    ("kiln-agent", "kiln-agent"),
+    ("apiserver-etcd-client", "kube-apiserver-etcd-client"),
+];
 
 impl Signer {
     /// The new certificate for `leaf`, or `None` while the request waits
     /// for an etcd node.
-    fn sign(&self, leaf: &NodeLeaf, spec: &LeafSpec, key: &str) -> Result<Option<String>> {
+    fn sign(
+        &self,
+        leaf: &NodeLeaf,
+        spec: &LeafSpec,
+        key: &str,
+        current: &CertInfo,
+        ca_pem: &str,
+    ) -> Result<Option<String>> {
         match self {
             Signer::Local(ca) => Ok(Some(ca.reissue(spec, key)?.cert_pem)),
             Signer::ThroughEtcd { cluster, node } => {
@@ -115,12 +126,15 @@ impl Signer {
                     cluster.call("read a renewed certificate", |c, e| c.get(e, &issued))?;
                 let mine = public_key_of(key)?;
                 if let Some(kv) = answer {
-                    let info = CertInfo::from_pem(&kv.value)
-                        .map_err(|e| anyhow::anyhow!("{issued}: {e}"))?;
-                    if info.public_key == mine {
-                        cluster
-                            .call("clear the renewed certificate", |c, e| c.delete(e, &issued))?;
-                        return Ok(Some(kv.value));
+                    // Anyone with an etcd client certificate could have put
+                    // it there: install it only if it is what was asked for.
+                    let fits = acceptable(&kv.value, ca_pem, &mine, spec, current);
+                    cluster.call("clear the renewed certificate", |c, e| c.delete(e, &issued))?;
+                    match fits {
+                        Ok(()) => return Ok(Some(kv.value)),
+                        Err(why) => {
+                            tracing::warn!(key = %issued, "ignoring the certificate under {issued}: {why}")
+                        }
                     }
                 }
                 let request = format!("{REQUESTS}{node}/{stem}");
@@ -133,6 +147,33 @@ impl Signer {
             }
         }
     }
+}
+
+/// Whether a certificate handed out through etcd is the renewal asked
+/// for: signed by this cluster's etcd CA, for this node's key and name,
+/// ending later than the current one.
+fn acceptable(
+    pem: &str,
+    ca_pem: &str,
+    key: &[u8],
+    spec: &LeafSpec,
+    current: &CertInfo,
+) -> Result<(), String> {
+    crate::pki::verify_chain(ca_pem, pem)?;
+    let info = CertInfo::from_pem(pem)?;
+    if info.public_key != key {
+        return Err("it is for another key".into());
+    }
+    if info.common_name.as_deref() != Some(spec.common_name.as_str()) {
+        return Err(format!(
+            "it names {:?}, not {:?}",
+            info.common_name, spec.common_name
+        ));
+    }
+    if info.not_after <= current.not_after {
+        return Err("it ends no later than the current certificate".into());
+    }
+    Ok(())
 }
 
 fn leaf_stem(leaf: &NodeLeaf) -> String {
@@ -158,7 +199,14 @@ pub fn renew_leaves(
         };
         let info = CertInfo::from_pem(&pem)
             .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
-        if !info.due(now, config.pki.renew_before_seconds) {
+        let ca_pem = std::fs::read_to_string(under_root(root, &pki::etcd_ca_cert()))
+            .context("reading the etcd CA certificate")?;
+        let ca_info =
+            CertInfo::from_pem(&ca_pem).map_err(|e| anyhow::anyhow!("the etcd CA: {e}"))?;
+        if !info.due(now, config.pki.renew_before_seconds, &ca_info) {
+            if info.inside_window(now, config.pki.renew_before_seconds) {
+                tracing::warn!(cert = %leaf.cert.display(), "{} is inside the renewal window but the etcd CA ends first: rotate the CA", leaf.cert.display());
+            }
             outcomes.push((leaf, Outcome::Kept(info.seconds_left(now))));
             continue;
         }
@@ -169,7 +217,8 @@ pub fn renew_leaves(
         let key_file = under_root(root, &leaf.key);
         let key = std::fs::read_to_string(&key_file)
             .with_context(|| format!("reading {}", key_file.display()))?;
-        let Some(renewed) = signer.sign(&leaf, &respec(&info, leaf.usage, config), &key)? else {
+        let spec = respec(&info, leaf.usage, config);
+        let Some(renewed) = signer.sign(&leaf, &spec, &key, &info, &ca_pem)? else {
             outcomes.push((leaf, Outcome::Requested));
             continue;
         };
@@ -253,10 +302,13 @@ pub fn sign_waiting_requests(root: &Path, config: &NodeConfig) -> Result<usize> 
     let mut signed = 0;
     for kv in waiting {
         let rest = kv.key.strip_prefix(REQUESTS).unwrap_or_default().to_owned();
-        let cn = match rcgen_common_name(&kv.value) {
-            Some(cn) if SIGNED_FOR_OTHERS.contains(&cn.as_str()) => cn,
-            other => {
-                tracing::warn!(request = %kv.key, "refusing a renewal request for {other:?}: etcd nodes sign only {SIGNED_FOR_OTHERS:?}");
+        let stem = rest.rsplit('/').next().unwrap_or_default();
+        let allowed = SIGNED_FOR_OTHERS.iter().find(|(s, _)| *s == stem);
+        let asked = rcgen_common_name(&kv.value);
+        let cn = match allowed {
+            Some((_, cn)) if asked.as_deref() == Some(*cn) => (*cn).to_owned(),
+            _ => {
+                tracing::warn!(request = %kv.key, "refusing the renewal request {}: it asks for {asked:?}, and etcd nodes sign only {SIGNED_FOR_OTHERS:?} (key name, common name)", kv.key);
                 cluster.call("drop a refused request", |c, e| c.delete(e, &kv.key))?;
                 continue;
             }
@@ -270,7 +322,15 @@ pub fn sign_waiting_requests(root: &Path, config: &NodeConfig) -> Result<usize> 
             algorithm: config.pki.key_algorithm,
             validity_seconds: config.pki.leaf_validity_seconds,
         };
-        let cert = ca.sign_request(&kv.value, &spec)?;
+        let cert = match ca.sign_request(&kv.value, &spec) {
+            Ok(cert) => cert,
+            Err(e) => {
+                // One bad request must not stop the others for good.
+                tracing::warn!(request = %kv.key, "refusing the renewal request {}: {e}", kv.key);
+                cluster.call("drop a refused request", |c, e| c.delete(e, &kv.key))?;
+                continue;
+            }
+        };
         let issued = format!("{ISSUED}{rest}");
         cluster.call("hand out a renewed certificate", |c, e| {
             c.put(e, &issued, &cert, 0)

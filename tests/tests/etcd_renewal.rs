@@ -22,8 +22,9 @@ const LIFETIMES: Lifetimes = Lifetimes {
     leaf_seconds: 60,
     renew_before_seconds: 40,
 };
-/// How often the test runs `renew` on every root, standing in for the timer
-/// (which would run every renew_before / 4 = 10 s).
+/// How often the test runs `renew` on every root, standing in for
+/// kiln-renew.timer (whose period is renew_before / 4, at least 30 s; these
+/// 40-second windows are shorter than profiles may give).
 const TIMER: Duration = Duration::from_secs(10);
 
 /// The serving certificate `ip` presents, as openssl prints its end date.

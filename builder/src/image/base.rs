@@ -19,7 +19,7 @@ use crate::profile::Suite;
 
 /// Bump when the recipe below changes what a base holds: old caches then
 /// stop matching instead of being reused.
-const RECIPE_VERSION: u32 = 3;
+const RECIPE_VERSION: u32 = 4;
 /// What every node needs to boot under UEFI and converge: systemd (with
 /// networkd), a kernel, udev, systemd-boot for the ESP, and D-Bus with
 /// polkit, without which hostnamed refuses networkd the hostname a DHCP

@@ -41,7 +41,9 @@ LimitNOFILE=65536\n\
 \n\
 [Install]\n\
 WantedBy=multi-user.target\n";
-const SYSUSERS: &str = "u! etcd - \"etcd\" /var/lib/etcd\n";
+/// `u`, not systemd 257's `u!`: Debian 12's systemd-sysusers (252) reads
+/// the base too.
+const SYSUSERS: &str = "u etcd - \"etcd\" /var/lib/etcd\n";
 const TMPFILES: &str = "d /var/lib/etcd 0700 etcd etcd\n";
 /// Bounds the download of a release tarball (an etcd release is ~25 MiB).
 const MAX_RELEASE_BYTES: u64 = 512 << 20;
@@ -120,8 +122,35 @@ impl EtcdBinaries {
             "/usr/lib/systemd/system/etcd.service",
             wants.join("etcd.service"),
         )
-        .with_context(|| format!("enabling etcd.service in {}", tree.display()))
+        .with_context(|| format!("enabling etcd.service in {}", tree.display()))?;
+        // sync-in gives the image's folders the tree's modes: set them as a
+        // package has them, whatever the build host's umask.
+        set_modes(tree, &bin)
     }
+}
+
+/// Folders 0755, executables in `bin` 0755, other files 0644.
+fn set_modes(dir: &Path, bin: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, mode: u32| {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("setting the mode of {}", path.display()))
+    };
+    set(dir, 0o755)?;
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("reading {}", dir.display()))?
+            .path();
+        let kind = fs::symlink_metadata(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .file_type();
+        if kind.is_dir() {
+            set_modes(&path, bin)?;
+        } else if kind.is_file() {
+            set(&path, if path.starts_with(bin) { 0o755 } else { 0o644 })?;
+        }
+    }
+    Ok(())
 }
 
 /// A release tarball, downloaded once into `cache/etcd/release-<sha256>`.
@@ -280,8 +309,8 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
         ),
     )
     .with_context(|| format!("writing {}", sources.display()))?;
-    let apt = |args: &[&str]| -> Result<String> {
-        let out = Command::new("apt-get")
+    let apt = |program: &str, args: &[&str]| -> Result<String> {
+        let out = Command::new(program)
             .arg("-o")
             .arg(format!("Dir::Etc::SourceList={}", sources.display()))
             .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o"])
@@ -297,21 +326,27 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
             .args(args)
             .current_dir(&state)
             .output()
-            .context("running apt-get (kiln takes another suite's etcd with apt)")?;
+            .with_context(|| {
+                format!("running {program} (kiln takes another suite's etcd with apt)")
+            })?;
         if !out.status.success() {
             bail!(
-                "apt-get {} for Debian {suite}'s etcd failed: {}",
+                "{program} {} for Debian {suite}'s etcd failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    apt(&["update"])?;
-    let version = apt(&["-s", "install", "etcd-server"])?
+    if let Err(e) = apt("apt-get", &["update"]) {
+        // Offline: the lists of the last update still name a version.
+        eprintln!("warning: {e:#}; using the package lists of the last update");
+    }
+    // The candidate of the private lists, whatever the host has installed.
+    let version = apt("apt-cache", &["policy", "etcd-server"])?
         .lines()
-        .find_map(|l| l.strip_prefix("Inst etcd-server ("))
-        .and_then(|rest| rest.split_whitespace().next())
+        .find_map(|l| l.trim().strip_prefix("Candidate: "))
+        .filter(|v| *v != "(none)")
         .map(str::to_owned)
         .with_context(|| format!("Debian {suite} has no etcd-server package"))?;
     let dir = cache
@@ -326,7 +361,7 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
             fs::remove_file(stale.path()).ok();
         }
     }
-    apt(&["download", "etcd-server", "etcd-client"])?;
+    apt("apt-get", &["download", "etcd-server", "etcd-client"])?;
     let unpacked = tempfile::Builder::new()
         .prefix(".unpack-")
         .tempdir_in(&state)
@@ -355,6 +390,9 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
             fs::copy(&from, partial.path().join(name))
                 .with_context(|| format!("copying {}", from.display()))?;
         }
+    }
+    if !partial.path().join("etcd").exists() || !partial.path().join("etcdctl").exists() {
+        bail!("Debian {suite}'s etcd-server and etcd-client {version} hold no /usr/bin/etcd and etcdctl");
     }
     fs::rename(partial.keep(), &dir)
         .with_context(|| format!("moving {} into place", dir.display()))?;

@@ -32,6 +32,7 @@ pub fn add_agent_timer(layer: &mut RoleLayer, timer: AgentTimer) {
             contents: Some(format!(
                 "[Unit]\n\
                  Description=kiln: {what}\n\
+                 Wants={after}\n\
                  After={after} {agent_unit}\n\
                  \n\
                  [Service]\n\

@@ -51,4 +51,3 @@ pub fn candidate_urls(sources: &[Box<dyn PeerSource>], exclude_own: &str) -> Vec
     }
     urls
 }
-

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::client::MemberInfo;
+use super::client::{EtcdRefused, MemberInfo};
 use super::config::{self, ClusterState, EtcdSettings};
 use super::membership::{decide, Decision, Plan};
 use super::node::Node;
@@ -228,16 +228,23 @@ fn joins_running_cluster(decision: &Decision) -> bool {
 /// etcd would fail to start after the membership change (a downgrade), or
 /// run a cluster two minors apart.
 fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
+    let mut errors = Vec::new();
     let versions: Vec<(EtcdVersion, Option<EtcdVersion>)> = members
         .iter()
         .filter_map(|m| m.client_urls.first())
-        .filter_map(|url| node.client.version(url).ok())
+        .filter_map(|url| {
+            node.client
+                .version(url)
+                .map_err(|e| errors.push(format!("{e:#}")))
+                .ok()
+        })
         .collect();
     let Some(cluster) = cluster_version(&versions) else {
         bail!(
             "no member of the etcd cluster told its version: {} changes nothing; check that the \
-             members answer on their client URLs and rerun",
-            node.me.name
+             members answer on their client URLs and rerun ({})",
+            node.me.name,
+            errors.join("; ")
         );
     };
     if let Some(reason) = join_refusal(mine, cluster) {
@@ -295,7 +302,17 @@ pub fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
         if !members.iter().any(|m| m.id == dead.id) {
             return Ok(());
         }
-        node.client.member_remove(endpoint, &dead.id)
+        // The list came from another member, which may not have applied
+        // an earlier, timed-out removal yet: "not found" means it is gone.
+        match node.client.member_remove(endpoint, &dead.id) {
+            Err(e)
+                if e.downcast_ref::<EtcdRefused>()
+                    .is_some_and(|r| r.message.contains("member not found")) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
     })?;
     tracing::info!(member = %dead.name, id = %dead.id, "removed the dead member");
     Ok(())

@@ -103,7 +103,12 @@ impl FromStr for EtcdVersion {
 /// downgrade of the cluster version) nor two above.
 pub fn join_refusal(member: EtcdVersion, cluster: EtcdVersion) -> Option<String> {
     let (mine, theirs) = (member.minor_release(), cluster.minor_release());
-    if member.major != cluster.major || member.minor < cluster.minor {
+    if member.major != cluster.major {
+        Some(format!(
+            "this node runs etcd {member} and the cluster runs {theirs}: etcd upgrades within \
+             one major release only; build this image with etcd {theirs} (images.etcd in the profile)"
+        ))
+    } else if member.minor < cluster.minor {
         Some(format!(
             "this node runs etcd {member}, older than the cluster's version {theirs}: etcd cannot \
              downgrade a cluster; build this image with etcd {theirs} or newer \

@@ -69,6 +69,8 @@ pub fn validate(profile: &Profile, map: &SourceMap<'_>, base_dir: &Path) -> Vec<
 /// A hundred years: longer lives are typing errors, and past year 9999 an
 /// X.509 validity cannot even be written.
 const MAX_VALIDITY_DAYS: u32 = 36_500;
+/// Four looks of kiln-renew.timer at its shortest period (30 s).
+const MIN_RENEWAL_WINDOW: u64 = 120;
 
 fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
     for (field, days) in [
@@ -104,6 +106,24 @@ fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
             "give a lifetime of at most a hundred years, like leaf_validity = \"365d\"",
         );
     }
+    let window = pki.renew_before_seconds();
+    if window < MIN_RENEWAL_WINDOW && leaf >= 60 {
+        let field = if pki.renew_before.is_some() {
+            "pki.renew_before"
+        } else {
+            "pki.leaf_validity"
+        };
+        check.error(
+            field,
+            format!(
+                "a renewal window of {window} s is shorter than {MIN_RENEWAL_WINDOW} s: nodes look at \
+                 their certificates every 30 s at the shortest, and a master needs three looks (its \
+                 request, an etcd node's signature, its install)"
+            ),
+            "give renew_before at least \"2m\" (the default is a third of the leaf validity, so \
+             leaf_validity = \"6m\" or more works alone)",
+        );
+    }
     if let Some(renew) = pki.renew_before {
         if renew.as_secs() == 0 || renew.as_secs() >= leaf {
             check.error(
@@ -130,7 +150,11 @@ fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
         );
     } else if leaf > u64::from(pki.ca_validity_days) * 86_400 && pki.ca_validity_days > 0 {
         check.error(
-            "pki.leaf_validity_days",
+            if pki.leaf_validity.is_some() {
+                "pki.leaf_validity"
+            } else {
+                "pki.leaf_validity_days"
+            },
             format!(
                 "leaf certificates ({} days) would outlive the CA that signs them ({} days)",
                 leaf.div_ceil(86_400),
