@@ -144,13 +144,23 @@ impl Trusted {
         Ok(endpoints)
     }
 
-    /// Whether the API server knows `token` (id.secret) as a bootstrap token.
+    /// Whether the API server knows `token` (id.secret) as a bootstrap
+    /// token. A server error is retried for a while, as kubeadm's discovery
+    /// retries until its timeout (an API server whose etcd is busy with a
+    /// membership change answers 500 for a moment).
     pub fn token_known(&self, token: &str) -> Result<bool> {
+        const RETRY_FOR: Duration = Duration::from_secs(60);
         let id = token.split('.').next().unwrap_or_default();
-        match self.get(&format!("/kiln-standin/tokens/{id}"), Some(token))? {
-            (200, _) => Ok(true),
-            (404 | 401, _) => Ok(false),
-            (status, body) => refuse!("discovery: token check answered {status}: {body}"),
+        let start = Instant::now();
+        loop {
+            match self.get(&format!("/kiln-standin/tokens/{id}"), Some(token))? {
+                (200, _) => return Ok(true),
+                (404 | 401, _) => return Ok(false),
+                (status, _) if status >= 500 && start.elapsed() < RETRY_FOR => {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                (status, body) => refuse!("discovery: token check answered {status}: {body}"),
+            }
         }
     }
 }
