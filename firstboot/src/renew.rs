@@ -189,6 +189,10 @@ pub fn renew_leaves(
     config: &NodeConfig,
     now: OffsetDateTime,
 ) -> Result<Vec<(NodeLeaf, Outcome)>> {
+    // Read once: every leaf is judged against, and checked to chain to, it.
+    let ca_pem = std::fs::read_to_string(under_root(root, &pki::etcd_ca_cert()))
+        .context("reading the etcd CA certificate")?;
+    let ca_info = CertInfo::from_pem(&ca_pem).map_err(|e| anyhow::anyhow!("the etcd CA: {e}"))?;
     let mut signer = None;
     let mut outcomes = Vec::new();
     for leaf in node_leaves(config.role) {
@@ -199,10 +203,6 @@ pub fn renew_leaves(
         };
         let info = CertInfo::from_pem(&pem)
             .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
-        let ca_pem = std::fs::read_to_string(under_root(root, &pki::etcd_ca_cert()))
-            .context("reading the etcd CA certificate")?;
-        let ca_info =
-            CertInfo::from_pem(&ca_pem).map_err(|e| anyhow::anyhow!("the etcd CA: {e}"))?;
         if !info.due(now, config.pki.renew_before_seconds, &ca_info) {
             if info.inside_window(now, config.pki.renew_before_seconds) {
                 tracing::warn!(cert = %leaf.cert.display(), "{} is inside the renewal window but the etcd CA ends first: rotate the CA", leaf.cert.display());
@@ -252,15 +252,8 @@ fn signer_for(root: &Path, config: &NodeConfig) -> Result<Signer> {
 
 /// The etcd cluster as this node's agent reaches it.
 fn agent_cluster(root: &Path, config: &NodeConfig) -> Result<KvCluster> {
-    let file = |p: PathBuf| under_root(root, &p);
-    let client = EtcdClient::new(
-        &file(pki::etcd_ca_cert()),
-        &file(pki::etcd_agent_client_cert()),
-        &file(pki::etcd_agent_client_key()),
-    )
-    .context("loading the agent's etcd client certificate")?;
     Ok(KvCluster {
-        client,
+        client: EtcdClient::for_agent(root)?,
         endpoints: config.etcd_client_urls(),
     })
 }

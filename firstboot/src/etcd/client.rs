@@ -76,6 +76,18 @@ pub struct EtcdClient {
 }
 
 impl EtcdClient {
+    /// The agent's own client: the etcd CA and the agent's client
+    /// certificate baked into the node under `root`.
+    pub fn for_agent(root: &Path) -> Result<EtcdClient> {
+        use crate::layout::{pki, under_root};
+        EtcdClient::new(
+            &under_root(root, &pki::etcd_ca_cert()),
+            &under_root(root, &pki::etcd_agent_client_cert()),
+            &under_root(root, &pki::etcd_agent_client_key()),
+        )
+        .context("loading the agent's etcd client certificate baked into the image")
+    }
+
     /// Loads the etcd CA and the agent's client certificate and key.
     pub fn new(ca: &Path, cert: &Path, key: &Path) -> Result<EtcdClient> {
         let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));

@@ -4,14 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::client::{EtcdClient, EtcdRefused, MemberInfo};
 use super::membership::{ClusterView, Me};
 use crate::backoff::{retry, Attempt};
 use crate::discovery::{self, PeerSource};
 use crate::identity::{identify, HostFacts, NodeIdentity};
-use crate::layout::{pki, under_root};
+use crate::layout::under_root;
 use crate::node_config::{url_for, NodeConfig};
 
 pub struct Node {
@@ -30,13 +30,7 @@ impl Node {
     pub fn new(config: NodeConfig, root: &Path, timeout: Duration) -> Result<Node> {
         let facts = HostFacts::detect()?;
         let me = identify(&facts, &config.etcd.members)?;
-        let pki_file = |p: PathBuf| under_root(root, &p);
-        let client = EtcdClient::new(
-            &pki_file(pki::etcd_ca_cert()),
-            &pki_file(pki::etcd_agent_client_cert()),
-            &pki_file(pki::etcd_agent_client_key()),
-        )
-        .context("loading the agent's etcd client certificate baked into the image")?;
+        let client = EtcdClient::for_agent(root)?;
         Ok(Node {
             peer_url: url_for(me.ip, config.etcd.peer_port),
             client_url: url_for(me.ip, config.etcd.client_port),
