@@ -117,7 +117,7 @@ pub fn endpoint_rows(
             match presented {
                 Ok((der, info)) => {
                     let mut row = CertRow::of(url.clone(), &info, now, renew_before);
-                    let trusted = kiln_firstboot::pki::verify_chain(&ca_pem, &pem_of(&der));
+                    let trusted = kiln_firstboot::pki::verify_chain_der(&ca_pem, &der);
                     if trusted.is_err() && row.standing != Standing::Expired {
                         row.standing = Standing::Untrusted;
                     }
@@ -134,20 +134,6 @@ pub fn endpoint_rows(
             }
         })
         .collect())
-}
-
-fn pem_of(der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap_or_default())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
 }
 
 /// Warnings for `kiln health`: the operator's client certificate and the

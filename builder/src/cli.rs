@@ -99,8 +99,7 @@ pub fn run(cli: Cli) -> Result<()> {
             wait,
             json,
         } => {
-            let loaded = profile::load(&profile)?;
-            let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
+            let (loaded, secrets) = load_with_secrets(&profile, secrets)?;
             let check = crate::health::HealthCheck::new(&loaded, &secrets, endpoints)?;
             let health = check.wait(wait);
             let urls: Vec<String> = health
@@ -121,8 +120,7 @@ pub fn run(cli: Cli) -> Result<()> {
             secrets,
             endpoints,
         } => {
-            let loaded = profile::load(&profile)?;
-            let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
+            let (loaded, secrets) = load_with_secrets(&profile, secrets)?;
             let client = crate::health::operator_client(&secrets)?;
             let endpoints = crate::health::endpoints_or_listed(&loaded, endpoints);
             let report = crate::backup::backup(&client, &endpoints, &out, force)?;
@@ -135,8 +133,7 @@ pub fn run(cli: Cli) -> Result<()> {
             endpoints,
             json,
         } => {
-            let loaded = profile::load(&profile)?;
-            let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
+            let (loaded, secrets) = load_with_secrets(&profile, secrets)?;
             let now = time::OffsetDateTime::now_utc();
             let window = loaded.profile.pki.renew_before_seconds();
             let mut rows = crate::certs::folder_rows(&secrets, now, window)?;
@@ -166,6 +163,16 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The profile and the secrets folder of the operator's commands.
+fn load_with_secrets(
+    profile: &std::path::Path,
+    secrets: Option<PathBuf>,
+) -> Result<(profile::LoadedProfile, PathBuf)> {
+    let loaded = profile::load(profile)?;
+    let secrets = secrets.unwrap_or_else(|| default_secrets(&loaded));
+    Ok((loaded, secrets))
 }
 
 /// `images/<cluster>/secrets`, where `kiln build` puts them by default.

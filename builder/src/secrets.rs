@@ -109,7 +109,7 @@ impl Secrets {
             .discovery_hash();
         let etcd_ca = store.read_pair(ETCD_CA)?;
         store.warn_about_expiring_cas()?;
-        let mut renewer = Renewer::new(&etcd_ca, profile);
+        let mut renewer = Renewer::new(&etcd_ca, profile)?;
         for (stem, common_name) in CLIENT_LEAVES {
             renewer.renew_if_due(&store, stem, &client_spec(common_name, profile))?;
         }
@@ -384,19 +384,24 @@ impl Store<'_> {
 /// deleted one; the etcd CA is loaded only when a leaf needs it.
 struct Renewer<'a> {
     etcd_ca: &'a Pair,
+    /// The etcd CA's certificate, read once: every leaf is judged against it.
+    ca_info: CertInfo,
     authority: Option<Authority>,
     renew_before: u64,
     now: time::OffsetDateTime,
 }
 
 impl<'a> Renewer<'a> {
-    fn new(etcd_ca: &'a Pair, profile: &Profile) -> Renewer<'a> {
-        Renewer {
+    fn new(etcd_ca: &'a Pair, profile: &Profile) -> Result<Renewer<'a>> {
+        let ca_info = CertInfo::from_pem(&etcd_ca.cert)
+            .map_err(|e| anyhow::anyhow!("the etcd CA of the secrets folder: {e}"))?;
+        Ok(Renewer {
             etcd_ca,
+            ca_info,
             authority: None,
             renew_before: profile.pki.renew_before_seconds(),
             now: time::OffsetDateTime::now_utc(),
-        }
+        })
     }
 
     fn authority(&mut self) -> Result<&Authority> {
@@ -413,9 +418,8 @@ impl<'a> Renewer<'a> {
         let path = store.path(&format!("{stem}.crt"));
         let info = CertInfo::from_pem(&store.read(&format!("{stem}.crt"))?)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let ca = CertInfo::from_pem(&self.etcd_ca.cert)
-            .map_err(|e| anyhow::anyhow!("the etcd CA of the secrets folder: {e}"))?;
-        if !info.due(self.now, self.renew_before, &ca) {
+        let ca = &self.ca_info;
+        if !info.due(self.now, self.renew_before, ca) {
             if info.inside_window(self.now, self.renew_before) {
                 eprintln!(
                     "warning: {stem}.crt is inside the renewal window but cannot be renewed: \

@@ -14,10 +14,8 @@ pub const AGENT_UNIT: &str = "kiln-firstboot.service";
 pub const STATUS_FILE: &str = "/run/kiln/status.json";
 /// Present once the agent converged; a rerun then does nothing.
 pub const DONE_MARKER: &str = "/var/lib/kiln/firstboot.done";
-/// etcd and its tools, as Debian's packages install them and as kiln
-/// installs a release's binaries (etcd nodes; etcdctl also on stacked masters).
+/// etcd, as Debian's packages install it and as kiln installs a release's.
 pub const ETCD_BINARY: &str = "/usr/bin/etcd";
-pub const ETCD_TOOLS: [&str; 2] = ["/usr/bin/etcdctl", "/usr/bin/etcdutl"];
 
 /// Paths of the baked PKI, relative to the node's root.
 pub mod pki {

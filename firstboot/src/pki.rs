@@ -234,11 +234,18 @@ impl Authority {
 /// peer verifying it as a client would (every kiln leaf is a client too).
 pub fn verify_chain(ca_pem: &str, cert_pem: &str) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
+    let cert = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    verify_chain_der(ca_pem, &cert)
+}
+
+/// [`verify_chain`] of a certificate in DER, as a TLS peer presents it.
+pub fn verify_chain_der(ca_pem: &str, cert: &[u8]) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, UnixTime};
     let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
         .map_err(|e| format!("the CA is not a PEM certificate: {e}"))?;
-    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = CertificateDer::from(cert);
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(ca)

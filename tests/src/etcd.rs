@@ -391,6 +391,20 @@ pub fn members(host: &Host, root: &Path, endpoint: Ipv4Addr) -> Vec<serde_json::
     value["members"].as_array().cloned().unwrap_or_default()
 }
 
+/// `curl` in `host`'s namespace with the agent's client certificate under
+/// `root`, giving up after `seconds`.
+fn agent_curl(host: &Host, root: &Path, seconds: u32) -> Command {
+    let file = |p: PathBuf| under_root(root, &p);
+    let mut cmd = host.command("curl");
+    cmd.args(["-s", "--max-time", &seconds.to_string(), "--cacert"])
+        .arg(file(paths::etcd_ca_cert()))
+        .arg("--cert")
+        .arg(file(paths::etcd_agent_client_cert()))
+        .arg("--key")
+        .arg(file(paths::etcd_agent_client_key()));
+    cmd
+}
+
 /// (ID, name) of each member, sorted; IDs as decimal text whether etcdctl
 /// (numbers) or the JSON gateway (strings) listed them.
 pub fn id_names(members: &[serde_json::Value]) -> Vec<(String, String)> {
@@ -412,15 +426,8 @@ pub fn id_names(members: &[serde_json::Value]) -> Vec<(String, String)> {
 /// through the JSON gateway, which a member answers without quorum (etcd
 /// 3.5's etcdctl asks for a linearizable one).
 pub fn local_members(host: &Host, root: &Path, endpoint: Ipv4Addr) -> Vec<serde_json::Value> {
-    let file = |p: PathBuf| under_root(root, &p);
     let out = crate::run(
-        host.command("curl")
-            .args(["-s", "--max-time", "5", "--cacert"])
-            .arg(file(paths::etcd_ca_cert()))
-            .arg("--cert")
-            .arg(file(paths::etcd_agent_client_cert()))
-            .arg("--key")
-            .arg(file(paths::etcd_agent_client_key()))
+        agent_curl(host, root, 5)
             .args(["-d", r#"{"linearizable":false}"#])
             .arg(format!("https://{endpoint}:2379/v3/cluster/member/list")),
     );
@@ -454,18 +461,8 @@ pub fn wait_healthy(host: &Host, root: &Path, endpoints: &[Ipv4Addr], within: Du
 /// Polls every endpoint's `/health` (client certificate, 1 s per call, 50 ms
 /// apart) until all say true: a probe cheap enough to time startups with.
 pub fn wait_all_health(host: &Host, root: &Path, endpoints: &[Ipv4Addr], within: Duration) {
-    let file = |p: PathBuf| under_root(root, &p);
     let healthy = |ip: &Ipv4Addr| {
-        let out = crate::run(
-            host.command("curl")
-                .args(["-s", "--max-time", "1", "--cacert"])
-                .arg(file(paths::etcd_ca_cert()))
-                .arg("--cert")
-                .arg(file(paths::etcd_agent_client_cert()))
-                .arg("--key")
-                .arg(file(paths::etcd_agent_client_key()))
-                .arg(format!("https://{ip}:2379/health")),
-        );
+        let out = crate::run(agent_curl(host, root, 1).arg(format!("https://{ip}:2379/health")));
         String::from_utf8_lossy(&out.stdout).contains(r#""health":"true""#)
     };
     let start = Instant::now();
