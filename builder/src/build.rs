@@ -45,10 +45,15 @@ pub struct BuildOptions {
     pub cache: Option<PathBuf>,
     /// Output formats instead of the profile's images.formats, comma
     /// separated: ignition, rootfs, raw, qcow2.
-    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = crate::cli::parse_format)]
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        hide_possible_values = true
+    )]
     pub formats: Option<Vec<OutputFormat>>,
     /// Base OS instead of the profile's images.base: debian or none.
-    #[arg(long, value_name = "BASE", value_parser = crate::cli::parse_base)]
+    #[arg(long, value_name = "BASE", hide_possible_values = true)]
     pub base: Option<BaseImage>,
 }
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::build::{build, print_summary, BuildOptions};
-use crate::profile::{self, BaseImage, OutputFormat};
+use crate::profile;
 use crate::progress::Progress;
 
 /// Bakes role-specific node images (etcd, master, worker) for a highly
@@ -182,28 +182,6 @@ fn default_secrets(loaded: &profile::LoadedProfile) -> PathBuf {
         .join("secrets")
 }
 
-pub(crate) fn parse_format(word: &str) -> Result<OutputFormat, String> {
-    match word {
-        "ignition" => Ok(OutputFormat::Ignition),
-        "rootfs" => Ok(OutputFormat::Rootfs),
-        "raw" => Ok(OutputFormat::Raw),
-        "qcow2" => Ok(OutputFormat::Qcow2),
-        _ => Err(format!(
-            "unknown format {word:?}: choose from ignition, rootfs, raw, qcow2"
-        )),
-    }
-}
-
-pub(crate) fn parse_base(word: &str) -> Result<BaseImage, String> {
-    match word {
-        "debian" => Ok(BaseImage::Debian),
-        "none" => Ok(BaseImage::None),
-        _ => Err(format!(
-            "unknown base {word:?}: choose debian (kiln's cached Debian base) or none"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +190,23 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_bad_format_or_base_is_refused_naming_the_choices() {
+        let refused = |args: &[&str]| {
+            let err = Cli::try_parse_from([&["kiln", "build", "p.toml"], args].concat())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("[possible values: "), "{err}");
+            err
+        };
+        let formats = refused(&["--formats", "ignition,disk"]);
+        assert!(
+            formats.contains("ignition, rootfs, raw, qcow2"),
+            "{formats}"
+        );
+        let base = refused(&["--base", "ubuntu"]);
+        assert!(base.contains("none, debian"), "{base}");
     }
 }

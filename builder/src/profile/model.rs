@@ -194,7 +194,7 @@ impl Default for PkiSection {
 }
 
 /// What `kiln build` writes for each role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutputFormat {
     /// `<role>/<role>.ign`, an Ignition spec 3.3.0 config.
@@ -215,7 +215,7 @@ impl OutputFormat {
 }
 
 /// The operating system under every role layer, unless a role names its own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum BaseImage {
     /// The role layer alone (Ignition configs, layer-only tarballs).
