@@ -22,9 +22,6 @@ use crate::progress::Progress;
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
 use crate::secrets::Secrets;
 
-/// Cloud user-data limits start here (e.g. 16 KiB on some providers).
-const USER_DATA_WARN_BYTES: u64 = 16 * 1024;
-
 #[derive(clap::Args, Debug)]
 pub struct BuildOptions {
     /// The cluster profile (TOML).
@@ -392,47 +389,6 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Prints the artifacts, and warns about Ignition configs too large for
-/// cloud user-data.
-pub fn print_summary(report: &BuildReport) {
-    println!(
-        "built cluster {} into {}",
-        report.manifest.cluster,
-        report.out.display()
-    );
-    for record in report.manifest.roles.values() {
-        for artifact in &record.artifacts {
-            let secret = if artifact.carries_secrets {
-                "  (holds secrets)"
-            } else {
-                ""
-            };
-            println!(
-                "  {:<28} {:>12}{secret}",
-                artifact.path,
-                human_size(artifact.size)
-            );
-            if artifact.path.ends_with(".ign") && artifact.size > USER_DATA_WARN_BYTES {
-                eprintln!(
-                    "warning: {} is {}, over the 16 KiB user-data limit of some clouds: \
-                     bake it into the image, serve it by URL, or set [images.agent] url and sha512 \
-                     so the agent binary is downloaded instead of embedded",
-                    artifact.path,
-                    human_size(artifact.size)
-                );
-            }
-        }
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{b} B"),
-    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use crate::build::{build, print_summary, BuildOptions};
+use crate::build::{build, BuildOptions, BuildReport};
 use crate::profile;
 use crate::progress::Progress;
+
+/// Cloud user-data limits start here (e.g. 16 KiB on some providers).
+const USER_DATA_WARN_BYTES: u64 = 16 * 1024;
 
 /// Bakes role-specific node images (etcd, master, worker) for a highly
 /// available Kubernetes cluster from one cluster profile.
@@ -180,6 +183,47 @@ fn default_secrets(loaded: &profile::LoadedProfile) -> PathBuf {
     std::path::Path::new("images")
         .join(&loaded.profile.cluster.name)
         .join("secrets")
+}
+
+/// Prints the artifacts, and warns about Ignition configs too large for
+/// cloud user-data.
+fn print_summary(report: &BuildReport) {
+    println!(
+        "built cluster {} into {}",
+        report.manifest.cluster,
+        report.out.display()
+    );
+    for record in report.manifest.roles.values() {
+        for artifact in &record.artifacts {
+            let secret = if artifact.carries_secrets {
+                "  (holds secrets)"
+            } else {
+                ""
+            };
+            println!(
+                "  {:<28} {:>12}{secret}",
+                artifact.path,
+                human_size(artifact.size)
+            );
+            if artifact.path.ends_with(".ign") && artifact.size > USER_DATA_WARN_BYTES {
+                eprintln!(
+                    "warning: {} is {}, over the 16 KiB user-data limit of some clouds: \
+                     bake it into the image, serve it by URL, or set [images.agent] url and sha512 \
+                     so the agent binary is downloaded instead of embedded",
+                    artifact.path,
+                    human_size(artifact.size)
+                );
+            }
+        }
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
 }
 
 #[cfg(test)]
