@@ -1,10 +1,14 @@
 //! From the profile to each role's node configuration (the agent's contract).
 
+use std::path::PathBuf;
+
+use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
 use kiln_firstboot::node_config::{
-    ControlPlaneSettings, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology, Vip,
+    BackupSettings, ControlPlaneSettings, EtcdSettings, Member, NodeConfig, PkiSettings, Role,
+    Topology, Vip,
 };
 
-use crate::profile::{NodeSpec, Profile};
+use crate::profile::{BackupSection, NodeSpec, Profile, RestoreSource};
 
 /// The etcd members the profile lists: the etcd nodes, or the masters when
 /// etcd is stacked on the control plane.
@@ -48,8 +52,8 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
             data_dir: profile.etcd.data_dir.clone(),
             discovery: profile.etcd.discovery.clone(),
             members: etcd_members(profile),
-            backup: crate::layer::backup::node_settings(&profile.etcd.backup),
-            restore_from: crate::layer::backup::restore_path(profile.etcd.restore_from.as_ref()),
+            backup: backup_settings(&profile.etcd.backup),
+            restore_from: restore_path(profile.etcd.restore_from.as_ref()),
         },
         control_plane: profile
             .control_plane
@@ -68,5 +72,24 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
                 discovery_hash: discovery_hash.to_owned(),
                 token_ttl_seconds: cp.token_ttl.map_or(0, |ttl| ttl.as_secs()),
             }),
+    }
+}
+
+/// The node configuration's backup settings; `None` when backups are off.
+pub fn backup_settings(backup: &BackupSection) -> Option<BackupSettings> {
+    backup.enabled.then(|| BackupSettings {
+        interval_seconds: backup.interval.as_secs(),
+        keep_hourly: backup.keep_hourly,
+        keep_daily: backup.keep_daily,
+        destination: backup.destination.clone(),
+    })
+}
+
+/// The node path of the snapshot to restore from, baked or on the node.
+fn restore_path(source: Option<&RestoreSource>) -> Option<PathBuf> {
+    let source = source?;
+    match (&source.local, &source.node) {
+        (Some(_), _) => Some(PathBuf::from(BAKED_SNAPSHOT)),
+        (None, node) => node.clone(),
     }
 }

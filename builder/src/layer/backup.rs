@@ -5,39 +5,20 @@
 use anyhow::{Context, Result};
 use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
 use kiln_firstboot::etcd::snapshot::verify_trailer;
-use kiln_firstboot::node_config::BackupSettings;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{AgentTimer, Meta, RoleLayer};
-use crate::profile::{BackupSection, LoadedProfile, RestoreSource};
+use crate::nodeconf::backup_settings;
+use crate::profile::LoadedProfile;
 
 pub const SNAPSHOT_TIMER: &str = "kiln-snapshot.timer";
 #[cfg(test)]
 const SNAPSHOT_SERVICE: &str = "kiln-snapshot.service";
 
-/// The node configuration's backup settings; `None` when backups are off.
-pub fn node_settings(backup: &BackupSection) -> Option<BackupSettings> {
-    backup.enabled.then(|| BackupSettings {
-        interval_seconds: backup.interval.as_secs(),
-        keep_hourly: backup.keep_hourly,
-        keep_daily: backup.keep_daily,
-        destination: backup.destination.clone(),
-    })
-}
-
-/// The node path of the snapshot to restore from, baked or on the node.
-pub fn restore_path(source: Option<&RestoreSource>) -> Option<PathBuf> {
-    let source = source?;
-    match (&source.local, &source.node) {
-        (Some(_), _) => Some(PathBuf::from(BAKED_SNAPSHOT)),
-        (None, node) => node.clone(),
-    }
-}
-
 /// Adds the snapshot timer and the baked restore snapshot to an etcd layer.
 pub fn add(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()> {
     let etcd = &profile.profile.etcd;
-    if let Some(settings) = node_settings(&etcd.backup) {
+    if let Some(settings) = backup_settings(&etcd.backup) {
         add_timer(layer, settings.interval_seconds);
     }
     if let Some(local) = etcd.restore_from.as_ref().and_then(|r| r.local.as_ref()) {
