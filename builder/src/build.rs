@@ -15,7 +15,7 @@ use kiln_firstboot::node_config::{Role, Topology};
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
 use crate::layer::{build_layer, ContainerdConfig, LayerInputs, RoleLayer};
 use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
-use crate::nodeconf::etcd_members;
+use crate::node_toml::etcd_members;
 use crate::output;
 use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
 use crate::progress::Progress;

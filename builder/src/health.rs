@@ -11,7 +11,7 @@ use kiln_firstboot::etcd::client::{EtcdClient, MemberInfo};
 use kiln_firstboot::node_config::url_for;
 use serde_json::json;
 
-use crate::nodeconf::etcd_members;
+use crate::node_toml::etcd_members;
 use crate::profile::LoadedProfile;
 
 /// The operator's etcd client, from the secrets folder of `kiln build`.

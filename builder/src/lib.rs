@@ -8,7 +8,7 @@ pub mod health;
 pub mod image;
 pub mod layer;
 pub mod manifest;
-pub mod nodeconf;
+pub mod node_toml;
 pub mod output;
 pub mod profile;
 pub mod progress;

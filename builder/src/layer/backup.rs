@@ -8,7 +8,7 @@ use kiln_firstboot::etcd::snapshot::verify_trailer;
 use std::path::Path;
 
 use super::{AgentTimer, Meta, RoleLayer};
-use crate::nodeconf::backup_settings;
+use crate::node_toml::backup_settings;
 use crate::profile::LoadedProfile;
 
 pub const SNAPSHOT_TIMER: &str = "kiln-snapshot.timer";

@@ -9,7 +9,7 @@ use kiln_firstboot::layout::{self, pki};
 use kiln_firstboot::node_config::{Role, Topology};
 
 use super::{kube, Contents, Meta, RoleLayer, Unit};
-use crate::nodeconf::node_config;
+use crate::node_toml::node_config;
 use crate::profile::{LoadedProfile, RoleImage};
 use crate::secrets::{Pair, Secrets};
 

@@ -1,4 +1,5 @@
-//! From the profile to each role's node configuration (the agent's contract).
+//! From the profile to each role's `/etc/kiln/node.toml`, the agent's contract
+//! (its types are `kiln_firstboot::node_config`).
 
 use std::path::PathBuf;
 
