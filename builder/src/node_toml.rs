@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
 use kiln_firstboot::node_config::{
     BackupSettings, ControlPlaneSettings, EtcdSettings, Member, NodeConfig, PkiSettings, Role,
-    Topology, Vip,
+    Topology,
 };
 
 use crate::profile::{BackupSection, NodeSpec, Profile, RestoreSource};
@@ -61,12 +61,7 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
             .as_ref()
             .map(|cp| ControlPlaneSettings {
                 endpoint: cp.endpoint.clone(),
-                vip: cp.vip.as_ref().map(|v| Vip {
-                    address: v.address,
-                    interface: v.interface.clone(),
-                    virtual_router_id: v.virtual_router_id,
-                    unicast: v.unicast,
-                }),
+                vip: cp.vip.clone(),
                 masters: cp.masters.iter().map(member).collect(),
                 pod_subnet: cluster.pod_subnet.to_string(),
                 service_subnet: cluster.service_subnet.to_string(),

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use kiln_firstboot::node_config::{DiscoverySource, Role, Topology};
+use kiln_firstboot::node_config::{DiscoverySource, Role, Topology, Vip};
 use kiln_firstboot::pki::KeyAlgorithm;
 use serde::Deserialize;
 
@@ -119,27 +119,14 @@ pub struct NodeSpec {
 pub struct ControlPlaneSection {
     /// `host:port` of the API server as clients reach it (VIP or load balancer).
     pub endpoint: String,
+    /// The agent's own type: the profile's table is copied into node.toml as is.
     #[serde(default)]
-    pub vip: Option<VipSpec>,
+    pub vip: Option<Vip>,
     pub masters: Vec<NodeSpec>,
     /// Lifetime of the bootstrap token baked into the images, like `"24h"`;
     /// unset, it never expires (rotate it by rebuilding the images).
     #[serde(default)]
     pub token_ttl: Option<Span>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VipSpec {
-    pub address: IpAddr,
-    pub interface: String,
-    /// VRRP virtual router id (1-255), unique on the masters' network.
-    #[serde(default = "default_virtual_router_id")]
-    pub virtual_router_id: u8,
-    /// VRRP by unicast to the listed masters (clouds drop multicast);
-    /// `false` uses multicast.
-    #[serde(default = "default_true")]
-    pub unicast: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -465,9 +452,6 @@ fn default_kubernetes_packages() -> Vec<String> {
     ["kubelet", "kubeadm", "kubectl"]
         .map(str::to_owned)
         .to_vec()
-}
-fn default_virtual_router_id() -> u8 {
-    51
 }
 fn default_true() -> bool {
     true
