@@ -39,8 +39,8 @@ pub enum Command {
         endpoints: Vec<String>,
         /// Keep checking until every member is started, voting and healthy;
         /// fail with the reason after DURATION (90s, 5m).
-        #[arg(long, value_name = "DURATION", value_parser = crate::health::parse_duration)]
-        wait: Option<std::time::Duration>,
+        #[arg(long, value_name = "DURATION", value_parser = profile::Span::parse_or_seconds)]
+        wait: Option<profile::Span>,
         /// Print JSON for machines.
         #[arg(long)]
         json: bool,
@@ -103,6 +103,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         } => {
             let (loaded, secrets) = load_with_secrets(&profile, secrets)?;
+            let wait = wait.map(profile::Span::as_duration);
             let check = crate::health::HealthCheck::new(&loaded, &secrets, endpoints)?;
             let health = check.wait(wait);
             let urls: Vec<String> = health

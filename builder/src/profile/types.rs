@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
@@ -181,6 +182,37 @@ impl Span {
     pub fn as_secs(self) -> u64 {
         self.secs
     }
+
+    pub fn as_duration(self) -> Duration {
+        Duration::from_secs(self.secs)
+    }
+
+    /// A span on the command line, where a bare number counts seconds
+    /// (`--wait 90` as well as `--wait 90s`).
+    pub fn parse_or_seconds(s: &str) -> Result<Self, String> {
+        Self::parse(s, Some(1))
+    }
+
+    /// `bare_unit` is what a number without a unit counts, if it may stand alone.
+    fn parse(s: &str, bare_unit: Option<u64>) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not a time span: write a number and one of s, m, h, d, like \"90s\" or \"24h\""
+            )
+        };
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let count: u64 = s[..digits].parse().map_err(|_| bad())?;
+        let unit = match &s[digits..] {
+            "" => bare_unit.ok_or_else(bad)?,
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        let secs = count.checked_mul(unit).ok_or_else(bad)?;
+        Ok(Span { secs })
+    }
 }
 
 impl fmt::Display for Span {
@@ -200,22 +232,7 @@ impl FromStr for Span {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!(
-                "{s:?} is not a time span: write a number and one of s, m, h, d, like \"90s\" or \"24h\""
-            )
-        };
-        let digits = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let count: u64 = s[..digits].parse().map_err(|_| bad())?;
-        let unit = match &s[digits..] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3_600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        let secs = count.checked_mul(unit).ok_or_else(bad)?;
-        Ok(Span { secs })
+        Self::parse(s, None)
     }
 }
 
@@ -307,6 +324,16 @@ mod tests {
         assert_eq!("120m".parse::<Span>().unwrap().to_string(), "2h");
         for bad in ["", "h", "1", "1 h", "1.5h", "-1h", "1w"] {
             assert!(bad.parse::<Span>().is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn spans_on_the_command_line_read_a_bare_number_as_seconds() {
+        let wait = |s: &str| Span::parse_or_seconds(s).map(Span::as_duration);
+        assert_eq!(wait("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(wait("5m").unwrap(), Duration::from_secs(300));
+        for bad in ["", "5 minutes", "m", "1w", "18446744073709551615m"] {
+            assert!(wait(bad).is_err(), "{bad:?} parsed");
         }
     }
 }
