@@ -7,6 +7,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 use flate2::Compression;
+use kiln_firstboot::fsutil::replace_atomically;
 use tar::{EntryType, Header};
 
 use super::base::{Base, BaseKind};
@@ -195,28 +196,26 @@ fn append_file<W: Write>(
     tar.append_data(header, name, bytes)
 }
 
-/// Writes through a temporary file beside `out`, so a failed render never
-/// leaves a truncated tarball behind.
+/// Writes through a temporary file beside `out` (0600 from creation, as
+/// layers carry keys), so a failed render never leaves a truncated tarball.
 fn write_atomically(
     out: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<(), RenderError>,
 ) -> Result<(), RenderError> {
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let what = || format!("writing {}", out.display());
-    let temp = tempfile::NamedTempFile::new_in(dir).context(what)?;
-    let mut buffered = BufWriter::new(temp.as_file());
-    write(&mut buffered)?;
-    buffered.flush().context(what)?;
-    drop(buffered);
-    temp.as_file().sync_all().context(what)?;
-    temp.persist(out).map_err(|e| e.error).context(what)?;
-    // The rename itself is durable only once the folder is synced.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .context(what)
+    // The render's own error rides through the io::Error the helper wants,
+    // so it still removes the temporary file, and comes out unchanged.
+    let written = replace_atomically(out, 0o600, |file, _| {
+        let mut buffered = BufWriter::new(file);
+        write(&mut buffered).map_err(io::Error::other)?;
+        buffered.flush()
+    });
+    written.map_err(|e| match e.downcast::<RenderError>() {
+        Ok(render) => render,
+        Err(source) => RenderError::Io {
+            context: format!("writing {}", out.display()),
+            source,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -241,11 +241,13 @@ fn a_layer_path_through_a_base_symlink_is_refused() {
     symlink("usr/lib", base.join("lib")).unwrap();
     let mut layer = RoleLayer::new(Role::Worker);
     layer.add_file("/lib/x", Meta::root(0o644), Contents::Inline(vec![]));
-    let err = render_rootfs(&layer, Some(&base), 0, &dir.path().join("o.tar.gz"))
-        .unwrap_err()
-        .to_string();
+    let err = render_rootfs(&layer, Some(&base), 0, &dir.path().join("o.tar.gz")).unwrap_err();
+    assert!(matches!(err, RenderError::Layer { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(
         err.contains("/lib") && err.contains("symbolic link"),
         "{err}"
     );
+    let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "only the base is left, no temporary file");
 }
