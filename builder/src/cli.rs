@@ -127,8 +127,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let (loaded, secrets) = load_with_secrets(&profile, secrets)?;
             let client = crate::health::operator_client(&secrets)?;
             let endpoints = crate::health::endpoints_or_listed(&loaded, endpoints);
-            let report = crate::backup::backup(&client, &endpoints, &out, force)?;
-            println!("{}", crate::backup::summary(&out, &report));
+            let report = crate::operator_backup::backup(&client, &endpoints, &out, force)?;
+            println!("{}", crate::operator_backup::summary(&out, &report));
             Ok(())
         }
         Command::Certs {

@@ -1,6 +1,5 @@
 //! kiln: turns one cluster profile into role-specific node images.
 
-pub mod backup;
 pub mod build;
 pub mod certs;
 pub mod cli;
@@ -9,6 +8,7 @@ pub mod image;
 pub mod layer;
 pub mod manifest;
 pub mod node_toml;
+pub mod operator_backup;
 pub mod output;
 pub mod profile;
 pub mod progress;

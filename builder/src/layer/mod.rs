@@ -4,9 +4,9 @@
 //! and the two renderings must agree (tests apply the Ignition config with the
 //! real Ignition and compare).
 
-pub mod backup;
 mod kube;
 mod roles;
+pub mod snapshots;
 mod timers;
 
 pub use kube::ContainerdConfig;

@@ -36,7 +36,7 @@ pub fn build_layer(
     match role {
         Role::Etcd => {
             add_etcd_member_pki(&mut layer, inputs.secrets);
-            super::backup::add(&mut layer, inputs.profile)?;
+            super::snapshots::add(&mut layer, inputs.profile)?;
         }
         Role::Master => add_master_pki(&mut layer, inputs.secrets, stacked),
         Role::Worker => add_worker_pki(&mut layer, inputs.secrets),

@@ -1,11 +1,11 @@
 //! Semantic checks of a deserialized profile. Every check runs, so one
 //! `kiln validate` lists every problem; each names its field and the fix.
 
-mod backup;
 mod cluster;
 mod images;
 mod kubernetes;
 mod nodes;
+mod snapshots;
 
 use std::path::Path;
 
@@ -59,7 +59,7 @@ pub fn validate(profile: &Profile, map: &SourceMap<'_>, base_dir: &Path) -> Vec<
     };
     cluster::check(profile, &mut check);
     nodes::check(profile, &mut check);
-    backup::check(&profile.etcd, &mut check);
+    snapshots::check(&profile.etcd, &mut check);
     check_pki(&profile.pki, &mut check);
     images::check(&profile.images, &mut check);
     kubernetes::check(profile, &mut check);
