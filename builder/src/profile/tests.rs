@@ -482,6 +482,19 @@ fn the_vip_is_a_host_address_too() {
 }
 
 #[test]
+fn a_repeated_list_item_is_named_at_its_index() {
+    let text = BASE.replace(
+        "[etcd]\n",
+        "[etcd]\ndiscovery = [\"static\", \"dns-srv\", \"static\"]\n",
+    ) + "[images]\nformats = [\"ignition\", \"ignition\"]\n";
+    let d = errors_of(&text);
+    let source = find(&d, "etcd.discovery[2]");
+    assert_eq!(source.message, "discovery source listed twice");
+    assert_eq!(find(&d, "images.formats[1]").hint, "list each format once");
+    assert!(!d.iter().any(|e| e.field == "etcd.discovery[1]"), "{d:#?}");
+}
+
+#[test]
 fn the_data_dir_is_a_folder_of_etcds_own_under_var() {
     let with = |dir: &str| BASE.replace("[etcd]\n", &format!("[etcd]\ndata_dir = \"{dir}\"\n"));
     assert!(warnings_of(BASE).is_empty(), "the default /var/lib/etcd");

@@ -266,15 +266,12 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
             "write discovery = [\"static\"] (or [\"static\", \"dns-srv\"])",
         );
     }
-    for (j, source) in etcd.discovery.iter().enumerate() {
-        if etcd.discovery[..j].contains(source) {
-            check.error(
-                format!("etcd.discovery[{j}]"),
-                "discovery source listed twice",
-                "list each source once",
-            );
-        }
-    }
+    check.no_repeats(
+        "etcd.discovery",
+        &etcd.discovery,
+        "discovery source listed twice",
+        "list each source once",
+    );
     let (count, field) = match etcd.topology {
         Topology::External => {
             if etcd.members.is_empty() {

@@ -35,15 +35,12 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
             "write formats = [\"ignition\", \"rootfs\"] (or one of them)",
         );
     }
-    for (j, format) in images.formats.iter().enumerate() {
-        if images.formats[..j].contains(format) {
-            check.error(
-                format!("images.formats[{j}]"),
-                "output format listed twice",
-                "list each format once",
-            );
-        }
-    }
+    check.no_repeats(
+        "images.formats",
+        &images.formats,
+        "output format listed twice",
+        "list each format once",
+    );
     if let Some(agent) = &images.agent {
         check_agent(agent, check);
     }

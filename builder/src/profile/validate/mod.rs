@@ -40,6 +40,21 @@ impl Checker<'_> {
         self.report(Severity::Warning, field.into(), message.into(), hint.into());
     }
 
+    /// Refuses every item of the list `field` that repeats an earlier one.
+    pub fn no_repeats<T: PartialEq>(
+        &mut self,
+        field: &str,
+        items: &[T],
+        message: &str,
+        hint: &str,
+    ) {
+        for (j, item) in items.iter().enumerate() {
+            if items[..j].contains(item) {
+                self.error(format!("{field}[{j}]"), message, hint);
+            }
+        }
+    }
+
     /// Whether the user wrote `field` (rather than leaving its default).
     pub fn is_written(&self, field: &str) -> bool {
         self.map.has(field)
