@@ -65,6 +65,33 @@ pub mod kube {
     pub const ETCD_CA_KEY: &str = "/etc/kubernetes/pki/etcd/ca.key";
     pub const ETCD_CLIENT_CERT: &str = "/etc/kubernetes/pki/apiserver-etcd-client.crt";
     pub const ETCD_CLIENT_KEY: &str = "/etc/kubernetes/pki/apiserver-etcd-client.key";
+    /// kubeadm's PKI folder (its constants.go KubernetesDir + "pki").
+    pub const KUBEADM_PKI: &str = "/etc/kubernetes/pki";
+    /// kubeadm's own certificates under [`KUBEADM_PKI`] (stems), which
+    /// `kubeadm certs renew all` renews; the etcd ones only with stacked etcd.
+    pub const KUBEADM_CERTS: [&str; 3] = [
+        "apiserver",
+        "apiserver-kubelet-client",
+        "front-proxy-client",
+    ];
+    pub const KUBEADM_STACKED_ETCD_CERTS: [&str; 3] =
+        ["etcd/server", "etcd/peer", "etcd/healthcheck-client"];
+    /// The kubeconfigs whose client certificates kubeadm embeds and renews
+    /// (kubelet.conf is the kubelet's to rotate).
+    pub const KUBEADM_KUBECONFIGS: [&str; 4] = [
+        "/etc/kubernetes/admin.conf",
+        "/etc/kubernetes/super-admin.conf",
+        "/etc/kubernetes/controller-manager.conf",
+        "/etc/kubernetes/scheduler.conf",
+    ];
+    /// The kubelet's static pods: the control plane's components.
+    pub const MANIFESTS: &str = "/etc/kubernetes/manifests";
+    /// Where a restart keeps a manifest while its pod stops (outside
+    /// [`MANIFESTS`], on the same file system).
+    pub const MANIFESTS_ASIDE: &str = "/etc/kubernetes/kiln-restarting";
+    /// Present while renewed certificates wait for the control plane's
+    /// restart; it survives a failed or interrupted restart.
+    pub const RESTART_PENDING: &str = "/var/lib/kiln/control-plane-restart-pending";
     pub const KEEPALIVED_CONFIG: &str = "/etc/keepalived/keepalived.conf";
     /// keepalived's API server health check (0755).
     pub const KEEPALIVED_CHECK: &str = "/etc/keepalived/kiln-check-apiserver.sh";

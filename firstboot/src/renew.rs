@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
+use crate::control_plane::renewal;
 use crate::etcd::client::EtcdClient;
 use crate::etcd::config::cert_path;
 use crate::etcd::kv::KvCluster;
@@ -243,11 +244,16 @@ fn signer_for(root: &Path, config: &NodeConfig) -> Result<Signer> {
     }
     Ok(Signer::ThroughEtcd {
         cluster: agent_cluster(root, config)?,
-        node: nix::unistd::gethostname()
-            .context("reading this node's hostname")?
-            .to_string_lossy()
-            .into_owned(),
+        node: hostname()?,
     })
+}
+
+/// This node's name in etcd's renewal keys and locks.
+fn hostname() -> Result<String> {
+    Ok(nix::unistd::gethostname()
+        .context("reading this node's hostname")?
+        .to_string_lossy()
+        .into_owned())
 }
 
 /// The etcd cluster as this node's agent reaches it.
@@ -353,7 +359,35 @@ pub fn run(root: &Path, config: &NodeConfig) -> Result<()> {
     let outcomes = renew_leaves(root, config, now)?;
     let signed = match config.role {
         Role::Etcd => sign_waiting_requests(root, config)?,
-        Role::Master | Role::Worker => 0,
+        Role::Master => {
+            let etcd_client_renewed = outcomes.iter().any(|(leaf, outcome)| {
+                *outcome == Outcome::Renewed && leaf.cert == Path::new(kube::ETCD_CLIENT_CERT)
+            });
+            let done = renewal::renew(
+                root,
+                config,
+                &agent_cluster(root, config)?,
+                &hostname()?,
+                etcd_client_renewed,
+            )?;
+            tracing::info!(
+                kubeadm_renewed = done.kubeadm_renewed,
+                restarted = done.restarted,
+                "kubeadm's certificates: {}; control plane {}",
+                if done.kubeadm_renewed {
+                    "renewed"
+                } else {
+                    "not due"
+                },
+                if done.restarted {
+                    "restarted"
+                } else {
+                    "left running"
+                }
+            );
+            0
+        }
+        Role::Worker => 0,
     };
     let count = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
     tracing::info!(

@@ -272,16 +272,14 @@ fn kill_while_waiting(root: &Path, host: &Host, config: &str) {
     );
 }
 
-/// Kills the fake API servers the stand-in daemonized under each root.
+/// Kills the kubelets the stand-in daemonized under each root, with the
+/// static pods (fake API servers) in their process groups.
 struct ApiServers(Vec<PathBuf>);
 
 impl Drop for ApiServers {
     fn drop(&mut self) {
         for root in &self.0 {
-            let pid_file = root.join("run/kubeadm-standin-apiserver.pid");
-            if let Ok(pid) = fs::read_to_string(pid_file) {
-                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-            }
+            kiln_e2e::kubeadm::kubelet::stop(root);
         }
     }
 }

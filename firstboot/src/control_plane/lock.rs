@@ -92,22 +92,23 @@ pub fn mark_initialized(kv: &KvCluster, keys: &InitKeys, node: &str) -> Result<(
     })
 }
 
-/// The init lock, held by this process until dropped.
+/// A lock (the init lock, the restart lock), held by this process until dropped.
 pub struct HeldLock {
     kv: KvCluster,
+    key: String,
     lease: i64,
     stop: Option<Sender<()>>,
     keeper: Option<JoinHandle<()>>,
     lost: Arc<AtomicBool>,
 }
 
-/// Takes the lock for `node` if nobody holds it; `None` when someone does.
-pub fn try_acquire(kv: &KvCluster, keys: &InitKeys, node: &str) -> Result<Option<HeldLock>> {
-    let lease = kv.call("grant the init lock's lease", |c, ep| {
+/// Takes the lock `key` for `node` if nobody holds it; `None` when someone does.
+pub fn try_acquire(kv: &KvCluster, key: &str, node: &str) -> Result<Option<HeldLock>> {
+    let lease = kv.call(&format!("grant the lease of the lock {key}"), |c, ep| {
         c.lease_grant(ep, LEASE_TTL_SECONDS)
     })?;
-    let created = kv.call("take the init lock", |c, ep| {
-        c.create(ep, &keys.lock, node, lease)
+    let created = kv.call(&format!("take the lock {key}"), |c, ep| {
+        c.create(ep, key, node, lease)
     });
     if !matches!(created, Ok(true)) {
         // Lost the race (or could not tell): give the lease back at once.
@@ -117,27 +118,31 @@ pub fn try_acquire(kv: &KvCluster, keys: &InitKeys, node: &str) -> Result<Option
     let (stop, stopped) = mpsc::channel::<()>();
     let lost = Arc::new(AtomicBool::new(false));
     let keeper = {
-        let (kv, lost) = (kv.clone(), lost.clone());
+        let (kv, lost, key) = (kv.clone(), lost.clone(), key.to_owned());
         std::thread::spawn(move || loop {
             match stopped.recv_timeout(KEEPALIVE_EVERY) {
                 Err(RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
-            match kv.call("keep the init lock's lease alive", |c, ep| {
-                c.lease_keepalive(ep, lease)
-            }) {
+            match kv.call(
+                &format!("keep the lease of the lock {key} alive"),
+                |c, ep| c.lease_keepalive(ep, lease),
+            ) {
                 Ok(ttl) if ttl > 0 => {}
                 Ok(_) => {
-                    tracing::error!("the init lock's lease expired: another master may take over");
+                    tracing::error!(
+                        "the lease of the lock {key} expired: another master may take over"
+                    );
                     lost.store(true, Ordering::SeqCst);
                     return;
                 }
-                Err(e) => tracing::warn!("could not renew the init lock's lease: {e:#}"),
+                Err(e) => tracing::warn!("could not renew the lease of the lock {key}: {e:#}"),
             }
         })
     };
     Ok(Some(HeldLock {
         kv: kv.clone(),
+        key: key.to_owned(),
         lease,
         stop: Some(stop),
         keeper: Some(keeper),
@@ -163,7 +168,9 @@ impl Drop for HeldLock {
         let lease = self.lease;
         if let Err(e) = self
             .kv
-            .call("release the init lock", |c, ep| c.lease_revoke(ep, lease))
+            .call(&format!("release the lock {}", self.key), |c, ep| {
+                c.lease_revoke(ep, lease)
+            })
         {
             tracing::warn!("{e:#}; the lock expires on its own within {LEASE_TTL_SECONDS} s");
         }

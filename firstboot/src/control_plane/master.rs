@@ -69,7 +69,7 @@ fn external(agent: &Agent) -> Result<(String, bool)> {
                 Step::WaitFor(holder) => Attempt::Retry(format!(
                     "{holder} holds the init lock and is running kubeadm init"
                 )),
-                Step::TakeLock => match lock::try_acquire(&kv, &keys, me) {
+                Step::TakeLock => match lock::try_acquire(&kv, &keys.lock, me) {
                     Ok(Some(held)) => Attempt::Done(Choice::Init(Some(held))),
                     Ok(None) => Attempt::Retry("another master took the init lock first".into()),
                     Err(e) => Attempt::Retry(format!("{e:#}")),

@@ -9,6 +9,7 @@ mod host;
 pub mod keepalived;
 pub mod lock;
 mod master;
+pub mod renewal;
 pub mod tls;
 mod worker;
 

@@ -105,12 +105,14 @@ impl ClusterTls {
             inner,
             seen: Mutex::new(None),
         });
-        let config = ClientConfig::builder_with_provider(provider)
+        let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .context("setting up TLS")?
             .dangerous()
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
+        // Every probe must see the certificate: a resumed session shows none.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(ClusterTls {
             ca_file: ca_file.display().to_string(),
             ca_subject,

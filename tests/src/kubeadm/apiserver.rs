@@ -1,5 +1,5 @@
-//! The fake API server init and control-plane join leave running: TLS with a
-//! certificate minted from the cluster CA, answering the few requests kubeadm
+//! The fake API server, the static pod init and control-plane join leave
+//! running: TLS with kubeadm's apiserver certificate, read at start, answering the few requests kubeadm
 //! discovery and kiln's tests make, backed by the cluster's etcd.
 
 use std::io::{BufRead, BufReader, Write};
@@ -12,19 +12,20 @@ use serde_json::{json, Value};
 use super::config::{Cluster, ExternalEtcd, LocalEndpoint};
 use super::discovery::{CLUSTER_INFO, KUBEADM_CONFIG};
 use super::etcd::{self, Etcd};
-use super::service::{self, Service};
-use super::{openssl, tokens, Refused, Result, Root};
+use super::{certs, kubelet, tokens, Refused, Result, Root};
 use crate::refuse;
 
 const DIR: &str = "/etc/kubernetes/kiln-standin";
 pub const CONFIG: &str = "/etc/kubernetes/kiln-standin/apiserver.json";
 /// Where a stacked control-plane join finds the cluster's etcd members.
 pub const ETCD_ENDPOINTS: &str = "/kiln-standin/etcd";
-/// Names its unit, or its pid file /run/NAME.pid and log /var/log/NAME.log.
-pub const NAME: &str = "kubeadm-standin-apiserver";
+/// The API server's static pod.
+pub const NAME: &str = "kube-apiserver";
 
-/// Mints the serving certificate, writes the server's config and starts it
-/// so it outlives this process; returns once it accepts connections.
+/// Creates kubeadm's certificates that are missing (the API server's for
+/// its SANs), writes the server's config and the static pod manifests of
+/// the control plane, starts the kubelet that runs them, and returns once
+/// the API server accepts connections.
 pub fn start(
     root: &Root,
     node: &str,
@@ -42,43 +43,24 @@ pub fn start(
     ]);
     sans.sort();
     sans.dedup();
-    let pki = |f: &str| root.path(&format!("/etc/kubernetes/pki/{f}"));
+    certs::create_missing(root, cluster, &sans)?;
     std::fs::create_dir_all(root.path(DIR)).map_err(|e| Refused(format!("creating {DIR}: {e}")))?;
-    let (cert, key) = (
-        format!("{DIR}/apiserver.crt"),
-        format!("{DIR}/apiserver.key"),
-    );
-    openssl::mint(
-        (&pki("ca.crt"), &pki("ca.key")),
-        "kube-apiserver",
-        openssl::Eku::Server,
-        &sans,
-        (&root.path(&cert), &root.path(&key)),
-    )
-    .map_err(|e| {
-        Refused(format!(
-            "minting the API server certificate from /etc/kubernetes/pki/ca.key: {e}"
-        ))
-    })?;
     let config = json!({
-        "node": node, "port": local.bind_port, "cert": cert, "key": key,
+        "node": node, "port": local.bind_port,
+        "cert": "/etc/kubernetes/pki/apiserver.crt", "key": "/etc/kubernetes/pki/apiserver.key",
         "etcd": {"endpoints": ext.endpoints, "caFile": ext.ca_file, "certFile": ext.cert_file, "keyFile": ext.key_file},
     });
     super::write_private(root, CONFIG, &config.to_string())?;
     let exe = std::env::current_exe()
-        .map_err(|e| Refused(format!("finding this kubeadm binary: {e}")))?;
-    let args = ["serve-apiserver", "--config", CONFIG]
+        .map_err(|e| Refused(format!("finding this kubeadm binary: {e}")))?
+        .display()
+        .to_string();
+    let command = [exe.as_str(), "serve-apiserver", "--config", CONFIG]
         .map(String::from)
         .to_vec();
-    service::start(
-        root,
-        &Service {
-            name: NAME,
-            description: "fake API server",
-            program: exe.display().to_string(),
-            args,
-        },
-    )?;
+    kubelet::write_manifest(root, NAME, &command)?;
+    kubelet::write_component_manifests(root, &exe)?;
+    kubelet::start(root)?;
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", local.bind_port)).is_err() {
         if start.elapsed() > Duration::from_secs(10) {

@@ -24,9 +24,20 @@ pub enum Command {
         ttl: String,
         kubeconfig: String,
     },
-    /// Hidden: the fake API server that init and control-plane join start.
+    /// `kubeadm certs renew all`.
+    CertsRenewAll,
+    /// Hidden: the fake API server, a static pod of init and control-plane join.
     ServeApiserver {
         config: String,
+    },
+    /// Hidden: the kubelet running the static pods of a manifests folder.
+    ServeKubelet {
+        manifests: String,
+    },
+    /// Hidden: a controller manager or scheduler with its kubeconfig.
+    ServeComponent {
+        kubeconfig: String,
+        port: u16,
     },
 }
 
@@ -106,8 +117,20 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 kubeconfig: kubeconfig(),
             })
         }
+        ["certs", "renew", "all"] => {
+            only(&flags, &[], "certs renew all")?;
+            Ok(Command::CertsRenewAll)
+        }
         ["serve-apiserver"] => Ok(Command::ServeApiserver { config: config(&flags, "serve-apiserver")? }),
-        _ => refuse!("unsupported kubeadm command {words:?} (the stand-in knows init, join, token list, token create)"),
+        ["serve-kubelet"] => Ok(Command::ServeKubelet { manifests: config(&flags, "serve-kubelet")? }),
+        ["serve-component"] => {
+            only(&flags, &["config", "port"], "serve-component")?;
+            match (flag(&flags, "config"), flag(&flags, "port").and_then(|p| p.parse().ok())) {
+                (Some(kubeconfig), Some(port)) => Ok(Command::ServeComponent { kubeconfig, port }),
+                _ => refuse!("`kubeadm serve-component` needs --config KUBECONFIG and --port PORT"),
+            }
+        }
+        _ => refuse!("unsupported kubeadm command {words:?} (the stand-in knows init, join, token list, token create, certs renew all)"),
     }
 }
 

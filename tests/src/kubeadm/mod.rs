@@ -3,11 +3,13 @@
 //! serves a fake API server, so kiln's agent is tested without Kubernetes.
 
 pub mod apiserver;
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod etcd;
+pub mod kubelet;
 pub mod networking;
 pub mod openssl;
 pub mod preflight;

@@ -145,6 +145,7 @@ pub fn write_kubeconfig(
     server: &str,
     ca_pem: &[u8],
     etcd: Option<&ExternalEtcd>,
+    user: Value,
 ) -> Result<()> {
     let extensions: Vec<Value> = etcd
         .map(|etcd| {
@@ -162,7 +163,7 @@ pub fn write_kubeconfig(
             "certificate-authority-data": B64.encode(ca_pem),
             "extensions": extensions,
         }}],
-        "users": [{"name": "kubernetes-admin", "user": {}}],
+        "users": [{"name": "kubernetes-admin", "user": user}],
         "contexts": [{"name": "kubernetes-admin@kubernetes", "context": {"cluster": "kubernetes", "user": "kubernetes-admin"}}],
         "current-context": "kubernetes-admin@kubernetes",
     });

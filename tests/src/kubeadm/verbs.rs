@@ -7,7 +7,7 @@ use super::cli::Command;
 use super::config::{self, ExternalEtcd};
 use super::discovery::{self, KUBEADM_CONFIG};
 use super::etcd::{self, Etcd};
-use super::{apiserver, preflight, record, stacked, tokens, Refused, Result, Root};
+use super::{apiserver, certs, kubelet, preflight, record, stacked, tokens, Refused, Result, Root};
 use crate::refuse;
 
 /// Test hook: seconds `init` sleeps after its checks, before writing to etcd.
@@ -17,7 +17,7 @@ pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 /// Written by a worker's TLS bootstrap; must not exist before a join.
 const BOOTSTRAP_KUBELET_CONF: &str = "/etc/kubernetes/bootstrap-kubelet.conf";
 /// Static pod manifests; must be missing or empty before init or join.
-const MANIFESTS: &str = "/etc/kubernetes/manifests";
+const MANIFESTS: &str = kubelet::MANIFESTS;
 
 /// Runs `command`, records the outcome; returns the exit code.
 pub fn run(root: &Root, argv: &[String], command: Command) -> i32 {
@@ -39,14 +39,19 @@ pub fn run(root: &Root, argv: &[String], command: Command) -> i32 {
             "token-create",
             token_create(root, token.as_deref(), &ttl, &kubeconfig),
         ),
-        Command::ServeApiserver { config } => {
-            return match apiserver::serve(root, &config) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    1
-                }
-            };
+        Command::CertsRenewAll => ("certs-renew-all", certs_renew_all(root)),
+        Command::ServeApiserver { config } => return served(apiserver::serve(root, &config)),
+        Command::ServeKubelet { manifests } => {
+            if manifests != kubelet::MANIFESTS {
+                return served(Err(Refused(format!(
+                    "the stand-in kubelet runs {}",
+                    kubelet::MANIFESTS
+                ))));
+            }
+            return served(kubelet::serve(root));
+        }
+        Command::ServeComponent { kubeconfig, port } => {
+            return served(kubelet::serve_component(root, &kubeconfig, port))
         }
     };
     match &outcome {
@@ -57,6 +62,26 @@ pub fn run(root: &Root, argv: &[String], command: Command) -> i32 {
 }
 
 type Outcome = Result<(Option<String>, String)>;
+
+/// The exit code of a long-running server that ended.
+fn served(result: Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn certs_renew_all(root: &Root) -> Outcome {
+    let said = certs::renew_all(root)?;
+    for line in &said {
+        println!("{line}");
+    }
+    let renewed = said.iter().filter(|l| l.ends_with(" renewed")).count();
+    Ok((None, format!("renewed {renewed} certificates")))
+}
 
 /// kubeadm's general preflight for init and join (RunInitNodeChecks,
 /// RunJoinNodeChecks): FileAvailable on kubelet's kubeconfigs,
@@ -144,20 +169,23 @@ fn init(root: &Root, path: &str) -> Outcome {
         &format!("/registry/kiln-standin/log/{}-init", plan.node),
         "ok",
     )?;
-    finish_control_plane(root, &plan.node, &plan.local, &plan.cluster, ext)?;
+    finish_control_plane(root, &plan.node, &plan.local, &plan.cluster, ext, true)?;
     Ok((
         Some(plan.node.clone()),
         format!("{} initialized the cluster", plan.node),
     ))
 }
 
-/// Leaves what a control plane node has: admin.conf, kubelet.conf, an API server.
+/// Leaves what a control plane node has: kubeadm's certificates, the
+/// kubeconfigs (super-admin.conf on the init node only), kubelet.conf and
+/// the static pods: API server, controller manager, scheduler.
 fn finish_control_plane(
     root: &Root,
     node: &str,
     local: &config::LocalEndpoint,
     cluster: &config::Cluster,
     ext: &ExternalEtcd,
+    init: bool,
 ) -> Result<()> {
     let ca = std::fs::read(root.path("/etc/kubernetes/pki/ca.crt"))
         .map_err(|e| Refused(format!("reading /etc/kubernetes/pki/ca.crt: {e}")))?;
@@ -169,8 +197,21 @@ fn finish_control_plane(
             local.bind_port
         ),
     };
-    tokens::write_kubeconfig(root, super::cli::ADMIN_CONF, &server, &ca, Some(ext))?;
-    tokens::write_kubeconfig(root, KUBELET_CONF, &server, &ca, Some(ext))?;
+    for (path, _, _) in certs::KUBECONFIGS {
+        if path.ends_with("/super-admin.conf") && !init {
+            continue;
+        }
+        let user = certs::kubeconfig_user(root, cluster, path)?;
+        tokens::write_kubeconfig(root, path, &server, &ca, Some(ext), user)?;
+    }
+    tokens::write_kubeconfig(
+        root,
+        KUBELET_CONF,
+        &server,
+        &ca,
+        Some(ext),
+        serde_json::json!({}),
+    )?;
     apiserver::start(root, node, local, cluster, ext)
 }
 
@@ -195,7 +236,14 @@ fn join(root: &Root, plan: config::JoinPlan) -> Outcome {
             status => refuse!("recording the join at {}: status {status}", plan.endpoint),
         }
         let server = format!("https://{}", plan.endpoint);
-        tokens::write_kubeconfig(root, KUBELET_CONF, &server, &api.ca_pem, None)?;
+        tokens::write_kubeconfig(
+            root,
+            KUBELET_CONF,
+            &server,
+            &api.ca_pem,
+            None,
+            serde_json::json!({}),
+        )?;
         // Like kubeadm, the worker keeps the CA discovery validated.
         super::write_private(
             root,
@@ -250,7 +298,7 @@ fn join(root: &Root, plan: config::JoinPlan) -> Outcome {
         ),
         "ok",
     )?;
-    finish_control_plane(root, &plan.node, local, &cluster, ext)?;
+    finish_control_plane(root, &plan.node, local, &cluster, ext, false)?;
     Ok((
         Some(plan.node.clone()),
         format!("{} joined the control plane", plan.node),
