@@ -16,11 +16,11 @@
 //! node's peer URL is reused, a dead member already removed is not removed
 //! again, and the done-marker makes a rerun after success a no-op.
 
-mod agent;
 pub mod backup;
 mod certs;
 pub mod client;
 pub mod config;
+mod configure;
 pub mod kv;
 pub mod membership;
 mod node;
@@ -29,6 +29,6 @@ mod settle;
 pub mod snapshot;
 pub mod version;
 
-pub use agent::{plan, remove_member, run};
+pub use configure::{plan, remove_member, run};
 pub use node::Node;
 pub use settle::settle;

@@ -4,7 +4,6 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::agent::describe_existing;
 use super::node::Node;
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
@@ -73,4 +72,12 @@ pub fn settle(node: &Node) -> Result<()> {
     // Outside systemd there is no socket to notify, which is fine.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     Ok(())
+}
+
+/// The decision recorded by the `run` that configured this node.
+fn describe_existing(status: Option<&Status>) -> String {
+    status.map_or_else(
+        || "configured outside kiln-firstboot run".into(),
+        |s| s.decision.clone(),
+    )
 }

@@ -1,0 +1,355 @@
+//! The etcd role's first phase, behind `run` and `plan`: observe, decide,
+//! then (for `run`) install certificates, change membership and write etcd's
+//! configuration, in an order where a crash at any point converges on rerun.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::client::{EtcdRefused, MemberInfo};
+use super::config::{self, ClusterState, EtcdSettings};
+use super::membership::{decide, Decision, Plan};
+use super::node::Node;
+use super::version::{cluster_version, join_refusal, EtcdVersion};
+use super::{certs, restore, settle};
+use crate::backoff::{retry, Attempt};
+use crate::status::{self, Phase, Status};
+
+/// Observes the cluster until a decision other than "wait" is possible;
+/// returns it with the member list it was made on.
+pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
+    let me = node.as_member();
+    let mut said = String::new();
+    let mut saw_cluster = false;
+    retry("an etcd cluster to answer", node.timeout, || {
+        let view = node.observe();
+        saw_cluster |= view.is_some();
+        let plan = decide(&me, view.as_ref());
+        match plan.decision {
+            Decision::Wait(reason) => {
+                // Once per new reason: the journal shows why the node waits.
+                if reason != said {
+                    tracing::info!(reason = %reason, "waiting");
+                    said.clone_from(&reason);
+                }
+                Attempt::Retry(reason)
+            }
+            _ => Attempt::Done((plan, view.map(|v| v.members).unwrap_or_default())),
+        }
+    })
+    .with_context(|| {
+        if saw_cluster {
+            format!(
+                "the etcd cluster answers but {} cannot join it yet",
+                node.me.name
+            )
+        } else if node.me.is_initial_member() {
+            "the etcd cluster did not become ready for this node".to_owned()
+        } else {
+            format!(
+                "{} is not an initial member, so it never bootstraps a cluster alone; \
+                 start the listed members (or fix discovery: {:?}) and rerun",
+                node.me.name, node.config.etcd.discovery
+            )
+        }
+    })
+}
+
+/// The decision as the sentence an operator reads in the journal.
+pub fn describe(node: &Node, plan: &Plan) -> String {
+    let name = &node.me.name;
+    let size = plan.cluster_size;
+    let aside = if plan.move_aside_data {
+        ", after moving the stale data dir aside"
+    } else {
+        ""
+    };
+    let sentence = match &plan.decision {
+        Decision::Restart => format!("{name} has a write-ahead log: restarting etcd on it, no membership change"),
+        Decision::Bootstrap => format!(
+            "no etcd member answers and {name} is an initial member: bootstrapping a new cluster of {}{}",
+            node.config.etcd.members.len(),
+            node.config.etcd.restore_from.as_ref().map_or(String::new(), |p| format!(
+                " from the snapshot restore_from = {}",
+                p.display()
+            ))
+        ),
+        Decision::StartListed { id, learner } => format!(
+            "the cluster lists {name}'s peer URL {} as not started (member {id}{}): starting etcd with state=existing",
+            node.peer_url,
+            if *learner { ", learner" } else { "" }
+        ),
+        Decision::Join => format!(
+            "{name} is not a member: joining the existing cluster of {size} as a learner, then promoting it"
+        ),
+        Decision::Replace { dead } => format!(
+            "joining the existing cluster of {size} as replacement for dead member {} (id {}, peer {}): removing it, then adding {name} as a learner",
+            dead.name, dead.id, dead.peer_urls.join(",")
+        ),
+        Decision::Wait(reason) => format!("waiting: {reason}"),
+        Decision::QuorumLost { alive, voting } => format!(
+            "etcd quorum is lost: only {alive} of {voting} voting members answer; changing nothing. \
+             No member can be removed or added without quorum: bring the dead members back with \
+             their data, or rebuild the cluster from a snapshot: set etcd.restore_from in the \
+             profile to a `kiln backup` file or a node's /var/lib/kiln/snapshots copy, rebuild, \
+             and boot fresh initial members (docs/backup.md)"
+        ),
+        Decision::Conflict(m) => format!(
+            "member {} at {} is alive and has {name}'s name or peer URL; refusing to add a second member for it",
+            m.name,
+            m.peer_urls.join(",")
+        ),
+    };
+    format!("{sentence}{aside}")
+}
+
+/// `kiln-firstboot plan`: prints the decision and why, changes nothing.
+pub fn plan(node: &Node) -> Result<String> {
+    if status::is_done(&node.root) {
+        return Ok("already converged (done marker present): nothing to do".into());
+    }
+    let (plan, members) = make_plan(node)?;
+    check_before_change(node, &plan, &members)?;
+    Ok(describe(node, &plan))
+}
+
+/// `kiln-firstboot run`. With `start`, also starts etcd and settles.
+pub fn run(node: &Node, start: bool) -> Result<()> {
+    if status::is_done(&node.root) {
+        tracing::info!("already converged (done marker present): nothing to do");
+        return Ok(());
+    }
+    let (plan, members) = make_plan(node)?;
+    let sentence = describe(node, &plan);
+    if matches!(
+        plan.decision,
+        Decision::QuorumLost { .. } | Decision::Conflict(_) | Decision::Wait(_)
+    ) {
+        // Before anything is written: refusing changes nothing.
+        bail!("{sentence}");
+    }
+    let version = check_before_change(node, &plan, &members)?;
+    // Verified before anything is written: a corrupt snapshot changes nothing.
+    let restore = match plan.decision {
+        Decision::Bootstrap => restore::prepare(node)?,
+        _ => None,
+    };
+    if restore.is_none() && node.config.etcd.restore_from.is_some() {
+        tracing::info!(
+            "restore_from is ignored: only an initial member bootstrapping with no WAL restores"
+        );
+    }
+    tracing::info!(member = %node.me.name, peer = %node.peer_url, decision = %sentence, "decided");
+    certs::install(&node.root, &node.config, &node.me)?;
+    if plan.move_aside_data {
+        move_aside(&node.data_dir())?;
+    }
+    let mut learner_id = None;
+    let (state, initial_cluster) = match &plan.decision {
+        Decision::Bootstrap => (ClusterState::New, listed_cluster(node)),
+        Decision::Restart => (
+            ClusterState::Existing,
+            vec![(node.me.name.clone(), node.peer_url.clone())],
+        ),
+        Decision::Join | Decision::Replace { .. } => {
+            if let Decision::Replace { dead } = &plan.decision {
+                remove_member(node, dead)?;
+            }
+            let (id, members) = add_self(node)?;
+            learner_id = Some(id);
+            (ClusterState::Existing, current_cluster(node, &members))
+        }
+        Decision::StartListed { id, learner } => {
+            learner_id = learner.then(|| id.clone());
+            (ClusterState::Existing, current_cluster(node, &members))
+        }
+        // Refused above, before anything was written.
+        Decision::Wait(_) | Decision::QuorumLost { .. } | Decision::Conflict(_) => {
+            bail!("{sentence}")
+        }
+    };
+    if let Some(restore) = &restore {
+        restore::apply(node, restore, &initial_cluster)?;
+    }
+    prepare_data_dir(&node.data_dir())?;
+    let settings = EtcdSettings {
+        name: &node.me.name,
+        data_dir: &node.config.etcd.data_dir,
+        client_url: &node.client_url,
+        peer_url: &node.peer_url,
+        initial_cluster,
+        state,
+        token: restore.as_ref().map_or(&node.config.cluster, |r| &r.token),
+        version,
+    };
+    config::write(&node.root, &settings)?;
+    status::write_status(
+        &node.root,
+        &Status {
+            phase: Phase::Configured,
+            role: "etcd".into(),
+            member: node.me.name.clone(),
+            decision: sentence,
+            learner_id,
+            updated: status::now(),
+        },
+    )?;
+    if !start {
+        tracing::info!("etcd is configured; not starting it (--no-start): run `kiln-firstboot settle` once it runs");
+        return Ok(());
+    }
+    start_etcd()?;
+    settle::settle(node)
+}
+
+/// What `run` checks before it changes anything, and `plan` reports alike:
+/// the certificates, and the etcd version against the cluster's.
+fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Result<EtcdVersion> {
+    if plan.decision != Decision::Restart {
+        certs::preflight(&node.root, &node.me)?;
+    }
+    let version = EtcdVersion::installed(&node.root)?;
+    if joins_running_cluster(&plan.decision) {
+        check_version(node, version, members)?;
+    }
+    Ok(version)
+}
+
+/// Whether the decision starts this node's etcd against a running cluster
+/// (with or without a membership change first).
+fn joins_running_cluster(decision: &Decision) -> bool {
+    matches!(
+        decision,
+        Decision::Join | Decision::Replace { .. } | Decision::StartListed { .. }
+    )
+}
+
+/// Refuses, before any change, an etcd the cluster's version cannot take:
+/// etcd would fail to start after the membership change (a downgrade), or
+/// run a cluster two minors apart.
+fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
+    let mut errors = Vec::new();
+    let versions: Vec<(EtcdVersion, Option<EtcdVersion>)> = members
+        .iter()
+        .filter_map(|m| m.client_urls.first())
+        .filter_map(|url| {
+            node.client
+                .version(url)
+                .map_err(|e| errors.push(format!("{e:#}")))
+                .ok()
+        })
+        .collect();
+    let Some(cluster) = cluster_version(&versions) else {
+        bail!(
+            "no member of the etcd cluster told its version: {} changes nothing; check that the \
+             members answer on their client URLs and rerun ({})",
+            node.me.name,
+            errors.join("; ")
+        );
+    };
+    if let Some(reason) = join_refusal(mine, cluster) {
+        bail!("{} changes nothing: {reason}", node.me.name);
+    }
+    tracing::info!(member = %node.me.name, etcd = %mine, cluster = %cluster, "this etcd can join the cluster's version");
+    Ok(())
+}
+
+fn listed_cluster(node: &Node) -> Vec<(String, String)> {
+    let port = node.config.etcd.peer_port;
+    node.config
+        .etcd
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), crate::node_config::url_for(m.ip, port)))
+        .collect()
+}
+
+/// `--initial-cluster` for joining: the current membership, with this
+/// node's (unstarted, nameless) entry named.
+fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)> {
+    members
+        .iter()
+        .flat_map(|m| {
+            let mine = m.peer_urls.contains(&node.peer_url);
+            let name = if mine {
+                node.me.name.clone()
+            } else {
+                m.name.clone()
+            };
+            m.peer_urls.iter().map(move |u| (name.clone(), u.clone()))
+        })
+        .collect()
+}
+
+/// Adds this node as a learner; returns its ID and the member list with it.
+fn add_self(node: &Node) -> Result<(String, Vec<MemberInfo>)> {
+    let (id, members) = node.cluster_call("add this node as a learner", |members, endpoint| {
+        // A timed-out add may have happened anyway: never add a second member.
+        if let Some(m) = members
+            .iter()
+            .find(|m| m.peer_urls.contains(&node.peer_url))
+        {
+            return Ok((m.id.clone(), members.to_vec()));
+        }
+        node.client.member_add(endpoint, &node.peer_url, true)
+    })?;
+    tracing::info!(member = %node.me.name, id = %id, "added this node to the cluster as a learner");
+    Ok((id, members))
+}
+
+pub fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
+    node.cluster_call("remove the dead member", |members, endpoint| {
+        if !members.iter().any(|m| m.id == dead.id) {
+            return Ok(());
+        }
+        // The list came from another member, which may not have applied
+        // an earlier, timed-out removal yet: "not found" means it is gone.
+        match node.client.member_remove(endpoint, &dead.id) {
+            Err(e)
+                if e.downcast_ref::<EtcdRefused>()
+                    .is_some_and(|r| r.message.contains("member not found")) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    })?;
+    tracing::info!(member = %dead.name, id = %dead.id, "removed the dead member");
+    Ok(())
+}
+
+/// Renames a data dir etcd must not reuse; it is kept for forensics.
+fn move_aside(data_dir: &Path) -> Result<()> {
+    let target = data_dir.with_file_name(format!(
+        "{}.stale-{}",
+        data_dir.file_name().unwrap_or_default().to_string_lossy(),
+        status::now()
+    ));
+    std::fs::rename(data_dir, &target)
+        .with_context(|| format!("moving the stale data dir {} aside", data_dir.display()))?;
+    tracing::warn!(from = %data_dir.display(), to = %target.display(), "moved the stale etcd data dir aside");
+    Ok(())
+}
+
+fn prepare_data_dir(data_dir: &Path) -> Result<()> {
+    crate::fsutil::create_dir_all_mode(data_dir, 0o700)
+        .with_context(|| format!("creating the etcd data dir {}", data_dir.display()))?;
+    if let Some((uid, gid)) = certs::etcd_owner() {
+        nix::unistd::chown(data_dir, Some(uid), Some(gid))
+            .with_context(|| format!("giving {} to user etcd", data_dir.display()))?;
+    }
+    Ok(())
+}
+
+fn start_etcd() -> Result<()> {
+    // --no-block: a bootstrapping member only reports ready once its peers
+    // are up; settle's bounded wait takes over from here.
+    for args in [
+        &["daemon-reload"][..],
+        &["enable", "etcd.service"],
+        &["restart", "--no-block", "etcd.service"],
+    ] {
+        crate::systemd::systemctl(args, "")?;
+    }
+    Ok(())
+}
