@@ -1,18 +1,16 @@
 //! Renders a role layer as an Ignition spec 3.3.0 config (what Debian's
 //! Ignition 2.14 and every current Ignition accept).
 
-use std::io::Write;
 use std::path::Path;
 
 use base64::Engine;
-use flate2::Compression;
 use ignition_config::v3_3::{
     Config, Directory, Dropin, File, Link, NodeGroup, NodeUser, Resource, Storage, Systemd, Unit,
     Verification,
 };
 use serde_json::Value;
 
-use super::{gzip_writer, layer_tree, FileData, Origin, RenderError, TreeKind};
+use super::{deflate, layer_tree, FileData, Origin, RenderError, TreeKind};
 use crate::layer::{Meta, RoleLayer};
 
 /// The Ignition config for `layer`, as compact JSON without nulls. Implied
@@ -137,7 +135,7 @@ fn inline_resource(bytes: &[u8]) -> Resource {
         source: Some(plain.unwrap_or(base64)),
         ..Resource::default()
     };
-    let gzipped = format!("data:;base64,{}", base64_of(&gzip(bytes)));
+    let gzipped = format!("data:;base64,{}", base64_of(&deflate::gzip(bytes)));
     let gzip_overhead = r#","compression":"gzip""#.len();
     let best_len = best.source.as_ref().map_or(0, String::len);
     if gzipped.len() + gzip_overhead < best_len {
@@ -152,13 +150,6 @@ fn inline_resource(bytes: &[u8]) -> Resource {
 
 fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = gzip_writer(Vec::new(), Compression::default());
-    // Writing into a Vec cannot fail.
-    encoder.write_all(bytes).expect("gzip into memory");
-    encoder.finish().expect("gzip into memory")
 }
 
 /// `data:,` with everything percent-encoded except characters that mean

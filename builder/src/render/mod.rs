@@ -2,15 +2,13 @@
 //! walk of the layer they share, so both see exactly the same tree.
 
 mod base;
+pub(crate) mod deflate;
 pub mod ignition;
 pub mod rootfs;
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Component, Path, PathBuf};
-
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
 
 use crate::layer::{Contents, Meta, Node, RoleLayer, UNIT_MODE};
 
@@ -205,15 +203,6 @@ fn add_implied_parents(tree: &mut BTreeMap<PathBuf, TreeEntry<'_>>) -> Result<()
         }
     }
     Ok(())
-}
-
-/// A gzip stream whose bytes depend only on the input: no name, mtime 0,
-/// fixed OS byte and level.
-pub(crate) fn gzip_writer<W: Write>(out: W, level: Compression) -> GzEncoder<W> {
-    GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(out, level)
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@ use std::io::{self, BufWriter, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use flate2::Compression;
 use kiln_firstboot::fsutil::replace_atomically;
 use tar::{EntryType, Header};
 
 use super::base::{Base, BaseKind};
-use super::{gzip_writer, layer_tree, IoContext, Origin, RenderError, TreeEntry, TreeKind};
+use super::deflate::{self, GzipWriter};
+use super::{layer_tree, IoContext, Origin, RenderError, TreeEntry, TreeKind};
 use crate::layer::{Meta, RoleLayer};
 
 /// One tarball entry: from the layer or, where the layer is silent, the base.
@@ -125,7 +125,7 @@ fn write_tar(
     mtime: u64,
 ) -> Result<(), RenderError> {
     let writing = || "writing the rootfs tarball".to_owned();
-    let mut tar = tar::Builder::new(gzip_writer(out, Compression::default()));
+    let mut tar = tar::Builder::new(GzipWriter::new(out));
     for (path, entry) in entries {
         let name = path.strip_prefix("/").unwrap_or(path);
         let mut header = Header::new_gnu();
@@ -185,15 +185,26 @@ fn append_link<W: Write>(
     tar.append_link(header, name, target)
 }
 
+/// A file's header and data; a large file's data deflated once for every
+/// tarball of the build that holds it, and spliced in.
 fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
+    tar: &mut tar::Builder<GzipWriter<W>>,
     header: &mut Header,
     name: &Path,
     bytes: &[u8],
 ) -> io::Result<()> {
     header.set_entry_type(EntryType::Regular);
     header.set_size(bytes.len() as u64);
-    tar.append_data(header, name, bytes)
+    if bytes.len() < deflate::MEMO_MIN {
+        return tar.append_data(header, name, bytes);
+    }
+    // The header (and a long-name entry if needed) alone: tar pads only
+    // what it copied, so the data and its padding follow here.
+    tar.append_data(header, name, io::empty())?;
+    let gzip = tar.get_mut();
+    gzip.splice(&deflate::deflate(bytes))?;
+    let padding = (512 - bytes.len() % 512) % 512;
+    gzip.write_all(&[0u8; 512][..padding])
 }
 
 /// Writes through a temporary file beside `out` (0600 from creation, as

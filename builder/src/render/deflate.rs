@@ -1,0 +1,252 @@
+//! gzip that uses every core and compresses each large input once.
+//!
+//! Data is cut into fixed 1 MiB chunks, each deflated on its own (in
+//! parallel) and ended byte-aligned with a sync flush, as pigz does: the
+//! result is one gzip member that every gzip reader takes, and its bytes
+//! depend only on the input, never on the number of threads. A large input
+//! seen before in this process (the agent, which every role's config and
+//! tarball carry) is compressed once and its deflate data spliced in.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use sha2::{Digest, Sha256};
+
+/// Chunks are deflated independently: large enough to cost nothing in
+/// ratio, small enough to spread over the cores.
+const CHUNK: usize = 1 << 20;
+/// Inputs this large are remembered and compressed once.
+pub(crate) const MEMO_MIN: usize = 256 << 10;
+/// An empty final block with fixed codes: ends a stream of sync-flushed chunks.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+/// gzip header: deflate, no name, mtime 0, no extra flags, OS unknown (255).
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Raw deflate data of some bytes, not final, with their CRC-32 and length.
+pub struct Deflated {
+    data: Vec<u8>,
+    crc: Crc,
+}
+
+fn level() -> Compression {
+    Compression::default()
+}
+
+/// Deflates one chunk, ending with a sync flush.
+fn deflate_chunk(chunk: &[u8]) -> Vec<u8> {
+    let mut compress = Compress::new(level(), false);
+    let mut out = Vec::with_capacity(chunk.len() / 2 + 64);
+    loop {
+        let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        let status = compress
+            .compress_vec(&chunk[consumed..], &mut out, FlushCompress::Sync)
+            .expect("deflate into memory cannot fail");
+        let done = usize::try_from(compress.total_in()).unwrap_or(usize::MAX) == chunk.len();
+        // A sync flush is complete once all input is in and room was left over.
+        if done && status == Status::Ok && out.len() < out.capacity() {
+            return out;
+        }
+    }
+}
+
+/// Deflates `bytes` chunk by chunk on every core.
+fn deflate_parallel(bytes: &[u8]) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(chunks.len());
+    for batch in chunks.chunks(threads) {
+        if batch.len() == 1 {
+            parts.push(deflate_chunk(batch[0]));
+            continue;
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|chunk| s.spawn(move || deflate_chunk(chunk)))
+                .collect();
+            parts.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("deflate thread")),
+            );
+        });
+    }
+    parts.concat()
+}
+
+fn crc_of(bytes: &[u8]) -> Crc {
+    let mut crc = Crc::new();
+    crc.update(bytes);
+    crc
+}
+
+/// Large inputs by SHA-256: each compressed once, by whichever thread
+/// asked first while the others wait for it.
+type Memo = Mutex<HashMap<[u8; 32], Arc<OnceLock<Arc<Deflated>>>>>;
+
+/// The deflate data of `bytes`, compressed once per process for large inputs.
+pub fn deflate(bytes: &[u8]) -> Arc<Deflated> {
+    let fresh = || {
+        Arc::new(Deflated {
+            data: deflate_parallel(bytes),
+            crc: crc_of(bytes),
+        })
+    };
+    if bytes.len() < MEMO_MIN {
+        return fresh();
+    }
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    let digest: [u8; 32] = Sha256::digest(bytes).into();
+    let slot = match MEMO.get_or_init(Memo::default).lock() {
+        Ok(mut memo) => memo.entry(digest).or_default().clone(),
+        Err(_) => return fresh(),
+    };
+    slot.get_or_init(fresh).clone()
+}
+
+/// `bytes` as one gzip member.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = GzipWriter::new(Vec::new());
+    out.splice(&deflate(bytes)).expect("gzip into memory");
+    out.finish().expect("gzip into memory")
+}
+
+/// A gzip stream written in chunks deflated on every core; [`splice`]
+/// inserts data deflated before.
+///
+/// [`splice`]: GzipWriter::splice
+pub struct GzipWriter<W: Write> {
+    out: W,
+    pending: Vec<u8>,
+    crc: Crc,
+    started: bool,
+    threads: usize,
+}
+
+impl<W: Write> GzipWriter<W> {
+    pub fn new(out: W) -> GzipWriter<W> {
+        GzipWriter {
+            out,
+            pending: Vec::new(),
+            crc: Crc::new(),
+            started: false,
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+
+    fn emit(&mut self, deflated: &[u8]) -> io::Result<()> {
+        if !self.started {
+            self.out.write_all(&HEADER)?;
+            self.started = true;
+        }
+        self.out.write_all(deflated)
+    }
+
+    /// Compresses what is pending: whole chunks, or everything with `all`.
+    fn compress_pending(&mut self, all: bool) -> io::Result<()> {
+        let cut = if all {
+            self.pending.len()
+        } else {
+            self.pending.len() / CHUNK * CHUNK
+        };
+        if cut == 0 {
+            return Ok(());
+        }
+        let rest = self.pending.split_off(cut);
+        let ready = std::mem::replace(&mut self.pending, rest);
+        self.crc.update(&ready);
+        let deflated = deflate_parallel(&ready);
+        self.emit(&deflated)
+    }
+
+    /// Appends data deflated before (by [`deflate`]).
+    pub fn splice(&mut self, deflated: &Deflated) -> io::Result<()> {
+        self.compress_pending(true)?;
+        self.crc.combine(&deflated.crc);
+        self.emit(&deflated.data)
+    }
+
+    /// Ends the stream: the final block and gzip's trailer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.compress_pending(true)?;
+        self.emit(&FINAL_BLOCK)?;
+        let crc = self.crc.sum().to_le_bytes();
+        let len = self.crc.amount().to_le_bytes();
+        self.out.write_all(&crc)?;
+        self.out.write_all(&len)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        // Batches of one chunk per core keep every core busy.
+        if self.pending.len() >= CHUNK * self.threads {
+            self.compress_pending(false)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn gunzip(gz: &[u8]) -> Vec<u8> {
+        // A single-member reader: the output must be one gzip member.
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(gz)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| u8::try_from((i * 7 + i / 1000) % 251).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn one_member_that_reads_back_across_chunks_splices_and_writes() {
+        let (a, b, c) = (sample(3 * CHUNK + 17), sample(MEMO_MIN + 5), sample(1000));
+        let mut gz = GzipWriter::new(Vec::new());
+        for piece in a.chunks(4096) {
+            gz.write_all(piece).unwrap();
+        }
+        gz.splice(&deflate(&b)).unwrap();
+        gz.write_all(&c).unwrap();
+        let out = gz.finish().unwrap();
+        assert_eq!(gunzip(&out), [a, b, c].concat());
+        assert_eq!(gunzip(&gzip(b"")), b"");
+        assert_eq!(gunzip(&gzip(b"kiln")), b"kiln");
+    }
+
+    #[test]
+    fn bytes_depend_on_the_input_only() {
+        let data = sample(2 * CHUNK + 3);
+        let mut by_byte = GzipWriter::new(Vec::new());
+        for piece in data.chunks(1) {
+            by_byte.write_all(piece).unwrap();
+        }
+        let whole = {
+            let mut gz = GzipWriter::new(Vec::new());
+            gz.write_all(&data).unwrap();
+            gz.finish().unwrap()
+        };
+        assert_eq!(by_byte.finish().unwrap(), whole);
+        assert!(Arc::ptr_eq(&deflate(&data), &deflate(&data.clone())));
+    }
+}
