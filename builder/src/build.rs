@@ -18,7 +18,7 @@ use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
 use crate::node_toml::etcd_members;
 use crate::output;
 use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
-use crate::progress::Progress;
+use crate::progress::{Job, Progress};
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
 use crate::secrets::Secrets;
 
@@ -126,6 +126,9 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         })?,
         false => None,
     };
+    // Bases one after the other (two roles may share one), then every
+    // role's artifacts at once.
+    let mut prepared = Vec::new();
     for role in loaded.profile.roles() {
         let base = progress.step(&format!("preparing the {role} base"), || {
             RoleBase::resolve(&loaded, role, options.base, etcd.as_ref(), &cache)
@@ -139,16 +142,26 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         if let RoleBase::Debian(_) = base {
             image::add_os_files(&mut layer);
         }
-        let target = RoleTarget {
-            base: &base,
-            cache: &cache,
-            seed: format!("{cluster}/{role}"),
-        };
-        let mut record = progress.step(&format!("building the {role} image"), || {
-            write_role(&layer, &loaded, &target, staging.path(), mtime)
-        })?;
+        prepared.push((role, base, layer, etcd_version));
+    }
+    let jobs: Vec<Job<Result<RoleRecord>>> = prepared
+        .iter()
+        .map(|(role, base, layer, _)| {
+            let target = RoleTarget {
+                base,
+                cache: &cache,
+                seed: format!("{cluster}/{role}"),
+            };
+            let (loaded, staging) = (&loaded, staging.path());
+            let work: Box<dyn FnOnce() -> Result<RoleRecord> + Send + '_> =
+                Box::new(move || write_role(layer, loaded, &target, staging, mtime));
+            (format!("building the {role} image"), work)
+        })
+        .collect();
+    for ((role, _, _, etcd_version), record) in prepared.iter().zip(progress.parallel(jobs)) {
+        let mut record = record?;
         record.etcd_version = etcd_version.map(|v| v.to_string());
-        manifest.roles.insert(role, record);
+        manifest.roles.insert(*role, record);
     }
     let manifest_path = staging.path().join("manifest.json");
     fs::write(&manifest_path, manifest.to_json())

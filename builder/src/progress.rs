@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 pub struct Progress {
     interactive: bool,
@@ -23,13 +23,50 @@ impl Progress {
         if !self.interactive {
             return work();
         }
-        let spinner = ProgressBar::new_spinner().with_message(label.to_owned());
-        spinner.set_style(
-            ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
-        );
-        spinner.enable_steady_tick(Duration::from_millis(120));
+        let spinner = spinner(label);
         let result = work();
         spinner.finish_and_clear();
         result
     }
+
+    /// Runs every job at once, each under its own spinner line (one
+    /// MultiProgress draws them, so no line runs into another); returns
+    /// their results in order.
+    pub fn parallel<'a, T: Send>(&self, jobs: Vec<Job<'a, T>>) -> Vec<T> {
+        let bars = self.interactive.then(MultiProgress::new);
+        std::thread::scope(|s| {
+            let running: Vec<_> = jobs
+                .into_iter()
+                .map(|(label, work)| {
+                    let spinner = bars.as_ref().map(|bars| bars.add(spinner(&label)));
+                    s.spawn(move || {
+                        let result = work();
+                        if let Some(spinner) = spinner {
+                            spinner.finish_and_clear();
+                        }
+                        result
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|job| {
+                    job.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    }
+}
+
+/// A labelled piece of work for [`Progress::parallel`].
+pub type Job<'a, T> = (String, Box<dyn FnOnce() -> T + Send + 'a>);
+
+fn spinner(label: &str) -> ProgressBar {
+    let spinner = ProgressBar::new_spinner().with_message(label.to_owned());
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+    );
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
 }
