@@ -4,9 +4,10 @@
 //! configuration written to `/etc/kiln/node.toml`, where every file lives on a
 //! node, and the one routine that issues certificates, used by the builder at
 //! bake time and by the agent when a node that no profile listed mints its own.
-//! It also holds the agent itself: identity, discovery, the etcd role and
-//! the master and worker roles (kubeadm).
+//! It also holds the agent itself: its one entry ([`agent`]), identity,
+//! discovery, the etcd role and the master and worker roles (kubeadm).
 
+pub mod agent;
 pub mod backoff;
 pub mod control_plane;
 pub mod discovery;

@@ -9,35 +9,35 @@ use crate::fsutil::{create_dir_all_mode, write_with_parents};
 use crate::layout::kube::{
     KUBEADM_DIR, KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG, KUBELET_DEFAULTS,
 };
-use crate::node_config::Role;
 
-pub fn prepare(agent: &Agent) -> Result<()> {
+/// `master`: a master's files (kubeadm init's configuration, the
+/// control-plane join), else a worker's.
+pub fn prepare(agent: &Agent, master: bool) -> Result<()> {
     let inputs = agent.kubeadm_inputs()?;
     // kubelet would otherwise pick the first interface's address, which on
     // multi-homed nodes is not the one the cluster reaches it by.
     write_with_parents(
-        &agent.path(KUBELET_DEFAULTS),
-        format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", agent.me.ip).as_bytes(),
+        &agent.ctx.path(KUBELET_DEFAULTS),
+        format!("KUBELET_EXTRA_ARGS=--node-ip={}\n", agent.ctx.me.ip).as_bytes(),
         0o644,
     )?;
-    let dir = agent.path(KUBEADM_DIR);
+    let dir = agent.ctx.path(KUBEADM_DIR);
     create_dir_all_mode(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
-    let master = agent.config.role == Role::Master;
     if master {
         write_with_parents(
-            &agent.path(KUBEADM_INIT_CONFIG),
+            &agent.ctx.path(KUBEADM_INIT_CONFIG),
             inputs.init_config().as_bytes(),
             0o600,
         )?;
     }
     write_with_parents(
-        &agent.path(KUBEADM_JOIN_CONFIG),
+        &agent.ctx.path(KUBEADM_JOIN_CONFIG),
         inputs.join_config(master).as_bytes(),
         0o600,
     )?;
     tracing::info!(
-        node = %agent.me.name,
-        ip = %agent.me.ip,
+        node = %agent.ctx.me.name,
+        ip = %agent.ctx.me.ip,
         api = ?inputs.version,
         "wrote kubelet's node IP and kubeadm's configuration"
     );

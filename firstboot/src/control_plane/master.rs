@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use super::lock::{self, HeldLock, InitKeys, Step};
 use super::tls::{ClusterTls, Probe};
-use super::{keepalived, Agent};
+use super::{host, keepalived, Agent};
 use crate::backoff::{retry, Attempt};
 use crate::etcd;
 use crate::etcd::client::EtcdClient;
@@ -29,9 +29,12 @@ enum Choice {
     Join(String),
 }
 
+/// `run` on a master: the host, keepalived, then kubeadm init or join;
+/// returns the decision as logged.
 pub fn converge(agent: &Agent) -> Result<String> {
+    host::prepare(agent, true)?;
     setup_keepalived(agent)?;
-    let (sentence, initialized) = match agent.config.etcd.topology {
+    let (sentence, initialized) = match agent.ctx.config.etcd.topology {
         Topology::External => external(agent)?,
         Topology::Stacked => stacked(agent)?,
     };
@@ -39,7 +42,8 @@ pub fn converge(agent: &Agent) -> Result<String> {
     if command::ensure_token(&agent.token, cp.token_ttl_seconds)? {
         tracing::info!("created the bootstrap token the images carry");
     }
-    tracing::info!(node = %agent.me.name, initialized, "the control plane runs on this master");
+    tracing::info!(node = %agent.ctx.me.name, initialized, "the control plane runs on this master");
+    tracing::info!(node = %agent.ctx.me.name, "converged");
     Ok(sentence)
 }
 
@@ -47,18 +51,18 @@ pub fn converge(agent: &Agent) -> Result<String> {
 fn external(agent: &Agent) -> Result<(String, bool)> {
     let kv = KvCluster {
         client: EtcdClient::new(
-            &agent.path(ETCD_CA),
-            &agent.path(ETCD_CLIENT_CERT),
-            &agent.path(ETCD_CLIENT_KEY),
+            &agent.ctx.path(ETCD_CA),
+            &agent.ctx.path(ETCD_CLIENT_CERT),
+            &agent.ctx.path(ETCD_CLIENT_KEY),
         )
         .context("loading the API server's etcd client certificate baked into the image")?,
-        endpoints: agent.config.etcd_client_urls(),
+        endpoints: agent.ctx.config.etcd_client_urls(),
     };
-    let keys = InitKeys::new(&agent.config.cluster);
-    let me = agent.me.name.as_str();
+    let keys = InitKeys::new(&agent.ctx.config.cluster);
+    let me = agent.ctx.me.name.as_str();
     let choice = retry(
         "the external etcd cluster to answer and the control plane to be initialized (or the init lock to be free)",
-        agent.timeout,
+        agent.ctx.timeout,
         || {
             let seen = match lock::observe(&kv, &keys) {
                 Ok(seen) => seen,
@@ -107,12 +111,12 @@ fn external(agent: &Agent) -> Result<(String, bool)> {
 /// answers (a replacement of it joins the others).
 fn stacked(agent: &Agent) -> Result<(String, bool)> {
     let cp = agent.control_plane()?;
-    let tls = ClusterTls::new(&agent.path(CLUSTER_CA))?;
+    let tls = ClusterTls::new(&agent.ctx.path(CLUSTER_CA))?;
     let others: Vec<String> = std::iter::once(cp.endpoint.clone())
         .chain(
             cp.masters
                 .iter()
-                .filter(|m| m.name != agent.me.name && m.ip != agent.me.ip)
+                .filter(|m| m.name != agent.ctx.me.name && m.ip != agent.ctx.me.ip)
                 .map(|m| format!("{}:{API_SERVER_PORT}", crate::node_config::bracketed(m.ip))),
         )
         .collect();
@@ -122,7 +126,10 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
             .find(|e| matches!(tls.probe(e), Probe::Trusted))
             .cloned()
     };
-    let designated = cp.masters.first().is_some_and(|m| m.name == agent.me.name);
+    let designated = cp
+        .masters
+        .first()
+        .is_some_and(|m| m.name == agent.ctx.me.name);
     if designated {
         if let Some(endpoint) = answering() {
             return join(format!("another control plane answers at {endpoint}"))
@@ -130,7 +137,7 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
         }
         let sentence = format!(
             "{} is the first listed master and no other control plane answers: running kubeadm init",
-            agent.me.name
+            agent.ctx.me.name
         );
         tracing::info!(decision = %sentence, "decided");
         command::run(&["init", "--config", KUBEADM_INIT_CONFIG])?;
@@ -138,7 +145,7 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
     }
     let endpoint = retry(
         "another master's control plane to answer TLS",
-        agent.timeout,
+        agent.ctx.timeout,
         || {
             answering().map_or_else(
                 || Attempt::Retry(format!("none of {} answers yet", others.join(", "))),
@@ -155,7 +162,7 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
 /// membership rules; kubeadm's `member add` would otherwise be refused
 /// while the dead member keeps the cluster unhealthy.
 fn remove_stale_member(agent: &Agent) -> Result<()> {
-    let node = etcd::Node::new(agent.config.clone(), &agent.root, agent.timeout)?;
+    let node = etcd::Node::new(agent.ctx)?;
     let Some(view) = node.observe() else {
         bail!("no etcd member on the other masters answers, though their control plane does");
     };
@@ -173,7 +180,7 @@ fn remove_stale_member(agent: &Agent) -> Result<()> {
              two machines claim {}",
             other.name,
             other.peer_urls.join(", "),
-            agent.me.name
+            agent.ctx.me.name
         ),
         _ => Ok(()),
     }
@@ -193,15 +200,15 @@ fn setup_keepalived(agent: &Agent) -> Result<()> {
     let Some(vip) = &cp.vip else {
         return Ok(());
     };
-    let conf = keepalived::config(cp, vip, &agent.me.name, agent.me.ip);
+    let conf = keepalived::config(cp, vip, &agent.ctx.me.name, agent.ctx.me.ip);
     for (path, text, mode) in [
         (KEEPALIVED_CONFIG, conf, 0o644),
         (KEEPALIVED_CHECK, keepalived::check_script(), 0o755),
     ] {
-        write_with_parents(&agent.path(path), text.as_bytes(), mode)?;
+        write_with_parents(&agent.ctx.path(path), text.as_bytes(), mode)?;
     }
     tracing::info!(vip = %vip.address, interface = %vip.interface, "wrote keepalived's configuration");
-    if !agent.start {
+    if !agent.ctx.start {
         return Ok(());
     }
     crate::systemd::systemctl(

@@ -24,18 +24,18 @@ const DAY: i64 = 86_400;
 /// Takes, verifies, prunes and copies one snapshot.
 pub fn run(node: &Node) -> Result<()> {
     let now = i64::try_from(status::now()).unwrap_or(i64::MAX);
-    if !status::is_done(&node.root) {
+    if !status::is_done(&node.ctx.root) {
         // The timer may fire before first boot converged: nothing to save yet.
         tracing::info!("this etcd member has not converged yet: no snapshot this time");
         return Ok(());
     }
-    let Some(settings) = &node.config.etcd.backup else {
+    let Some(settings) = &node.ctx.config.etcd.backup else {
         tracing::info!("etcd.backup is off in the profile: no snapshot");
         return Ok(());
     };
-    let dir = under_root(&node.root, Path::new(SNAPSHOT_DIR));
+    let dir = under_root(&node.ctx.root, Path::new(SNAPSHOT_DIR));
     create_dir_all_mode(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
-    let name = file_name(&node.me.name, now);
+    let name = file_name(&node.ctx.me.name, now);
     let path = dir.join(&name);
     let verified = node
         .client
@@ -53,11 +53,11 @@ pub fn run(node: &Node) -> Result<()> {
         revision = db.revision, keys = db.total_key,
         "took a verified etcd snapshot"
     );
-    prune(&dir, &node.me.name, settings, now)?;
+    prune(&dir, &node.ctx.me.name, settings, now)?;
     if let Some(destination) = &settings.destination {
-        let target_dir = under_root(&node.root, destination);
+        let target_dir = under_root(&node.ctx.root, destination);
         copy_verified(&path, &target_dir.join(&name))?;
-        prune(&target_dir, &node.me.name, settings, now)?;
+        prune(&target_dir, &node.ctx.me.name, settings, now)?;
         tracing::info!(to = %target_dir.display(), "copied the snapshot to the destination");
     }
     Ok(())

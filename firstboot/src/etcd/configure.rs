@@ -21,7 +21,7 @@ pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
     let mut said = String::new();
     let mut saw_cluster = false;
-    retry("an etcd cluster to answer", node.timeout, || {
+    retry("an etcd cluster to answer", node.ctx.timeout, || {
         let view = node.observe();
         saw_cluster |= view.is_some();
         let plan = decide(&me, view.as_ref());
@@ -41,15 +41,15 @@ pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
         if saw_cluster {
             format!(
                 "the etcd cluster answers but {} cannot join it yet",
-                node.me.name
+                node.ctx.me.name
             )
-        } else if node.me.is_initial_member() {
+        } else if node.ctx.me.is_initial_member() {
             "the etcd cluster did not become ready for this node".to_owned()
         } else {
             format!(
                 "{} is not an initial member, so it never bootstraps a cluster alone; \
                  start the listed members (or fix discovery: {:?}) and rerun",
-                node.me.name, node.config.etcd.discovery
+                node.ctx.me.name, node.ctx.config.etcd.discovery
             )
         }
     })
@@ -57,7 +57,7 @@ pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
 
 /// The decision as the sentence an operator reads in the journal.
 pub fn describe(node: &Node, plan: &Plan) -> String {
-    let name = &node.me.name;
+    let name = &node.ctx.me.name;
     let size = plan.cluster_size;
     let aside = if plan.move_aside_data {
         ", after moving the stale data dir aside"
@@ -68,8 +68,8 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
         Decision::Restart => format!("{name} has a write-ahead log: restarting etcd on it, no membership change"),
         Decision::Bootstrap => format!(
             "no etcd member answers and {name} is an initial member: bootstrapping a new cluster of {}{}",
-            node.config.etcd.members.len(),
-            node.config.etcd.restore_from.as_ref().map_or(String::new(), |p| format!(
+            node.ctx.config.etcd.members.len(),
+            node.ctx.config.etcd.restore_from.as_ref().map_or(String::new(), |p| format!(
                 " from the snapshot restore_from = {}",
                 p.display()
             ))
@@ -105,20 +105,15 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
 
 /// `kiln-firstboot plan`: prints the decision and why, changes nothing.
 pub fn plan(node: &Node) -> Result<String> {
-    if status::is_done(&node.root) {
-        return Ok("already converged (done marker present): nothing to do".into());
-    }
     let (plan, members) = make_plan(node)?;
     check_before_change(node, &plan, &members)?;
     Ok(describe(node, &plan))
 }
 
-/// `kiln-firstboot run`. With `start`, also starts etcd and settles.
-pub fn run(node: &Node, start: bool) -> Result<()> {
-    if status::is_done(&node.root) {
-        tracing::info!("already converged (done marker present): nothing to do");
-        return Ok(());
-    }
+/// `kiln-firstboot run` on an etcd node: configures etcd and, when the
+/// agent starts services, starts it and settles. Returns the decision once
+/// the member converged; `None` when it is left configured for `settle`.
+pub fn run(node: &Node) -> Result<Option<String>> {
     let (plan, members) = make_plan(node)?;
     let sentence = describe(node, &plan);
     if matches!(
@@ -134,13 +129,13 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         Decision::Bootstrap => restore::prepare(node)?,
         _ => None,
     };
-    if restore.is_none() && node.config.etcd.restore_from.is_some() {
+    if restore.is_none() && node.ctx.config.etcd.restore_from.is_some() {
         tracing::info!(
             "restore_from is ignored: only an initial member bootstrapping with no WAL restores"
         );
     }
-    tracing::info!(member = %node.me.name, peer = %node.peer_url, decision = %sentence, "decided");
-    certs::install(&node.root, &node.config, &node.me)?;
+    tracing::info!(member = %node.ctx.me.name, peer = %node.peer_url, decision = %sentence, "decided");
+    certs::install(&node.ctx.root, &node.ctx.config, &node.ctx.me)?;
     if plan.move_aside_data {
         move_aside(&node.data_dir())?;
     }
@@ -149,7 +144,7 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
         Decision::Bootstrap => (ClusterState::New, listed_cluster(node)),
         Decision::Restart => (
             ClusterState::Existing,
-            vec![(node.me.name.clone(), node.peer_url.clone())],
+            vec![(node.ctx.me.name.clone(), node.peer_url.clone())],
         ),
         Decision::Join | Decision::Replace { .. } => {
             if let Decision::Replace { dead } = &plan.decision {
@@ -173,42 +168,44 @@ pub fn run(node: &Node, start: bool) -> Result<()> {
     }
     prepare_data_dir(&node.data_dir())?;
     let settings = EtcdSettings {
-        name: &node.me.name,
-        data_dir: &node.config.etcd.data_dir,
+        name: &node.ctx.me.name,
+        data_dir: &node.ctx.config.etcd.data_dir,
         client_url: &node.client_url,
         peer_url: &node.peer_url,
         initial_cluster,
         state,
-        token: restore.as_ref().map_or(&node.config.cluster, |r| &r.token),
+        token: restore
+            .as_ref()
+            .map_or(&node.ctx.config.cluster, |r| &r.token),
         version,
     };
-    config::write(&node.root, &settings)?;
+    config::write(&node.ctx.root, &settings)?;
     status::write_status(
-        &node.root,
+        &node.ctx.root,
         &Status {
             phase: Phase::Configured,
             role: "etcd".into(),
-            member: node.me.name.clone(),
+            member: node.ctx.me.name.clone(),
             decision: sentence,
             learner_id,
             updated: status::now(),
         },
     )?;
-    if !start {
+    if !node.ctx.start {
         tracing::info!("etcd is configured; not starting it (--no-start): run `kiln-firstboot settle` once it runs");
-        return Ok(());
+        return Ok(None);
     }
     start_etcd()?;
-    settle::settle(node)
+    settle::settle(node).map(Some)
 }
 
 /// What `run` checks before it changes anything, and `plan` reports alike:
 /// the certificates, and the etcd version against the cluster's.
 fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Result<EtcdVersion> {
     if plan.decision != Decision::Restart {
-        certs::preflight(&node.root, &node.me)?;
+        certs::preflight(&node.ctx.root, &node.ctx.me)?;
     }
-    let version = EtcdVersion::installed(&node.root)?;
+    let version = EtcdVersion::installed(&node.ctx.root)?;
     if joins_running_cluster(&plan.decision) {
         check_version(node, version, members)?;
     }
@@ -243,20 +240,21 @@ fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Resu
         bail!(
             "no member of the etcd cluster told its version: {} changes nothing; check that the \
              members answer on their client URLs and rerun ({})",
-            node.me.name,
+            node.ctx.me.name,
             errors.join("; ")
         );
     };
     if let Some(reason) = join_refusal(mine, cluster) {
-        bail!("{} changes nothing: {reason}", node.me.name);
+        bail!("{} changes nothing: {reason}", node.ctx.me.name);
     }
-    tracing::info!(member = %node.me.name, etcd = %mine, cluster = %cluster, "this etcd can join the cluster's version");
+    tracing::info!(member = %node.ctx.me.name, etcd = %mine, cluster = %cluster, "this etcd can join the cluster's version");
     Ok(())
 }
 
 fn listed_cluster(node: &Node) -> Vec<(String, String)> {
-    let port = node.config.etcd.peer_port;
-    node.config
+    let port = node.ctx.config.etcd.peer_port;
+    node.ctx
+        .config
         .etcd
         .members
         .iter()
@@ -272,7 +270,7 @@ fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)>
         .flat_map(|m| {
             let mine = m.peer_urls.contains(&node.peer_url);
             let name = if mine {
-                node.me.name.clone()
+                node.ctx.me.name.clone()
             } else {
                 m.name.clone()
             };
@@ -293,7 +291,7 @@ fn add_self(node: &Node) -> Result<(String, Vec<MemberInfo>)> {
         }
         node.client.member_add(endpoint, &node.peer_url, true)
     })?;
-    tracing::info!(member = %node.me.name, id = %id, "added this node to the cluster as a learner");
+    tracing::info!(member = %node.ctx.me.name, id = %id, "added this node to the cluster as a learner");
     Ok((id, members))
 }
 

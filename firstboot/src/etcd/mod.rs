@@ -8,9 +8,9 @@
 //!    configuration. With `--no-start` (or a `--root` other than `/`) it
 //!    stops here and leaves `status.json` in phase `configured`.
 //! 2. `settle` waits for the local etcd to answer, promotes it if it is a
-//!    learner, waits until it is healthy, then writes phase `converged` and
-//!    the done-marker. `run` on a real node does both: it starts etcd
-//!    through systemctl between the two.
+//!    learner and waits until it is healthy; the agent (`crate::agent`) then
+//!    writes phase `converged` and the done-marker. `run` on a real node
+//!    does both: it starts etcd through systemctl between the two.
 //!
 //! Every step can be interrupted and rerun: a member already added for this
 //! node's peer URL is reused, a dead member already removed is not removed

@@ -1,51 +1,40 @@
 //! This node as an etcd member: its identity, URLs and gateway client, and
 //! how it looks at the cluster (probing every candidate in parallel).
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::Result;
 
 use super::client::{EtcdClient, EtcdRefused, MemberInfo};
 use super::membership::{ClusterView, Me};
+use crate::agent::NodeContext;
 use crate::backoff::{retry, Attempt};
 use crate::discovery::{self, PeerSource};
-use crate::identity::{identify, HostFacts, NodeIdentity};
-use crate::layout::under_root;
-use crate::node_config::{url_for, NodeConfig};
+use crate::node_config::url_for;
 
-pub struct Node {
-    pub config: NodeConfig,
-    pub root: PathBuf,
-    pub me: NodeIdentity,
+pub struct Node<'a> {
+    pub ctx: &'a NodeContext,
     pub peer_url: String,
     pub client_url: String,
     pub client: EtcdClient,
-    /// Every wait of the agent ends after this long.
-    pub timeout: Duration,
     sources: Vec<Box<dyn PeerSource>>,
 }
 
-impl Node {
-    pub fn new(config: NodeConfig, root: &Path, timeout: Duration) -> Result<Node> {
-        let facts = HostFacts::detect()?;
-        let me = identify(&facts, &config.etcd.members)?;
-        let client = EtcdClient::for_agent(root)?;
+impl<'a> Node<'a> {
+    pub fn new(ctx: &'a NodeContext) -> Result<Node<'a>> {
+        let etcd = &ctx.config.etcd;
         Ok(Node {
-            peer_url: url_for(me.ip, config.etcd.peer_port),
-            client_url: url_for(me.ip, config.etcd.client_port),
-            sources: discovery::sources(&config, root),
-            root: root.to_owned(),
-            me,
-            client,
-            timeout,
-            config,
+            peer_url: url_for(ctx.me.ip, etcd.peer_port),
+            client_url: url_for(ctx.me.ip, etcd.client_port),
+            client: EtcdClient::for_agent(&ctx.root)?,
+            sources: discovery::sources(&ctx.config, &ctx.root),
+            ctx,
         })
     }
 
     /// The data dir on this root.
     pub fn data_dir(&self) -> PathBuf {
-        under_root(&self.root, &self.config.etcd.data_dir)
+        self.ctx.path(&self.ctx.config.etcd.data_dir)
     }
 
     pub fn has_wal(&self) -> bool {
@@ -56,9 +45,9 @@ impl Node {
 
     pub fn as_member(&self) -> Me<'_> {
         Me {
-            name: &self.me.name,
+            name: &self.ctx.me.name,
             peer_url: &self.peer_url,
-            initial_member: self.me.is_initial_member(),
+            initial_member: self.ctx.me.is_initial_member(),
             has_wal: self.has_wal(),
         }
     }
@@ -118,7 +107,7 @@ impl Node {
         what: &str,
         mut call: impl FnMut(&[MemberInfo], &str) -> Result<T>,
     ) -> Result<T> {
-        let outcome = retry(what, self.timeout, || {
+        let outcome = retry(what, self.ctx.timeout, || {
             let Some(members) = self.members_now() else {
                 return Attempt::Retry("no etcd member answers".into());
             };

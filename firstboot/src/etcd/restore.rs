@@ -42,17 +42,17 @@ pub fn token_for(cluster: &str, sha256: &str) -> String {
 /// For a member about to bootstrap: the profile's snapshot, verified.
 /// Runs before the agent writes anything, so a corrupt file changes nothing.
 pub fn prepare(node: &Node) -> Result<Option<Restore>> {
-    let Some(path) = &node.config.etcd.restore_from else {
+    let Some(path) = &node.ctx.config.etcd.restore_from else {
         return Ok(None);
     };
-    let file = under_root(&node.root, path);
+    let file = under_root(&node.ctx.root, path);
     let snapshot = verify_trailer(&file).with_context(|| {
         format!(
             "refusing to restore the etcd cluster from restore_from = {}; nothing was changed",
             path.display()
         )
     })?;
-    let token = token_for(&node.config.cluster, &snapshot.sha256);
+    let token = token_for(&node.ctx.config.cluster, &snapshot.sha256);
     tracing::info!(
         snapshot = %file.display(), sha256 = %snapshot.sha256, size = snapshot.size,
         token = %token, "verified the snapshot to restore the cluster from"
@@ -88,7 +88,7 @@ pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)
         .context("restoring a snapshot needs etcdutl or etcdctl (package etcd-client)")?;
     cmd.args(["snapshot", "restore"])
         .arg(&restore.file)
-        .arg(format!("--name={}", node.me.name))
+        .arg(format!("--name={}", node.ctx.me.name))
         .arg(format!("--initial-cluster={}", cluster.join(",")))
         .arg(format!("--initial-cluster-token={}", restore.token))
         .arg(format!("--initial-advertise-peer-urls={}", node.peer_url))
@@ -125,7 +125,7 @@ pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)
     sync_parent(&data_dir)
         .with_context(|| format!("syncing the folder of {}", data_dir.display()))?;
     tracing::info!(
-        member = %node.me.name,
+        member = %node.ctx.me.name,
         snapshot = %restore.file.display(),
         token = %restore.token,
         "restored the etcd data dir from the snapshot"

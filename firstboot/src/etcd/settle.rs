@@ -1,21 +1,19 @@
 //! The second phase: once the local etcd runs, wait until it has caught up,
-//! promote it if it joined as a learner, confirm it is healthy, and record
-//! that the node converged.
+//! promote it if it joined as a learner and confirm it is healthy; the agent
+//! then records that the node converged.
 
 use anyhow::{bail, Context, Result};
 
 use super::node::Node;
 use crate::backoff::{retry, Attempt};
-use crate::status::{self, Phase, Status};
+use crate::status::{self, Status};
 
 /// `kiln-firstboot settle` (also the tail of `run` when it starts etcd).
-pub fn settle(node: &Node) -> Result<()> {
-    if status::is_done(&node.root) {
-        tracing::info!("already converged (done marker present): nothing to do");
-        return Ok(());
-    }
+/// Returns the decision of the `run` that configured the member, for the
+/// agent to record.
+pub fn settle(node: &Node) -> Result<String> {
     let url = &node.client_url;
-    let configured = status::read_status(&node.root);
+    let configured = status::read_status(&node.ctx.root);
     // A learner `run` added is promoted as soon as it caught up; otherwise
     // the local etcd says who it is once it knows a leader.
     let learner = match configured.as_ref().and_then(|s| s.learner_id.clone()) {
@@ -23,7 +21,7 @@ pub fn settle(node: &Node) -> Result<()> {
         None => {
             let local = retry(
                 "the local etcd member to know a leader",
-                node.timeout,
+                node.ctx.timeout,
                 || match node.client.status(url) {
                     Ok(s) if s.has_leader() => Attempt::Done(s),
                     Ok(_) => Attempt::Retry(format!("{url} knows no leader yet")),
@@ -45,33 +43,21 @@ pub fn settle(node: &Node) -> Result<()> {
             }
         })
         .with_context(|| format!("etcd on this node ({url}) did not catch up; see `journalctl -u etcd`"))?;
-        tracing::info!(member = %node.me.name, id = %id, "promoted this learner to a voting member");
+        tracing::info!(member = %node.ctx.me.name, id = %id, "promoted this learner to a voting member");
     }
     retry(
         "the local etcd member to be healthy",
-        node.timeout,
+        node.ctx.timeout,
         || match node.client.healthy(url) {
             Ok(true) => Attempt::Done(()),
             Ok(false) => Attempt::Retry(format!("{url}/health says false")),
             Err(e) => Attempt::Retry(format!("{e:#}")),
         },
     )?;
-    status::write_status(
-        &node.root,
-        &Status {
-            phase: Phase::Converged,
-            role: "etcd".into(),
-            member: node.me.name.clone(),
-            decision: describe_existing(configured.as_ref()),
-            learner_id: None,
-            updated: status::now(),
-        },
-    )?;
-    status::mark_done(&node.root)?;
-    tracing::info!(member = %node.me.name, "etcd member is healthy and voting: node converged");
+    tracing::info!(member = %node.ctx.me.name, "etcd member is healthy and voting: node converged");
     // Outside systemd there is no socket to notify, which is fine.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    Ok(())
+    Ok(describe_existing(configured.as_ref()))
 }
 
 /// The decision recorded by the `run` that configured this node.
