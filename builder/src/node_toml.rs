@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
+use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
 use kiln_firstboot::node_config::{
     BackupSettings, ControlPlaneSettings, EtcdSettings, Member, NodeConfig, PkiSettings, Role,
     Topology,

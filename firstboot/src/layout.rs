@@ -47,8 +47,41 @@ pub mod pki {
     }
 }
 
+/// etcd on a node: the configuration the agent writes for Debian's
+/// etcd.service, the member's certificates, and its snapshots.
+pub mod etcd {
+    use std::path::{Path, PathBuf};
+
+    /// etcd's settings, read by the unit through the drop-in.
+    pub const ENV_FILE: &str = "/etc/kiln/etcd.env";
+    /// Replaces the unit's `EnvironmentFile=-/etc/default/etcd` with [`ENV_FILE`].
+    pub const DROP_IN: &str = "/etc/systemd/system/etcd.service.d/10-kiln.conf";
+    /// Where the node's etcd certificates are installed, readable by user etcd.
+    pub const CERT_DIR: &str = "/etc/etcd/pki";
+    /// The etcd CA's certificate in [`CERT_DIR`].
+    pub const CA_CERT: &str = "ca.crt";
+    /// A member's serving and peer certificates and keys: their names in
+    /// [`CERT_DIR`] and in the builder's member folders
+    /// ([`super::pki::etcd_member_dir`]).
+    pub const SERVER_CERT: &str = "server.crt";
+    pub const SERVER_KEY: &str = "server.key";
+    pub const PEER_CERT: &str = "peer.crt";
+    pub const PEER_KEY: &str = "peer.key";
+    /// Where each etcd node keeps its own snapshots.
+    pub const SNAPSHOT_DIR: &str = "/var/lib/kiln/snapshots";
+    /// Where the builder bakes a `restore_from = { local = ... }` snapshot.
+    pub const BAKED_SNAPSHOT: &str = "/var/lib/kiln/restore/snapshot.db";
+
+    /// An installed certificate file (a node path, not under the root).
+    pub fn cert_path(file: &str) -> PathBuf {
+        Path::new(CERT_DIR).join(file)
+    }
+}
+
 /// Paths of masters and workers: kubeadm, kubelet and keepalived.
 pub mod kube {
+    /// kubeadm's folder (its constants.go KubernetesDir).
+    pub const KUBERNETES_DIR: &str = "/etc/kubernetes";
     /// The kubeadm configurations the agent writes (0600: they hold the token).
     pub const KUBEADM_DIR: &str = "/etc/kiln/kubeadm";
     pub const KUBEADM_INIT_CONFIG: &str = "/etc/kiln/kubeadm/init.yaml";
@@ -59,6 +92,12 @@ pub mod kube {
     /// worker's image holds it at `pki::cluster_ca_cert()` only, since
     /// kubeadm's worker join refuses to run when this file exists.
     pub const CLUSTER_CA: &str = "/etc/kubernetes/pki/ca.crt";
+    pub const CLUSTER_CA_KEY: &str = "/etc/kubernetes/pki/ca.key";
+    pub const FRONT_PROXY_CA: &str = "/etc/kubernetes/pki/front-proxy-ca.crt";
+    pub const FRONT_PROXY_CA_KEY: &str = "/etc/kubernetes/pki/front-proxy-ca.key";
+    /// The key pair that signs service account tokens.
+    pub const SERVICE_ACCOUNT_KEY: &str = "/etc/kubernetes/pki/sa.key";
+    pub const SERVICE_ACCOUNT_PUB: &str = "/etc/kubernetes/pki/sa.pub";
     /// The external etcd's CA and the API server's client certificate for it.
     pub const ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
     /// Stacked topology only: kubeadm signs the members' certificates with it.
@@ -76,10 +115,13 @@ pub mod kube {
     ];
     pub const KUBEADM_STACKED_ETCD_CERTS: [&str; 3] =
         ["etcd/server", "etcd/peer", "etcd/healthcheck-client"];
+    /// Written by `kubeadm init` on the node that ran it, and by kubeadm's
+    /// control-plane join on the others.
+    pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
     /// The kubeconfigs whose client certificates kubeadm embeds and renews
     /// (kubelet.conf is the kubelet's to rotate).
     pub const KUBEADM_KUBECONFIGS: [&str; 4] = [
-        "/etc/kubernetes/admin.conf",
+        ADMIN_KUBECONFIG,
         "/etc/kubernetes/super-admin.conf",
         "/etc/kubernetes/controller-manager.conf",
         "/etc/kubernetes/scheduler.conf",
@@ -106,8 +148,8 @@ pub const KILN_OWNED: [&str; 8] = [
     AGENT_BINARY,
     "/var/lib/kiln",
     "/run/kiln",
-    "/etc/etcd/pki",
-    "/etc/kubernetes",
+    etcd::CERT_DIR,
+    kube::KUBERNETES_DIR,
     kube::KEEPALIVED_CONFIG,
     kube::KEEPALIVED_CHECK,
 ];
@@ -157,6 +199,35 @@ mod tests {
         ] {
             assert_eq!(kiln_owner(free), None, "{free}");
         }
+    }
+
+    #[test]
+    fn kubernetes_paths_are_under_kubeadms_folders() {
+        let pki = [
+            kube::CLUSTER_CA,
+            kube::CLUSTER_CA_KEY,
+            kube::FRONT_PROXY_CA,
+            kube::FRONT_PROXY_CA_KEY,
+            kube::SERVICE_ACCOUNT_KEY,
+            kube::SERVICE_ACCOUNT_PUB,
+            kube::ETCD_CA,
+            kube::ETCD_CA_KEY,
+            kube::ETCD_CLIENT_CERT,
+            kube::ETCD_CLIENT_KEY,
+        ];
+        for path in pki {
+            assert!(
+                path.starts_with(&format!("{}/", kube::KUBEADM_PKI)),
+                "{path}"
+            );
+        }
+        assert!(kube::KUBEADM_PKI.starts_with(&format!("{}/", kube::KUBERNETES_DIR)));
+        for path in kube::KUBEADM_KUBECONFIGS.iter().chain([&kube::MANIFESTS]) {
+            assert_eq!(kiln_owner(path), Some(kube::KUBERNETES_DIR), "{path}");
+        }
+        let key = etcd::cert_path(etcd::SERVER_KEY);
+        assert_eq!(key, Path::new("/etc/etcd/pki/server.key"));
+        assert_eq!(kiln_owner(&key.display().to_string()), Some(etcd::CERT_DIR));
     }
 
     #[test]

@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 
 use crate::control_plane::renewal;
 use crate::etcd::client::EtcdClient;
-use crate::etcd::config::cert_path;
 use crate::etcd::kv::KvCluster;
 use crate::fsutil::write_atomic;
+use crate::layout::etcd::{cert_path, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
 use crate::layout::{kube, pki, under_root};
 use crate::node_config::{NodeConfig, Role};
 use crate::pki::{public_key_of, signing_request, Authority, CertInfo, LeafSpec, Usage};
@@ -39,12 +39,8 @@ pub fn node_leaves(role: Role) -> Vec<NodeLeaf> {
     );
     match role {
         Role::Etcd => vec![
-            leaf(
-                cert_path("server.crt"),
-                cert_path("server.key"),
-                Usage::Server,
-            ),
-            leaf(cert_path("peer.crt"), cert_path("peer.key"), Usage::Peer),
+            leaf(cert_path(SERVER_CERT), cert_path(SERVER_KEY), Usage::Server),
+            leaf(cert_path(PEER_CERT), cert_path(PEER_KEY), Usage::Peer),
             agent,
         ],
         Role::Master => vec![

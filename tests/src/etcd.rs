@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln_firstboot::etcd::config::{parse_env, ENV_FILE};
+use kiln_firstboot::etcd::config::parse_env;
+use kiln_firstboot::layout::etcd::ENV_FILE;
 use kiln_firstboot::layout::{kube, pki as paths, under_root, NODE_CONFIG};
 use kiln_firstboot::node_config::{
     DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology,

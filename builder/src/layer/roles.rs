@@ -5,6 +5,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use kiln_firstboot::etcd::config as etcd_config;
+use kiln_firstboot::layout::etcd::{PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
+use kiln_firstboot::layout::kube::{
+    CLUSTER_CA, CLUSTER_CA_KEY, ETCD_CA, ETCD_CA_KEY, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY,
+    FRONT_PROXY_CA, FRONT_PROXY_CA_KEY, SERVICE_ACCOUNT_KEY, SERVICE_ACCOUNT_PUB,
+};
 use kiln_firstboot::layout::{self, pki};
 use kiln_firstboot::node_config::{Role, Topology};
 
@@ -20,8 +25,6 @@ pub struct LayerInputs<'a> {
     /// The kiln-firstboot binary.
     pub agent: &'a [u8],
 }
-
-const KUBE_PKI: &str = "/etc/kubernetes/pki";
 
 /// Builds the layer of `role`; `containerd` is the configuration format
 /// of the base's containerd (masters and workers).
@@ -117,7 +120,7 @@ fn add_etcd_boot_order(layer: &mut RoleLayer) {
                      After={agent}\n\
                      \n\
                      {service}",
-                    env = etcd_config::ENV_FILE,
+                    env = layout::etcd::ENV_FILE,
                     agent = layout::AGENT_UNIT,
                     service = etcd_config::service_settings(),
                 ),
@@ -218,13 +221,11 @@ fn add_etcd_member_pki(layer: &mut RoleLayer, secrets: &Secrets) {
     add_etcd_agent_client(layer, secrets);
     for (name, certs) in &secrets.etcd_members {
         let dir = pki::etcd_member_dir(name);
-        for (stem, pair) in [("server", &certs.server), ("peer", &certs.peer)] {
-            add_pair(
-                layer,
-                &dir.join(format!("{stem}.crt")),
-                Some(&dir.join(format!("{stem}.key"))),
-                pair,
-            );
+        for (cert, key, pair) in [
+            (SERVER_CERT, SERVER_KEY, &certs.server),
+            (PEER_CERT, PEER_KEY, &certs.peer),
+        ] {
+            add_pair(layer, &dir.join(cert), Some(&dir.join(key)), pair);
         }
     }
 }
@@ -242,33 +243,26 @@ fn add_etcd_agent_client(layer: &mut RoleLayer, secrets: &Secrets) {
 /// `kubeadm join --control-plane` needs no uploaded certificates; with
 /// `stacked` etcd also the etcd CA's key.
 fn add_master_pki(layer: &mut RoleLayer, secrets: &Secrets, stacked: bool) {
-    let kube = Path::new(KUBE_PKI);
-    for (stem, pair) in [
-        ("ca", &secrets.cluster_ca),
-        ("front-proxy-ca", &secrets.front_proxy_ca),
-        ("apiserver-etcd-client", &secrets.apiserver_etcd_client),
+    for (cert, key, pair) in [
+        (CLUSTER_CA, CLUSTER_CA_KEY, &secrets.cluster_ca),
+        (FRONT_PROXY_CA, FRONT_PROXY_CA_KEY, &secrets.front_proxy_ca),
+        (
+            ETCD_CLIENT_CERT,
+            ETCD_CLIENT_KEY,
+            &secrets.apiserver_etcd_client,
+        ),
     ] {
-        add_pair(
-            layer,
-            &kube.join(format!("{stem}.crt")),
-            Some(&kube.join(format!("{stem}.key"))),
-            pair,
-        );
+        add_pair(layer, Path::new(cert), Some(Path::new(key)), pair);
     }
-    layer.add_secret(kube.join("sa.key"), secrets.service_account.key.clone());
+    layer.add_secret(SERVICE_ACCOUNT_KEY, secrets.service_account.key.clone());
     layer.add_file(
-        kube.join("sa.pub"),
+        SERVICE_ACCOUNT_PUB,
         Meta::root(0o644),
         Contents::Inline(secrets.service_account.cert.clone().into_bytes()),
     );
     // Stacked: kubeadm signs each master's etcd member certificates itself.
-    let etcd_ca_key = stacked.then(|| kube.join("etcd/ca.key"));
-    add_pair(
-        layer,
-        &kube.join("etcd/ca.crt"),
-        etcd_ca_key.as_deref(),
-        &secrets.etcd_ca,
-    );
+    let etcd_ca_key = stacked.then_some(Path::new(ETCD_CA_KEY));
+    add_pair(layer, Path::new(ETCD_CA), etcd_ca_key, &secrets.etcd_ca);
     add_pair(layer, &pki::etcd_ca_cert(), None, &secrets.etcd_ca);
     add_etcd_agent_client(layer, secrets);
     layer.add_secret(

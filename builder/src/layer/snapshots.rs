@@ -3,8 +3,8 @@
 //! members restore from when the profile bakes one in.
 
 use anyhow::{Context, Result};
-use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
 use kiln_firstboot::etcd::snapshot::verify_trailer;
+use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
 use std::path::Path;
 
 use super::{AgentTimer, Meta, RoleLayer};

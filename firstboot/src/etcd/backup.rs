@@ -12,12 +12,11 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 use super::node::Node;
 use super::snapshot::{db_status, verify_trailer};
 use crate::fsutil::{create_dir_all_mode, replace_atomically};
+use crate::layout::etcd::SNAPSHOT_DIR;
 use crate::layout::under_root;
 use crate::node_config::BackupSettings;
 use crate::status;
 
-/// Where each etcd node keeps its own snapshots.
-pub const SNAPSHOT_DIR: &str = "/var/lib/kiln/snapshots";
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 

@@ -7,15 +7,23 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::config::{cert_path, CERT_DIR};
 use crate::fsutil::{create_dir_all_mode, write_atomic};
 use crate::identity::NodeIdentity;
+use crate::layout::etcd::{
+    cert_path, CA_CERT, CERT_DIR, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY,
+};
 use crate::layout::{pki, under_root};
 use crate::node_config::NodeConfig;
 use crate::pki::{Authority, LeafSpec, Usage};
 
 /// The user Debian's etcd.service runs as.
 const ETCD_USER: &str = "etcd";
+/// A member's certificates and keys, by usage: the same names in
+/// [`CERT_DIR`] and in the builder's member folders.
+const MEMBER_PAIRS: [(Usage, &str, &str); 2] = [
+    (Usage::Server, SERVER_CERT, SERVER_KEY),
+    (Usage::Peer, PEER_CERT, PEER_KEY),
+];
 
 /// Installs ca.crt, server.{crt,key} and peer.{crt,key} into [`CERT_DIR`].
 pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()> {
@@ -26,12 +34,12 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
     let dir = under_root(root, Path::new(CERT_DIR));
     create_dir_all_mode(&dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
     let ca_pem = read(&pki::etcd_ca_cert())?;
-    let mut files = vec![("ca.crt", ca_pem.clone(), 0o644)];
+    let mut files = vec![(CA_CERT, ca_pem.clone(), 0o644)];
     if me.has_baked_certs() {
         let member = pki::etcd_member_dir(&me.name);
-        for name in ["server.crt", "server.key", "peer.crt", "peer.key"] {
-            let mode = if name.ends_with(".key") { 0o600 } else { 0o644 };
-            files.push((name, read(&member.join(name))?, mode));
+        for (_, crt, key) in MEMBER_PAIRS {
+            files.push((crt, read(&member.join(crt))?, 0o644));
+            files.push((key, read(&member.join(key))?, 0o600));
         }
     } else if minted_already(&dir) {
         tracing::info!("keeping the certificates minted by an earlier run");
@@ -46,11 +54,7 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
         })?;
         let ca = Authority::load(&ca_pem, &key_pem)
             .with_context(|| format!("loading the etcd CA from {}", key_path.display()))?;
-        let leaves = [
-            (Usage::Server, "server.crt", "server.key"),
-            (Usage::Peer, "peer.crt", "peer.key"),
-        ];
-        for (usage, crt, key) in leaves {
+        for (usage, crt, key) in MEMBER_PAIRS {
             let leaf = ca.issue(&leaf_spec(config, me, usage))?;
             files.push((crt, leaf.cert_pem, 0o644));
             files.push((key, leaf.key_pem, 0o600));
@@ -86,11 +90,8 @@ pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
     let installed = under_root(root, Path::new(CERT_DIR));
     if me.has_baked_certs() {
         let member = pki::etcd_member_dir(&me.name);
-        for stem in ["server", "peer"] {
-            pairs.push((
-                member.join(format!("{stem}.crt")),
-                member.join(format!("{stem}.key")),
-            ));
+        for (_, crt, key) in MEMBER_PAIRS {
+            pairs.push((member.join(crt), member.join(key)));
         }
     } else if !minted_already(&installed) {
         let key = pki::etcd_ca_key();
@@ -141,9 +142,9 @@ fn private(root: &Path, key: &Path) -> Result<()> {
 }
 
 fn minted_already(dir: &Path) -> bool {
-    ["server.crt", "server.key", "peer.crt", "peer.key"]
+    MEMBER_PAIRS
         .iter()
-        .all(|f| dir.join(f).exists())
+        .all(|(_, crt, key)| dir.join(crt).exists() && dir.join(key).exists())
 }
 
 fn leaf_spec(config: &NodeConfig, me: &NodeIdentity, usage: Usage) -> LeafSpec {

@@ -3,25 +3,16 @@
 //! (etcd reads `ETCD_*` variables; the unit's `$DAEMON_ARGS` stays empty).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
 use super::version::{version_settings, EtcdVersion};
 use crate::fsutil::write_with_parents;
+use crate::layout::etcd::{
+    cert_path, CA_CERT, DROP_IN, ENV_FILE, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY,
+};
 use crate::layout::under_root;
-
-/// etcd's settings, read by the unit through the drop-in.
-pub const ENV_FILE: &str = "/etc/kiln/etcd.env";
-/// Replaces the unit's `EnvironmentFile=-/etc/default/etcd` with [`ENV_FILE`].
-pub const DROP_IN: &str = "/etc/systemd/system/etcd.service.d/10-kiln.conf";
-/// Where the node's etcd certificates are installed, readable by user etcd.
-pub const CERT_DIR: &str = "/etc/etcd/pki";
-
-/// Paths of the installed certificates (node paths, not under the root).
-pub fn cert_path(file: &str) -> PathBuf {
-    Path::new(CERT_DIR).join(file)
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
@@ -67,13 +58,13 @@ pub fn render_env(s: &EtcdSettings) -> String {
         ("ETCD_INITIAL_CLUSTER_STATE", state.to_owned()),
         ("ETCD_INITIAL_CLUSTER_TOKEN", s.token.to_owned()),
         ("ETCD_CLIENT_CERT_AUTH", "true".to_owned()),
-        ("ETCD_TRUSTED_CA_FILE", cert("ca.crt")),
-        ("ETCD_CERT_FILE", cert("server.crt")),
-        ("ETCD_KEY_FILE", cert("server.key")),
+        ("ETCD_TRUSTED_CA_FILE", cert(CA_CERT)),
+        ("ETCD_CERT_FILE", cert(SERVER_CERT)),
+        ("ETCD_KEY_FILE", cert(SERVER_KEY)),
         ("ETCD_PEER_CLIENT_CERT_AUTH", "true".to_owned()),
-        ("ETCD_PEER_TRUSTED_CA_FILE", cert("ca.crt")),
-        ("ETCD_PEER_CERT_FILE", cert("peer.crt")),
-        ("ETCD_PEER_KEY_FILE", cert("peer.key")),
+        ("ETCD_PEER_TRUSTED_CA_FILE", cert(CA_CERT)),
+        ("ETCD_PEER_CERT_FILE", cert(PEER_CERT)),
+        ("ETCD_PEER_KEY_FILE", cert(PEER_KEY)),
     ];
     let mut out = format!(
         "# Written by kiln-firstboot for etcd {}; rewritten on every first-boot run.\n",

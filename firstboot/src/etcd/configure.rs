@@ -13,6 +13,7 @@ use super::node::Node;
 use super::version::{cluster_version, join_refusal, EtcdVersion};
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
+use crate::layout::etcd::SNAPSHOT_DIR;
 use crate::status::{self, Phase, Status};
 
 /// Observes the cluster until a decision other than "wait" is possible;
@@ -91,7 +92,7 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
             "etcd quorum is lost: only {alive} of {voting} voting members answer; changing nothing. \
              No member can be removed or added without quorum: bring the dead members back with \
              their data, or rebuild the cluster from a snapshot: set etcd.restore_from in the \
-             profile to a `kiln backup` file or a node's /var/lib/kiln/snapshots copy, rebuild, \
+             profile to a `kiln backup` file or a node's {SNAPSHOT_DIR} copy, rebuild, \
              and boot fresh initial members (docs/backup.md)"
         ),
         Decision::Conflict(m) => format!(

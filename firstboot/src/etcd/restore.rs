@@ -13,9 +13,6 @@ use super::snapshot::{etcd_tool, verify_trailer, VerifiedSnapshot};
 use crate::fsutil::sync_parent;
 use crate::layout::under_root;
 
-/// Where the builder bakes a `restore_from = { local = ... }` snapshot.
-pub const BAKED_SNAPSHOT: &str = "/var/lib/kiln/restore/snapshot.db";
-
 /// A verified snapshot this member will restore from.
 #[derive(Debug, Clone)]
 pub struct Restore {

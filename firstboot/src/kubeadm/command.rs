@@ -6,11 +6,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::layout::kube::ADMIN_KUBECONFIG;
+
 /// Test images put a stand-in elsewhere; release images use kubeadm on PATH.
 const KUBEADM_ENV: &str = "KILN_KUBEADM";
-/// Written by `kubeadm init` on the node that ran it, and by kubeadm's
-/// control-plane join on the others.
-pub const ADMIN_KUBECONFIG: &str = "/etc/kubernetes/admin.conf";
 /// Lines of kubeadm's stderr an error repeats: its last words say why.
 const STDERR_TAIL: usize = 15;
 

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use kiln_firstboot::etcd::restore::BAKED_SNAPSHOT;
+use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
 use kiln_firstboot::layout::{pki, under_root, NODE_CONFIG};
 use kiln_firstboot::node_config::DiscoverySource;
 use serde_json::Value;
