@@ -27,10 +27,7 @@ const MEMBER_PAIRS: [(Usage, &str, &str); 2] = [
 
 /// Installs ca.crt, server.{crt,key} and peer.{crt,key} into [`CERT_DIR`].
 pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()> {
-    let read = |p: &Path| {
-        let path = under_root(root, p);
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
-    };
+    let read = |p: &Path| read_node_file(root, p);
     let dir = under_root(root, Path::new(CERT_DIR));
     create_dir_all_mode(&dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
     let ca_pem = read(&pki::etcd_ca_cert())?;
@@ -80,10 +77,7 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
 /// them) are there, keys are 0600, and every certificate is signed by the
 /// etcd CA of this node's cluster.
 pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
-    let read = |p: &Path| {
-        let path = under_root(root, p);
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
-    };
+    let read = |p: &Path| read_node_file(root, p);
     let ca_path = pki::etcd_ca_cert();
     let ca = read(&ca_path)?;
     let mut pairs = vec![(pki::etcd_agent_client_cert(), pki::etcd_agent_client_key())];
@@ -119,6 +113,12 @@ pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// A node file under `root`, as text; the error names it.
+fn read_node_file(root: &Path, node_path: &Path) -> Result<String> {
+    let path = under_root(root, node_path);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Refuses a key file others may read.
