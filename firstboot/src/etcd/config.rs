@@ -35,13 +35,18 @@ pub struct EtcdSettings<'a> {
     pub version: EtcdVersion,
 }
 
-/// Renders the environment file.
-pub fn render_env(s: &EtcdSettings) -> String {
-    let initial: Vec<String> = s
-        .initial_cluster
+/// `name=peer_url` pairs as etcd's `--initial-cluster` (and
+/// `ETCD_INITIAL_CLUSTER`) take them: comma separated.
+pub fn initial_cluster(pairs: &[(String, String)]) -> String {
+    pairs
         .iter()
         .map(|(name, url)| format!("{name}={url}"))
-        .collect();
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Renders the environment file.
+pub fn render_env(s: &EtcdSettings) -> String {
     let state = match s.state {
         ClusterState::New => "new",
         ClusterState::Existing => "existing",
@@ -54,7 +59,7 @@ pub fn render_env(s: &EtcdSettings) -> String {
         ("ETCD_ADVERTISE_CLIENT_URLS", s.client_url.to_owned()),
         ("ETCD_LISTEN_PEER_URLS", s.peer_url.to_owned()),
         ("ETCD_INITIAL_ADVERTISE_PEER_URLS", s.peer_url.to_owned()),
-        ("ETCD_INITIAL_CLUSTER", initial.join(",")),
+        ("ETCD_INITIAL_CLUSTER", initial_cluster(&s.initial_cluster)),
         ("ETCD_INITIAL_CLUSTER_STATE", state.to_owned()),
         ("ETCD_INITIAL_CLUSTER_TOKEN", s.token.to_owned()),
         ("ETCD_CLIENT_CERT_AUTH", "true".to_owned()),

@@ -77,16 +77,15 @@ pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)
             )
         })?;
     }
-    let cluster: Vec<String> = initial_cluster
-        .iter()
-        .map(|(name, url)| format!("{name}={url}"))
-        .collect();
     let mut cmd = etcd_tool()
         .context("restoring a snapshot needs etcdutl or etcdctl (package etcd-client)")?;
     cmd.args(["snapshot", "restore"])
         .arg(&restore.file)
         .arg(format!("--name={}", node.ctx.me.name))
-        .arg(format!("--initial-cluster={}", cluster.join(",")))
+        .arg(format!(
+            "--initial-cluster={}",
+            super::config::initial_cluster(initial_cluster)
+        ))
         .arg(format!("--initial-cluster-token={}", restore.token))
         .arg(format!("--initial-advertise-peer-urls={}", node.peer_url))
         .arg(format!("--data-dir={}", staging.display()));
