@@ -275,6 +275,24 @@ pub fn signing_request(common_name: &str, key_pem: &str) -> Result<String, PkiEr
         .map_err(|e| PkiError::Signing(common_name.to_owned(), e))
 }
 
+/// The subject common name a PKCS#10 request asks for.
+pub fn requested_common_name(csr_pem: &str) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).ok()?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .ok()?;
+    first_text(csr.certification_request_info.subject.iter_common_name())
+}
+
+/// The first of a name's values of one attribute (common name,
+/// organization), if it is text.
+fn first_text<'a>(
+    mut values: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>,
+) -> Option<String> {
+    values.next()?.as_str().ok().map(str::to_owned)
+}
+
 /// The DER SubjectPublicKeyInfo of the private key `key_pem`.
 pub fn public_key_of(key_pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(KeyPair::from_pem(key_pem)
@@ -358,22 +376,10 @@ impl CertInfo {
                     .collect()
             })
             .unwrap_or_default();
-        let common_name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
-        let organization = cert
-            .subject()
-            .iter_organization()
-            .next()
-            .and_then(|o| o.as_str().ok())
-            .map(str::to_owned);
         Ok(CertInfo {
             subject: cert.subject().to_string(),
-            common_name,
-            organization,
+            common_name: first_text(cert.subject().iter_common_name()),
+            organization: first_text(cert.subject().iter_organization()),
             public_key: cert.public_key().raw.to_vec(),
             issuer: cert.issuer().to_string(),
             not_before: time(cert.validity().not_before),
@@ -453,6 +459,8 @@ mod tests {
             public_key_of(&first.key_pem).unwrap()
         );
         let csr = signing_request("kiln-agent", &first.key_pem).unwrap();
+        assert_eq!(requested_common_name(&csr).as_deref(), Some("kiln-agent"));
+        assert_eq!(requested_common_name("no request"), None);
         let mut client = server_spec();
         client.common_name = "kiln-agent".into();
         client.usage = Usage::Client;

@@ -17,7 +17,9 @@ use crate::fsutil::write_atomic;
 use crate::layout::etcd::{cert_path, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
 use crate::layout::{kube, pki, under_root};
 use crate::node_config::{NodeConfig, Role};
-use crate::pki::{public_key_of, signing_request, Authority, CertInfo, LeafSpec, Usage};
+use crate::pki::{
+    public_key_of, requested_common_name, signing_request, Authority, CertInfo, LeafSpec, Usage,
+};
 
 /// A leaf certificate of this node that kiln renews, with its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -299,7 +301,7 @@ pub fn sign_waiting_requests(root: &Path, config: &NodeConfig) -> Result<usize> 
         let rest = kv.key.strip_prefix(REQUESTS).unwrap_or_default().to_owned();
         let stem = rest.rsplit('/').next().unwrap_or_default();
         let allowed = SIGNED_FOR_OTHERS.iter().find(|(s, _)| *s == stem);
-        let asked = rcgen_common_name(&kv.value);
+        let asked = requested_common_name(&kv.value);
         let cn = match allowed {
             Some((_, cn)) if asked.as_deref() == Some(*cn) => (*cn).to_owned(),
             _ => {
@@ -335,18 +337,6 @@ pub fn sign_waiting_requests(root: &Path, config: &NodeConfig) -> Result<usize> 
         signed += 1;
     }
     Ok(signed)
-}
-
-/// The subject common name a PKCS#10 request asks for.
-fn rcgen_common_name(csr_pem: &str) -> Option<String> {
-    use x509_parser::prelude::FromDer;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).ok()?;
-    let (_, csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
-            .ok()?;
-    let subject = &csr.certification_request_info.subject;
-    let cn = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
-    Some(cn)
 }
 
 /// `kiln-firstboot renew`.
