@@ -63,9 +63,8 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
         let path = under_root(root, &cert_path(name));
         write_atomic(&path, pem.as_bytes(), mode)
             .with_context(|| format!("writing {}", path.display()))?;
-        if let Some((uid, gid)) = owner {
-            nix::unistd::chown(&path, Some(uid), Some(gid))
-                .with_context(|| format!("giving {} to user {ETCD_USER}", path.display()))?;
+        if let Some(owner) = owner {
+            give_to_etcd(&path, owner)?;
         }
     }
     Ok(())
@@ -169,4 +168,10 @@ pub fn etcd_owner() -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
         .ok()
         .flatten()
         .map(|u| (u.uid, u.gid))
+}
+
+/// Gives `path` to user etcd, as [`etcd_owner`] found it.
+pub fn give_to_etcd(path: &Path, (uid, gid): (nix::unistd::Uid, nix::unistd::Gid)) -> Result<()> {
+    nix::unistd::chown(path, Some(uid), Some(gid))
+        .with_context(|| format!("giving {} to user {ETCD_USER}", path.display()))
 }

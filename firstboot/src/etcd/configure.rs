@@ -333,9 +333,8 @@ fn move_aside(data_dir: &Path) -> Result<()> {
 fn prepare_data_dir(data_dir: &Path) -> Result<()> {
     crate::fsutil::create_dir_all_mode(data_dir, 0o700)
         .with_context(|| format!("creating the etcd data dir {}", data_dir.display()))?;
-    if let Some((uid, gid)) = certs::etcd_owner() {
-        nix::unistd::chown(data_dir, Some(uid), Some(gid))
-            .with_context(|| format!("giving {} to user etcd", data_dir.display()))?;
+    if let Some(owner) = certs::etcd_owner() {
+        certs::give_to_etcd(data_dir, owner)?;
     }
     Ok(())
 }

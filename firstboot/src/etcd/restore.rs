@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::certs;
 use super::node::Node;
 use super::snapshot::{etcd_tool, verify_trailer, VerifiedSnapshot};
 use crate::fsutil::sync_parent;
@@ -108,8 +109,8 @@ pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)
             )
         })?;
     }
-    if let Some((uid, gid)) = super::certs::etcd_owner() {
-        chown_tree(&staging, uid, gid)?;
+    if let Some(owner) = certs::etcd_owner() {
+        chown_tree(&staging, owner)?;
     }
     fs::rename(&staging, &data_dir).with_context(|| {
         format!(
@@ -135,13 +136,12 @@ fn staging_dir(data_dir: &Path) -> PathBuf {
 }
 
 /// etcd runs as user etcd and must own every file of its data dir.
-fn chown_tree(path: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> Result<()> {
-    nix::unistd::chown(path, Some(uid), Some(gid))
-        .with_context(|| format!("giving {} to user etcd", path.display()))?;
+fn chown_tree(path: &Path, owner: (nix::unistd::Uid, nix::unistd::Gid)) -> Result<()> {
+    certs::give_to_etcd(path, owner)?;
     if path.is_dir() {
         for entry in fs::read_dir(path).with_context(|| format!("listing {}", path.display()))? {
             let entry = entry.with_context(|| format!("listing {}", path.display()))?;
-            chown_tree(&entry.path(), uid, gid)?;
+            chown_tree(&entry.path(), owner)?;
         }
     }
     Ok(())
