@@ -31,7 +31,7 @@ pub struct Deflated {
 }
 
 fn level() -> Compression {
-    Compression::default()
+    Compression::fast()
 }
 
 /// Deflates one chunk, ending with a sync flush.

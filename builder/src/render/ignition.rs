@@ -123,29 +123,30 @@ fn link(path: &Path, target: &Path) -> Result<Link, RenderError> {
 }
 
 /// The smallest of a plain, a base64 and a gzip+base64 data URL: configs
-/// often travel as size-limited cloud user-data.
+/// often travel as size-limited cloud user-data. Only the winner is
+/// encoded: a base64 URL's length follows from the byte count.
 fn inline_resource(bytes: &[u8]) -> Resource {
-    let base64 = format!("data:;base64,{}", base64_of(bytes));
+    const PREFIX: &str = "data:;base64,";
+    let base64_len = |n: usize| PREFIX.len() + n.div_ceil(3) * 4;
     // Binary data percent-encodes to about 2.5x its size: only text can win.
     let plain = std::str::from_utf8(bytes)
         .is_ok()
         .then(|| plain_data_url(bytes))
-        .filter(|plain| plain.len() <= base64.len());
-    let mut best = Resource {
-        source: Some(plain.unwrap_or(base64)),
-        ..Resource::default()
-    };
-    let gzipped = format!("data:;base64,{}", base64_of(&deflate::gzip(bytes)));
+        .filter(|plain| plain.len() <= base64_len(bytes.len()));
+    let gzipped = deflate::gzip(bytes);
     let gzip_overhead = r#","compression":"gzip""#.len();
-    let best_len = best.source.as_ref().map_or(0, String::len);
-    if gzipped.len() + gzip_overhead < best_len {
-        best = Resource {
-            source: Some(gzipped),
+    let best_len = plain.as_ref().map_or(base64_len(bytes.len()), String::len);
+    if base64_len(gzipped.len()) + gzip_overhead < best_len {
+        return Resource {
+            source: Some(format!("{PREFIX}{}", base64_of(&gzipped))),
             compression: Some("gzip".to_owned()),
             ..Resource::default()
         };
     }
-    best
+    Resource {
+        source: Some(plain.unwrap_or_else(|| format!("{PREFIX}{}", base64_of(bytes)))),
+        ..Resource::default()
+    }
 }
 
 fn base64_of(bytes: &[u8]) -> String {
