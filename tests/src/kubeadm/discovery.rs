@@ -145,22 +145,26 @@ impl Trusted {
     }
 
     /// Whether the API server knows `token` (id.secret) as a bootstrap
-    /// token. A server error is retried for a while, as kubeadm's discovery
-    /// retries until its timeout (an API server whose etcd is busy with a
-    /// membership change answers 500 for a moment).
+    /// token. A server error or a request that timed out is retried for a
+    /// while, as kubeadm's discovery retries until its timeout (an API
+    /// server whose etcd is busy with a membership change, or a loaded
+    /// node, answers 500 or late for a moment).
     pub fn token_known(&self, token: &str) -> Result<bool> {
         const RETRY_FOR: Duration = Duration::from_secs(60);
         let id = token.split('.').next().unwrap_or_default();
+        let url = format!("{}/kiln-standin/tokens/{id}", self.base);
         let start = Instant::now();
         loop {
-            match self.get(&format!("/kiln-standin/tokens/{id}"), Some(token))? {
-                (200, _) => return Ok(true),
-                (404 | 401, _) => return Ok(false),
-                (status, _) if status >= 500 && start.elapsed() < RETRY_FOR => {
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                (status, body) => refuse!("discovery: token check answered {status}: {body}"),
+            let retry = start.elapsed() < RETRY_FOR;
+            match get(&self.agent, &url, Some(token)) {
+                Ok((200, _)) => return Ok(true),
+                Ok((404 | 401, _)) => return Ok(false),
+                Ok((status, _)) if status >= 500 && retry => {}
+                Err(e) if e.contains("timeout") && retry => {}
+                Ok((status, body)) => refuse!("discovery: token check answered {status}: {body}"),
+                Err(e) => refuse!("discovery: {url} failed with the pinned CA (certificate from another CA?): {e}"),
             }
+            std::thread::sleep(Duration::from_secs(1));
         }
     }
 }
