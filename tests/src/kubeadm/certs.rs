@@ -44,69 +44,65 @@ struct PkiCert {
     etcd: bool,
 }
 
-const fn cert(
-    stem: &'static str,
-    ca: &'static str,
-    common_name: &'static str,
-    organization: Option<&'static str>,
-    usage: Usage,
-    etcd: bool,
-) -> PkiCert {
-    PkiCert {
-        stem,
-        ca,
-        common_name,
-        organization,
-        usage,
-        etcd,
-    }
-}
-
 /// certlist.go's signed certificates: the API server's serving and kubelet
 /// client certificates, the front proxy's client, and the etcd ones.
 const PKI_CERTS: [PkiCert; 7] = [
-    cert(
-        "apiserver",
-        "ca",
-        "kube-apiserver",
-        None,
-        Usage::Server,
-        false,
-    ),
-    cert(
-        "apiserver-kubelet-client",
-        "ca",
-        "kube-apiserver-kubelet-client",
-        Some("kubeadm:cluster-admins"),
-        Usage::Client,
-        false,
-    ),
-    cert(
-        "front-proxy-client",
-        "front-proxy-ca",
-        "front-proxy-client",
-        None,
-        Usage::Client,
-        false,
-    ),
-    cert("etcd/server", "etcd/ca", "", None, Usage::Server, true),
-    cert("etcd/peer", "etcd/ca", "", None, Usage::Peer, true),
-    cert(
-        "etcd/healthcheck-client",
-        "etcd/ca",
-        "kube-etcd-healthcheck-client",
-        None,
-        Usage::Client,
-        true,
-    ),
-    cert(
-        "apiserver-etcd-client",
-        "etcd/ca",
-        "kube-apiserver-etcd-client",
-        None,
-        Usage::Client,
-        true,
-    ),
+    PkiCert {
+        stem: "apiserver",
+        ca: "ca",
+        common_name: "kube-apiserver",
+        organization: None,
+        usage: Usage::Server,
+        etcd: false,
+    },
+    PkiCert {
+        stem: "apiserver-kubelet-client",
+        ca: "ca",
+        common_name: "kube-apiserver-kubelet-client",
+        organization: Some("kubeadm:cluster-admins"),
+        usage: Usage::Client,
+        etcd: false,
+    },
+    PkiCert {
+        stem: "front-proxy-client",
+        ca: "front-proxy-ca",
+        common_name: "front-proxy-client",
+        organization: None,
+        usage: Usage::Client,
+        etcd: false,
+    },
+    PkiCert {
+        stem: "etcd/server",
+        ca: "etcd/ca",
+        common_name: "",
+        organization: None,
+        usage: Usage::Server,
+        etcd: true,
+    },
+    PkiCert {
+        stem: "etcd/peer",
+        ca: "etcd/ca",
+        common_name: "",
+        organization: None,
+        usage: Usage::Peer,
+        etcd: true,
+    },
+    PkiCert {
+        stem: "etcd/healthcheck-client",
+        ca: "etcd/ca",
+        common_name: "kube-etcd-healthcheck-client",
+        organization: None,
+        usage: Usage::Client,
+        etcd: true,
+    },
+    PkiCert {
+        stem: "apiserver-etcd-client",
+        ca: "etcd/ca",
+        common_name: "kube-apiserver-etcd-client",
+        organization: None,
+        usage: Usage::Client,
+        etcd: true,
+    },
 ];
 
 /// The kubeconfigs whose embedded client certificates kubeadm writes and
