@@ -21,7 +21,7 @@ use super::lock::{self, HeldLock};
 use super::tls::ClusterTls;
 use crate::backoff::{retry, Attempt};
 use crate::etcd::kv::KvCluster;
-use crate::fsutil::{create_dir_all_mode, write_atomic};
+use crate::fsutil::{create_dir_all_mode, write_with_parents};
 use crate::kubeadm::command;
 use crate::kubeadm::config::API_SERVER_PORT;
 use crate::layout::kube::{
@@ -46,20 +46,26 @@ const LOCK_WITHIN: Duration = Duration::from_secs(900);
 struct Component {
     name: &'static str,
     port: u16,
+    /// Up means /healthz says ok over TLS with the certificate on disk
+    /// (the API server); otherwise the port answering.
+    serves_api: bool,
 }
 
 const COMPONENTS: [Component; 3] = [
     Component {
         name: "kube-apiserver",
         port: API_SERVER_PORT as u16,
+        serves_api: true,
     },
     Component {
         name: "kube-controller-manager",
         port: 10257,
+        serves_api: false,
     },
     Component {
         name: "kube-scheduler",
         port: 10259,
+        serves_api: false,
     },
 ];
 
@@ -85,12 +91,19 @@ pub fn kubeadm_due(
     now: OffsetDateTime,
 ) -> Result<Vec<(String, i64)>> {
     let read = |path: &str| std::fs::read_to_string(under_root(root, Path::new(path))).ok();
-    let ca_of = |ca: &str| -> Result<Option<CertInfo>> {
-        read(&format!("{KUBEADM_PKI}/{ca}.crt"))
+    // Each CA read once: most certificates share the cluster CA.
+    let mut cas: Vec<(&str, Option<CertInfo>)> = Vec::new();
+    let mut ca_of = |ca: &'static str| -> Result<Option<CertInfo>> {
+        if let Some((_, info)) = cas.iter().find(|(name, _)| *name == ca) {
+            return Ok(info.clone());
+        }
+        let info = read(&format!("{KUBEADM_PKI}/{ca}.crt"))
             .map(|pem| CertInfo::from_pem(&pem).map_err(|e| anyhow::anyhow!("{ca}.crt: {e}")))
-            .transpose()
+            .transpose()?;
+        cas.push((ca, info.clone()));
+        Ok(info)
     };
-    let mut held: Vec<(String, String, &str)> = Vec::new();
+    let mut held: Vec<(String, String, &'static str)> = Vec::new();
     let stacked = config.etcd.topology == Topology::Stacked;
     let etcd = KUBEADM_STACKED_ETCD_CERTS.iter().filter(|_| stacked);
     for stem in KUBEADM_CERTS.iter().chain(etcd) {
@@ -170,11 +183,7 @@ pub fn renew(
 }
 
 fn mark_pending(pending: &Path, why: &str) -> Result<()> {
-    if let Some(dir) = pending.parent() {
-        create_dir_all_mode(dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    write_atomic(pending, format!("{why}\n").as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", pending.display()))
+    write_with_parents(pending, format!("{why}\n").as_bytes(), 0o644)
 }
 
 /// Manifests an interrupted restart left aside go back, so the kubelet
@@ -267,30 +276,37 @@ fn answers(port: u16) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
 }
 
-/// Up again: the port answers; the API server must also say ok to
-/// /healthz and present the certificate now on disk.
-fn started(root: &Path, component: &Component) -> Result<bool, String> {
-    if component.name != COMPONENTS[0].name {
-        return Ok(answers(component.port));
+/// What tells that the API server is up again with the renewed
+/// certificate: a client trusting the cluster CA, and the DER of the
+/// certificate now on disk. Made once per restart.
+struct ApiCheck {
+    tls: ClusterTls,
+    renewed: Vec<u8>,
+}
+
+impl ApiCheck {
+    fn new(root: &Path) -> Result<ApiCheck> {
+        let tls = ClusterTls::new(&under_root(root, Path::new(CLUSTER_CA)))?;
+        let path = under_root(root, Path::new(&format!("{KUBEADM_PKI}/apiserver.crt")));
+        let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let renewed = x509_parser::pem::parse_x509_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .1
+            .contents;
+        Ok(ApiCheck { tls, renewed })
     }
-    let ca = under_root(root, Path::new(CLUSTER_CA));
-    let tls = ClusterTls::new(&ca).map_err(|e| format!("{e:#}"))?;
-    let endpoint = format!("127.0.0.1:{}", component.port);
-    if !tls.healthz(&endpoint).map_err(|e| format!("{e:#}"))? {
-        return Err("/healthz does not say ok yet".into());
+
+    /// /healthz says ok and the server presents the renewed certificate.
+    fn started(&self, endpoint: &str) -> Result<bool, String> {
+        if !self.tls.healthz(endpoint).map_err(|e| format!("{e:#}"))? {
+            return Err("/healthz does not say ok yet".into());
+        }
+        let presented = self
+            .tls
+            .presented_certificate(endpoint)
+            .map_err(|e| format!("{e:#}"))?;
+        Ok(presented == self.renewed)
     }
-    let on_disk = std::fs::read(under_root(
-        root,
-        Path::new(&format!("{KUBEADM_PKI}/apiserver.crt")),
-    ))
-    .map_err(|e| format!("reading apiserver.crt: {e}"))?;
-    let pem = x509_parser::pem::parse_x509_pem(&on_disk)
-        .map_err(|e| format!("apiserver.crt: {e}"))?
-        .1;
-    Ok(tls
-        .presented_certificate(&endpoint)
-        .map_err(|e| format!("{e:#}"))?
-        == pem.contents)
 }
 
 fn restart(root: &Path, component: &Component, held: &HeldLock) -> Result<()> {
@@ -304,6 +320,10 @@ fn restart(root: &Path, component: &Component, held: &HeldLock) -> Result<()> {
         );
         return Ok(());
     }
+    let api = component
+        .serves_api
+        .then(|| ApiCheck::new(root))
+        .transpose()?;
     let dir = under_root(root, Path::new(MANIFESTS_ASIDE));
     create_dir_all_mode(&dir, 0o700).with_context(|| format!("creating {}", dir.display()))?;
     let aside = Aside {
@@ -338,10 +358,19 @@ fn restart(root: &Path, component: &Component, held: &HeldLock) -> Result<()> {
             component.name
         ),
         START_WITHIN,
-        || match started(root, component) {
-            Ok(true) => Attempt::Done(()),
-            Ok(false) => Attempt::Retry("it still presents the old certificate".into()),
-            Err(why) => Attempt::Retry(why),
+        || {
+            let up = match &api {
+                Some(api) => api.started(&format!("127.0.0.1:{}", component.port)),
+                None => Ok(answers(component.port)),
+            };
+            match up {
+                Ok(true) => Attempt::Done(()),
+                Ok(false) if api.is_some() => {
+                    Attempt::Retry("it still presents the old certificate".into())
+                }
+                Ok(false) => Attempt::Retry(format!("port {} does not answer yet", component.port)),
+                Err(why) => Attempt::Retry(why),
+            }
         },
     )?;
     if held.is_lost() {
