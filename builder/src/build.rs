@@ -18,7 +18,7 @@ use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
 use crate::node_toml::etcd_members;
 use crate::output;
 use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
-use crate::progress::{Job, Progress};
+use crate::progress::Progress;
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
 use crate::secrets::Secrets;
 
@@ -144,7 +144,8 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         }
         prepared.push((role, base, layer, etcd_version));
     }
-    let jobs: Vec<Job<Result<RoleRecord>>> = prepared
+    let (loaded, staging_dir) = (&loaded, staging.path());
+    let jobs: Vec<_> = prepared
         .iter()
         .map(|(role, base, layer, _)| {
             let target = RoleTarget {
@@ -152,9 +153,7 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
                 cache: &cache,
                 seed: format!("{cluster}/{role}"),
             };
-            let (loaded, staging) = (&loaded, staging.path());
-            let work: Box<dyn FnOnce() -> Result<RoleRecord> + Send + '_> =
-                Box::new(move || write_role(layer, loaded, &target, staging, mtime));
+            let work = move || write_role(layer, loaded, &target, staging_dir, mtime);
             (format!("building the {role} image"), work)
         })
         .collect();

@@ -32,7 +32,7 @@ impl Progress {
     /// Runs every job at once, each under its own spinner line (one
     /// MultiProgress draws them, so no line runs into another); returns
     /// their results in order.
-    pub fn parallel<'a, T: Send>(&self, jobs: Vec<Job<'a, T>>) -> Vec<T> {
+    pub fn parallel<T: Send, F: FnOnce() -> T + Send>(&self, jobs: Vec<(String, F)>) -> Vec<T> {
         let bars = self.interactive.then(MultiProgress::new);
         std::thread::scope(|s| {
             let running: Vec<_> = jobs
@@ -58,9 +58,6 @@ impl Progress {
         })
     }
 }
-
-/// A labelled piece of work for [`Progress::parallel`].
-pub type Job<'a, T> = (String, Box<dyn FnOnce() -> T + Send + 'a>);
 
 fn spinner(label: &str) -> ProgressBar {
     let spinner = ProgressBar::new_spinner().with_message(label.to_owned());
