@@ -30,13 +30,19 @@ pub struct Deflated {
     crc: Crc,
 }
 
-fn level() -> Compression {
-    Compression::fast()
+/// The fast level: on 2 cores the example's layer build takes 85 ms at it,
+/// 100 ms at 3 and 130 ms at 6, for a gzip of the agent 20 % larger.
+const LEVEL: Compression = Compression::fast();
+
+/// The cores to spread chunks over, asked once.
+fn threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Deflates one chunk, ending with a sync flush.
 fn deflate_chunk(chunk: &[u8]) -> Vec<u8> {
-    let mut compress = Compress::new(level(), false);
+    let mut compress = Compress::new(LEVEL, false);
     let mut out = Vec::with_capacity(chunk.len() / 2 + 64);
     loop {
         let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
@@ -57,9 +63,8 @@ fn deflate_chunk(chunk: &[u8]) -> Vec<u8> {
 /// Deflates `bytes` chunk by chunk on every core.
 fn deflate_parallel(bytes: &[u8]) -> Vec<u8> {
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let mut parts: Vec<Vec<u8>> = Vec::with_capacity(chunks.len());
-    for batch in chunks.chunks(threads) {
+    for batch in chunks.chunks(threads()) {
         if batch.len() == 1 {
             parts.push(deflate_chunk(batch[0]));
             continue;
@@ -125,7 +130,6 @@ pub struct GzipWriter<W: Write> {
     pending: Vec<u8>,
     crc: Crc,
     started: bool,
-    threads: usize,
 }
 
 impl<W: Write> GzipWriter<W> {
@@ -135,7 +139,6 @@ impl<W: Write> GzipWriter<W> {
             pending: Vec::new(),
             crc: Crc::new(),
             started: false,
-            threads: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 
@@ -188,7 +191,7 @@ impl<W: Write> Write for GzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.pending.extend_from_slice(buf);
         // Batches of one chunk per core keep every core busy.
-        if self.pending.len() >= CHUNK * self.threads {
+        if self.pending.len() >= CHUNK * threads() {
             self.compress_pending(false)?;
         }
         Ok(buf.len())
