@@ -70,14 +70,12 @@ fn end_date(host: &Host, file: &Path, presented_by: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// The client certificate a kubeconfig embeds (the stand-in writes JSON).
-fn kubeconfig_cert(root: &Path, rel: &str) -> String {
-    let text = fs::read_to_string(root.join(rel)).unwrap_or_default();
-    let config: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    config["users"][0]["user"]["client-certificate-data"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// The client certificate a kubeconfig embeds, empty when there is none.
+fn kubeconfig_cert(root: &Path, path: &str) -> String {
+    let root = kiln_e2e::kubeadm::Root {
+        dir: Some(root.to_owned()),
+    };
+    kiln_e2e::kubeadm::certs::kubeconfig_cert(&root, path).unwrap_or_default()
 }
 
 /// What each master held, in order: every distinct version seen.
@@ -86,8 +84,8 @@ fn versions_of(root: &Path) -> Vec<String> {
         fs::read_to_string(root.join("etc/kubernetes/pki/apiserver.crt")).unwrap_or_default(),
         fs::read_to_string(root.join("etc/kubernetes/pki/apiserver-etcd-client.crt"))
             .unwrap_or_default(),
-        kubeconfig_cert(root, "etc/kubernetes/admin.conf"),
-        kubeconfig_cert(root, "etc/kubernetes/controller-manager.conf"),
+        kubeconfig_cert(root, "/etc/kubernetes/admin.conf"),
+        kubeconfig_cert(root, "/etc/kubernetes/controller-manager.conf"),
     ]
 }
 const WATCHED: [&str; 4] = [
