@@ -3,6 +3,7 @@
 //! configuration, in an order where a crash at any point converges on rerun.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -16,16 +17,55 @@ use crate::backoff::{retry, Attempt};
 use crate::layout::etcd::SNAPSHOT_DIR;
 use crate::status::{self, Phase, Status};
 
+/// How long no member may answer before an initial member bootstraps. One
+/// silent round is not enough: a replacement booting beside a live but
+/// loaded cluster can miss one round of answers, and would then start etcd
+/// with state=new, which etcd refuses ("member has already been
+/// bootstrapped") for as long as the cluster lives.
+const BOOTSTRAP_SILENCE: Duration = Duration::from_secs(15);
+/// ... and in at least this many rounds of asking every candidate.
+const BOOTSTRAP_ROUNDS: u32 = 3;
+
+/// Whether the cluster has been silent long enough to bootstrap: any answer
+/// starts the count again.
+#[derive(Debug, Default)]
+struct Silence {
+    since: Option<Instant>,
+    rounds: u32,
+}
+
+impl Silence {
+    /// Records one round of observation; true once silence has lasted.
+    fn long_enough(&mut self, answered: bool, now: Instant) -> bool {
+        if answered {
+            *self = Self::default();
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        self.rounds += 1;
+        self.rounds >= BOOTSTRAP_ROUNDS && now.duration_since(since) >= BOOTSTRAP_SILENCE
+    }
+}
+
 /// Observes the cluster until a decision other than "wait" is possible;
 /// returns it with the member list it was made on.
 pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
     let mut said = String::new();
     let mut saw_cluster = false;
+    let mut silence = Silence::default();
     retry("an etcd cluster to answer", node.ctx.timeout, || {
         let view = node.observe();
         saw_cluster |= view.is_some();
-        let plan = decide(&me, view.as_ref());
+        let silent_long_enough = silence.long_enough(view.is_some(), Instant::now());
+        let mut plan = decide(&me, view.as_ref());
+        if plan.decision == Decision::Bootstrap && !silent_long_enough {
+            plan.decision = Decision::Wait(format!(
+                "no etcd member answers; {} bootstraps a new cluster once none has                  answered for {}s",
+                me.name,
+                BOOTSTRAP_SILENCE.as_secs()
+            ));
+        }
         match plan.decision {
             Decision::Wait(reason) => {
                 // Once per new reason: the journal shows why the node waits.
@@ -350,4 +390,34 @@ fn start_etcd() -> Result<()> {
         crate::systemd::systemctl(args, "")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_must_last_and_span_rounds_and_any_answer_restarts_it() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut silence = Silence::default();
+        assert!(!silence.long_enough(false, at(0)), "one silent round");
+        assert!(!silence.long_enough(false, at(1)));
+        assert!(!silence.long_enough(false, at(14)), "three rounds, 14 s");
+        assert!(!silence.long_enough(true, at(15)), "an answer");
+        assert!(!silence.long_enough(false, at(16)));
+        assert!(
+            !silence.long_enough(false, at(30)),
+            "two rounds since the answer"
+        );
+        assert!(silence.long_enough(false, at(31)), "three rounds, 15 s");
+
+        let mut slow = Silence::default();
+        assert!(!slow.long_enough(false, at(0)));
+        assert!(
+            !slow.long_enough(false, at(20)),
+            "two rounds are not enough"
+        );
+        assert!(slow.long_enough(false, at(40)));
+    }
 }
