@@ -1,13 +1,18 @@
 //! `kiln health`: the operator's view of the etcd cluster, from the secrets
 //! folder's client certificate and the profile's members: every member, its
-//! state, and whether the cluster as a whole is healthy. With `--wait` it is
-//! the gate a pipeline runs between two node replacements.
+//! state, for how long the cluster has not seen it (the members' watchers'
+//! reports), and whether the cluster as a whole is healthy at its desired
+//! size. With `--wait` it is the gate a pipeline runs between two node
+//! replacements.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use kiln_firstboot::etcd::client::{EtcdClient, MemberInfo};
+use kiln_firstboot::etcd::membership::{unseen_by_cluster, ClusterView};
+use kiln_firstboot::etcd::watch::{parse_reports, Report};
+use kiln_firstboot::layout;
 use kiln_firstboot::node_config::url_for;
 use serde_json::json;
 
@@ -51,11 +56,16 @@ pub struct MemberHealth {
     pub peer_urls: Vec<String>,
     pub state: &'static str,
     pub healthy: bool,
+    /// For how long the cluster has not seen it answer; `None` when no
+    /// watcher reports on it.
+    pub unseen: Option<Duration>,
 }
 
 /// What one look at the cluster found.
 pub struct ClusterHealth {
     pub members: Vec<MemberHealth>,
+    /// The voting members the cluster keeps (`etcd.size`).
+    pub size: usize,
     /// Why the cluster is not healthy; `None` when it is.
     pub problem: Option<String>,
 }
@@ -64,9 +74,10 @@ pub struct ClusterHealth {
 pub struct HealthCheck {
     client: EtcdClient,
     endpoints: Vec<String>,
-    /// How many members the profile lists: fewer means a replacement is
-    /// half done (the dead member removed, the new one not yet added).
-    listed: usize,
+    /// The desired size: fewer members means a replacement is half done
+    /// (the dead member removed, the new one not yet added).
+    size: usize,
+    cluster: String,
 }
 
 impl HealthCheck {
@@ -75,7 +86,12 @@ impl HealthCheck {
         Ok(HealthCheck {
             client: operator_client(secrets)?,
             endpoints: endpoints_or_listed(loaded, endpoints),
-            listed: etcd_members(&loaded.profile).len(),
+            size: loaded
+                .profile
+                .etcd
+                .size
+                .unwrap_or_else(|| etcd_members(&loaded.profile).len()),
+            cluster: loaded.profile.cluster.name.clone(),
         })
     }
 
@@ -92,44 +108,63 @@ impl HealthCheck {
         let Some(list) = list else {
             return ClusterHealth {
                 members: vec![],
+                size: self.size,
                 problem: Some(format!("no etcd endpoint answered: {}", errors.join("; "))),
             };
         };
-        let members: Vec<MemberHealth> = list.iter().map(|m| self.member(m)).collect();
+        let healthy: Vec<bool> = list.iter().map(|m| self.healthy(m)).collect();
+        let view = ClusterView {
+            alive: list
+                .iter()
+                .zip(&healthy)
+                .filter(|(_, ok)| **ok)
+                .map(|(m, _)| m.id.clone())
+                .collect(),
+            has_leader: healthy.contains(&true),
+            reports: self.reports(&list),
+            members: list,
+        };
+        let members: Vec<MemberHealth> = view
+            .members
+            .iter()
+            .zip(healthy)
+            .map(|(m, healthy)| member(m, healthy, unseen_by_cluster(&view, &m.id)))
+            .collect();
         let mut bad: Vec<String> = members
             .iter()
             .filter(|m| m.state != "voter" || !m.healthy)
-            .map(|m| format!("{} is {}", display_name(m), describe(m)))
+            .map(|m| format!("{} is {}{}", display_name(m), describe(m), unseen(m)))
             .collect();
-        if members.len() < self.listed {
+        if members.len() != self.size {
             bad.push(format!(
-                "the cluster has {} members, the profile lists {}",
+                "the cluster has {} members, its desired size (etcd.size) is {}",
                 members.len(),
-                self.listed
+                self.size
             ));
         }
         let problem = (!bad.is_empty()).then(|| bad.join(", "));
-        ClusterHealth { members, problem }
+        ClusterHealth {
+            members,
+            size: self.size,
+            problem,
+        }
     }
 
-    fn member(&self, m: &MemberInfo) -> MemberHealth {
-        let client_url = m.client_urls.first().cloned();
-        let healthy = client_url
-            .as_deref()
-            .is_some_and(|url| self.client.healthy(url).unwrap_or(false));
-        let state = match (m.is_started(), m.is_learner) {
-            (false, _) => "unstarted",
-            (true, true) => "learner",
-            (true, false) => "voter",
-        };
-        MemberHealth {
-            name: m.name.clone(),
-            id: m.id.clone(),
-            client_url,
-            peer_urls: m.peer_urls.clone(),
-            state,
-            healthy,
-        }
+    fn healthy(&self, m: &MemberInfo) -> bool {
+        m.client_urls
+            .first()
+            .is_some_and(|url| self.client.healthy(url).unwrap_or(false))
+    }
+
+    /// The members' watchers' reports, from the first member that answers.
+    fn reports(&self, members: &[MemberInfo]) -> Vec<Report> {
+        let prefix = layout::keys::watch_reports(&self.cluster);
+        members
+            .iter()
+            .filter_map(|m| m.client_urls.first())
+            .find_map(|url| self.client.range(url, &prefix, true, 0).ok())
+            .map(|found| parse_reports(found.kvs.into_iter().map(|kv| kv.value)))
+            .unwrap_or_default()
     }
 
     /// Checks until healthy or `wait` has passed (one check without it).
@@ -143,6 +178,31 @@ impl HealthCheck {
             }
             std::thread::sleep(Duration::from_secs(2));
         }
+    }
+}
+
+fn member(m: &MemberInfo, healthy: bool, unseen: Option<Duration>) -> MemberHealth {
+    let state = match (m.is_started(), m.is_learner) {
+        (false, _) => "unstarted",
+        (true, true) => "learner",
+        (true, false) => "voter",
+    };
+    MemberHealth {
+        name: m.name.clone(),
+        id: m.id.clone(),
+        client_url: m.client_urls.first().cloned(),
+        peer_urls: m.peer_urls.clone(),
+        state,
+        healthy,
+        unseen,
+    }
+}
+
+/// ", unseen by the cluster for Ns" for a member the cluster misses.
+fn unseen(m: &MemberHealth) -> String {
+    match m.unseen {
+        Some(d) if !d.is_zero() => format!(", unseen by the cluster for {}s", d.as_secs()),
+        _ => String::new(),
     }
 }
 
@@ -171,20 +231,22 @@ pub fn report(health: &ClusterHealth, as_json: bool, waited: Option<Duration>) -
             .iter()
             .map(|m| {
                 json!({"name": m.name, "id": m.id, "client_url": m.client_url,
-                       "peer_urls": m.peer_urls, "state": m.state, "healthy": m.healthy})
+                       "peer_urls": m.peer_urls, "state": m.state, "healthy": m.healthy,
+                       "unseen_seconds": m.unseen.map(|d| d.as_secs())})
             })
             .collect();
         let value = json!({"healthy": health.problem.is_none(), "problem": health.problem,
-                           "members": members});
+                           "desired_size": health.size, "members": members});
         println!("{value:#}");
     } else {
         for m in &health.members {
             println!(
-                "{:<12} {:<24} {:<10} {}",
+                "{:<12} {:<24} {:<10} {}{}",
                 display_name(m),
                 m.client_url.as_deref().unwrap_or("-"),
                 m.state,
-                describe(m)
+                describe(m),
+                unseen(m)
             );
         }
     }
@@ -192,7 +254,7 @@ pub fn report(health: &ClusterHealth, as_json: bool, waited: Option<Duration>) -
         (None, _) => {
             if !as_json {
                 println!(
-                    "cluster healthy: {} members started and voting",
+                    "cluster healthy: {} members started and voting, its desired size",
                     health.members.len()
                 );
             }

@@ -55,6 +55,8 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
             members: etcd_members(profile),
             backup: backup_settings(&profile.etcd.backup),
             restore_from: restore_path(profile.etcd.restore_from.as_ref()),
+            size: profile.etcd.size,
+            replace_dead_after_seconds: profile.etcd.replace_dead_after.as_secs(),
         },
         control_plane: profile
             .control_plane

@@ -51,6 +51,10 @@ pub enum Command {
     /// Renew this node's kiln-issued certificates that are inside the
     /// renewal window, keeping their keys (what kiln-renew.timer runs).
     Renew,
+    /// Report, until stopped, for how long this etcd member has not seen
+    /// each member answer: the cluster's view of who is dead (what
+    /// kiln-watch.service runs on etcd members).
+    Watch,
 }
 
 impl Cli {
@@ -141,6 +145,17 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Snapshot => {
             etcd_only(&config, &path)?;
             etcd::backup::run(&etcd::Node::new(&node(config)?)?)?;
+        }
+        Command::Watch => {
+            if !config.runs_etcd() {
+                bail!(
+                    "{} says role = {} with {:?} etcd; `watch` runs on etcd members only",
+                    path.display(),
+                    config.role,
+                    config.etcd.topology
+                );
+            }
+            etcd::watch::run(&etcd::Node::new(&node(config)?)?)?;
         }
     }
     Ok(())

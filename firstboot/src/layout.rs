@@ -78,6 +78,24 @@ pub mod etcd {
     }
 }
 
+/// kiln's keys in etcd, per cluster (node.toml's `cluster`).
+pub mod keys {
+    /// Held by the node changing the etcd membership: one change at a time.
+    pub fn member_lock(cluster: &str) -> String {
+        format!("/kiln/{cluster}/etcd/member-lock")
+    }
+
+    /// Where the members' watchers publish their reports.
+    pub fn watch_reports(cluster: &str) -> String {
+        format!("/kiln/{cluster}/etcd/unseen/")
+    }
+
+    /// The report of the member `id`.
+    pub fn watch_report(cluster: &str, id: &str) -> String {
+        format!("{}{id}", watch_reports(cluster))
+    }
+}
+
 /// Paths of masters and workers: kubeadm, kubelet and keepalived.
 pub mod kube {
     /// kubeadm's folder (its constants.go KubernetesDir).

@@ -99,6 +99,21 @@ pub struct EtcdSettings {
     /// from when they bootstrap it (see docs/backup.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<PathBuf>,
+    /// Voting members the cluster keeps (`etcd.size`); absent, as many as
+    /// the role lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    /// Seconds the cluster must have seen a member dead before a new node
+    /// takes its place (`etcd.replace_dead_after`).
+    #[serde(default = "default_replace_dead_after")]
+    pub replace_dead_after_seconds: u64,
+}
+
+/// `etcd.replace_dead_after`'s default: 2 minutes.
+pub const DEFAULT_REPLACE_DEAD_AFTER_SECONDS: u64 = 120;
+
+fn default_replace_dead_after() -> u64 {
+    DEFAULT_REPLACE_DEAD_AFTER_SECONDS
 }
 
 /// `kiln-firstboot snapshot`, run by `kiln-snapshot.timer` on etcd nodes.
@@ -195,6 +210,25 @@ impl NodeConfig {
         toml::to_string(self).expect("node configuration always serializes")
     }
 
+    /// Voting members the etcd cluster keeps: `etcd.size`, or the members
+    /// the topology lists (the masters for stacked etcd).
+    pub fn etcd_size(&self) -> usize {
+        self.etcd.size.unwrap_or_else(|| match self.etcd.topology {
+            Topology::External => self.etcd.members.len(),
+            Topology::Stacked => self.control_plane.as_ref().map_or(0, |cp| cp.masters.len()),
+        })
+    }
+
+    /// Whether this node runs an etcd member: etcd nodes, and masters
+    /// with stacked etcd.
+    pub fn runs_etcd(&self) -> bool {
+        match self.role {
+            Role::Etcd => true,
+            Role::Master => self.etcd.topology == Topology::Stacked,
+            Role::Worker => false,
+        }
+    }
+
     /// `https://<ip>:<client_port>` of every initial member.
     pub fn etcd_client_urls(&self) -> Vec<String> {
         self.etcd
@@ -253,6 +287,8 @@ mod tests {
                     destination: Some("/mnt/backup".into()),
                 }),
                 restore_from: None,
+                size: None,
+                replace_dead_after_seconds: DEFAULT_REPLACE_DEAD_AFTER_SECONDS,
             },
             control_plane: None,
         };

@@ -171,6 +171,8 @@ impl Fixture {
                 members,
                 backup: None,
                 restore_from: None,
+                size: None,
+                replace_dead_after_seconds: REPLACE_DEAD_AFTER_SECONDS,
             },
             control_plane: None,
         };
@@ -245,6 +247,11 @@ impl Fixture {
         }
     }
 }
+
+/// `etcd.replace_dead_after` in the fixture: short, so that tests see a
+/// member become dead to the cluster, and long enough for several beats of
+/// the watchers.
+pub const REPLACE_DEAD_AFTER_SECONDS: u64 = 12;
 
 /// How long the agent may wait in tests (peers here answer within a second).
 pub const AGENT_TIMEOUT_SECS: u64 = 90;

@@ -3,7 +3,6 @@
 //! subnet 10.77.<x>.0/24 with a unique x and namespaces named after its PID.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -187,7 +186,9 @@ fn quorum_lost_changes_nothing() {
 /// the rerun reuses the added member and the cluster ends healthy.
 #[test]
 fn killed_after_member_add_converges_on_rerun() {
-    let sc = Scenario::new("g", 107, 3, DiscoverySource::Static);
+    let mut sc = Scenario::new("g", 107, 3, DiscoverySource::Static);
+    // A fourth member: the cluster may grow to it.
+    sc.fixture.config.etcd.size = Some(4);
     let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
     sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
     let spare = sc.node(14);
@@ -226,7 +227,9 @@ fn killed_after_member_add_converges_on_rerun() {
 /// the test above recreates that exact state instead of hoping to hit it.)
 #[test]
 fn killed_at_any_moment_converges_on_rerun() {
-    let sc = Scenario::new("k", 110, 3, DiscoverySource::Static);
+    let mut sc = Scenario::new("k", 110, 3, DiscoverySource::Static);
+    // A fourth member: the cluster may grow to it.
+    sc.fixture.config.etcd.size = Some(4);
     let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
     sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
     let spare = sc.node(14);
@@ -290,10 +293,9 @@ fn lone_unlisted_node_waits_then_fails_cleanly() {
     }
 }
 
-/// Scenario 9: discovery through DNS SRV served by dnsmasq in the lab.
-#[test]
-fn unlisted_node_discovers_cluster_through_dns_srv() {
-    let sc = Scenario::new("i", 109, 3, DiscoverySource::DnsSrv);
+/// dnsmasq in the lab, serving `_etcd-server-ssl._tcp` SRV records for
+/// the named members at their addresses; returns its address.
+fn serve_srv(sc: &Scenario, records: &[(String, Ipv4Addr)]) -> Ipv4Addr {
     let dns = sc.lab.bridge_host(1);
     let mut dnsmasq = dns.command("dnsmasq");
     dnsmasq.args([
@@ -305,21 +307,42 @@ fn unlisted_node_discovers_cluster_through_dns_srv() {
         "--user=root",
     ]);
     dnsmasq.arg(format!("--listen-address={}", dns.ip));
-    for i in 1..=3u8 {
-        let name = format!("etcd{i}.{}", etcd::DOMAIN);
+    for (member, ip) in records {
+        let name = format!("{member}.{}", etcd::DOMAIN);
         dnsmasq.arg(format!(
             "--srv-host=_etcd-server-ssl._tcp.{},{name},2380",
             etcd::DOMAIN
         ));
-        dnsmasq.arg(format!("--host-record={name},{}", sc.ip(10 + i)));
+        dnsmasq.arg(format!("--host-record={name},{ip}"));
     }
     sc.lab.spawn("dnsmasq", dnsmasq);
+    dns.ip
+}
+
+/// Points the node's resolver at `dns`.
+fn use_dns(node: &Node, dns: Ipv4Addr) {
+    std::fs::write(
+        node.root.join("etc/resolv.conf"),
+        format!("nameserver {dns}\n"),
+    )
+    .unwrap();
+}
+
+/// Scenario 9: discovery through DNS SRV served by dnsmasq in the lab; a
+/// node beyond the listed three grows the cluster to its etcd.size of 4.
+#[test]
+fn unlisted_node_discovers_cluster_through_dns_srv() {
+    let mut sc = Scenario::new("i", 109, 3, DiscoverySource::DnsSrv);
+    sc.fixture.config.etcd.size = Some(4);
+    let records: Vec<(String, Ipv4Addr)> = (1..=3u8)
+        .map(|i| (format!("etcd{i}"), sc.ip(10 + i)))
+        .collect();
+    let dns = serve_srv(&sc, &records);
     let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
     sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
 
     let joiner = sc.node(20);
-    let resolv = joiner.root.join("etc/resolv.conf");
-    std::fs::write(&resolv, format!("nameserver {}\n", dns.ip)).unwrap();
+    use_dns(&joiner, dns);
     sc.boot(&[&joiner], Some("etcd4"));
     let all = [sc.ip(11), sc.ip(12), sc.ip(13), sc.ip(20)];
     wait_healthy(&joiner.host, &joiner.root, &all, etcd::HEALTHY_WITHIN);
@@ -327,7 +350,143 @@ fn unlisted_node_discovers_cluster_through_dns_srv() {
         started_voting(&members(&joiner.host, &joiner.root, all[0])),
         4
     );
-    assert!(Path::new(&resolv).exists());
+}
+
+/// Cloud replacement: each of the three initial members dies in turn and a
+/// node with a new name and a new address takes its place once the cluster
+/// has seen it dead for etcd.replace_dead_after, found through DNS SRV after
+/// every listed address is gone. Writes go on in between; no etcdctl by hand.
+#[test]
+fn all_initial_members_replaced_by_new_names_on_new_addresses() {
+    let sc = Scenario::new("rot", 113, 3, DiscoverySource::DnsSrv);
+    let names: Vec<(String, Ipv4Addr)> = (1..=3u8)
+        .map(|i| (format!("etcd{i}"), sc.ip(10 + i)))
+        .chain((4..=6u8).map(|i| (format!("etcd{i}"), sc.ip(17 + i))))
+        .collect();
+    let dns = serve_srv(&sc, &names);
+    let originals: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    for node in &originals {
+        use_dns(node, dns);
+    }
+    sc.boot(&originals.iter().collect::<Vec<_>>(), None);
+    for node in &originals {
+        sc.watch(node, None);
+    }
+    let mut live: Vec<Ipv4Addr> = (11..14).map(|i| sc.ip(i)).collect();
+    put(&originals[0], &live, "/rotation/0", "before");
+    let mut fresh = Vec::new();
+    for (k, old) in originals.iter().enumerate() {
+        sc.destroy(old);
+        sc.lab.remove_host(&old.host);
+        live.retain(|ip| *ip != sc.ip(11 + k as u8));
+        let (name, ip) = &names[3 + k];
+        let node = sc.node(ip.octets()[3]);
+        use_dns(&node, dns);
+        let start = Instant::now();
+        sc.boot(&[&node], Some(name));
+        let took = start.elapsed();
+        // It waited for the cluster to see the dead member dead long enough
+        // (the watchers last saw it up to a beat before it died).
+        assert!(
+            took >= Duration::from_secs(etcd::REPLACE_DEAD_AFTER_SECONDS - 3),
+            "{name} replaced etcd{} after {took:?}",
+            k + 1
+        );
+        sc.watch(&node, Some(name));
+        live.push(*ip);
+        wait_healthy(&node.host, &node.root, &live, etcd::HEALTHY_WITHIN);
+        put(&node, &live, &format!("/rotation/{}", k + 1), name);
+        fresh.push(node);
+    }
+    let now = members(&fresh[2].host, &fresh[2].root, live[0]);
+    assert_eq!(started_voting(&now), 3, "{now:?}");
+    assert_eq!(
+        now.len(),
+        3,
+        "a dead member is still listed or one too many joined: {now:?}"
+    );
+    let mut names_now: Vec<&str> = now.iter().filter_map(|m| m["name"].as_str()).collect();
+    names_now.sort_unstable();
+    assert_eq!(names_now, ["etcd4", "etcd5", "etcd6"]);
+    for ip in &live {
+        assert_eq!(get(&fresh[0], *ip, "/rotation/0"), "before");
+        for (k, (name, _)) in names[3..].iter().enumerate() {
+            assert_eq!(get(&fresh[0], *ip, &format!("/rotation/{}", k + 1)), *name);
+        }
+    }
+}
+
+/// Five members, two dead, two new nodes booted at the same moment: the
+/// membership lock lets one change run at a time, exactly the two dead are
+/// removed and both new nodes join.
+#[test]
+fn two_new_nodes_at_once_take_the_places_of_two_dead_members() {
+    let sc = Scenario::new("two", 114, 5, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..16).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    for node in &nodes {
+        sc.watch(node, None);
+    }
+    for dead in &nodes[3..] {
+        sc.destroy(dead);
+        sc.lab.remove_host(&dead.host);
+    }
+    let newcomers = [(sc.node(31), "etcd6"), (sc.node(32), "etcd7")];
+    std::thread::scope(|s| {
+        for (node, name) in &newcomers {
+            s.spawn(|| sc.boot(&[node], Some(name)));
+        }
+    });
+    let all: Vec<Ipv4Addr> = [11, 12, 13, 31, 32].map(|i| sc.ip(i)).to_vec();
+    wait_healthy(&nodes[0].host, &nodes[0].root, &all, etcd::HEALTHY_WITHIN);
+    let now = members(&nodes[0].host, &nodes[0].root, all[0]);
+    assert_eq!(started_voting(&now), 5, "{now:?}");
+    assert_eq!(now.len(), 5, "{now:?}");
+    let urls = peer_urls(&now);
+    for gone in [14, 15] {
+        let url = format!("https://{}:2380", sc.ip(gone));
+        assert!(!urls.contains(&url), "{url} is still listed: {urls:?}");
+    }
+
+    // One more dead member, two more new nodes at once: one takes the
+    // place, the other finds the cluster at its size and changes nothing.
+    // (Every member reports: without a report from etcd6 and etcd7, no one
+    // could tell that etcd3 is dead.)
+    for (node, name) in &newcomers {
+        sc.watch(node, Some(name));
+    }
+    sc.destroy(&nodes[2]);
+    sc.lab.remove_host(&nodes[2].host);
+    let late = [(sc.node(33), "etcd8"), (sc.node(34), "etcd9")];
+    let runs: Vec<_> = std::thread::scope(|s| {
+        let runs: Vec<_> = late
+            .iter()
+            .map(|(node, name)| {
+                s.spawn(|| {
+                    etcd::agent_with_timeout(&node.host, &node.root, Some(name), 45, &["run"])
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = (0..2).filter(|i| runs[*i].status.success()).collect();
+    assert_eq!(winners.len(), 1, "{runs:?}");
+    let (winner, loser) = (winners[0], 1 - winners[0]);
+    let said = stderr(&runs[loser]);
+    assert!(said.contains("etcd.size is 5"), "{said}");
+    assert!(!late[loser].0.root.join("etc/kiln/etcd.env").exists());
+    let (node, name) = &late[winner];
+    start_etcd(&sc.lab, &node.label, &node.host, &node.root);
+    assert_ok(
+        &agent(&node.host, &node.root, Some(name), &["settle"]),
+        "settle",
+    );
+    let all: Vec<Ipv4Addr> = [11, 12, 31, 32, 33 + winner as u8]
+        .map(|i| sc.ip(i))
+        .to_vec();
+    wait_healthy(&nodes[0].host, &nodes[0].root, &all, etcd::HEALTHY_WITHIN);
+    let now = members(&nodes[0].host, &nodes[0].root, all[0]);
+    assert_eq!((now.len(), started_voting(&now)), (5, 5), "{now:?}");
 }
 
 /// A node configuration the agent cannot read is bad input: exit 2, the

@@ -49,6 +49,9 @@ pub fn build_layer(
         let renew_before = inputs.profile.profile.pki.renew_before_seconds();
         super::add_renew_timer(&mut layer, renew_before);
     }
+    if role == Role::Etcd || (role == Role::Master && stacked) {
+        add_watch_unit(&mut layer);
+    }
     if role != Role::Etcd {
         let version = inputs.profile.profile.cluster.kubernetes_version;
         let pause = crate::profile::versions::pause_image(version);
@@ -93,6 +96,35 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
     if layer.role == Role::Etcd {
         add_etcd_boot_order(layer);
     }
+}
+
+/// `kiln-watch.service` on every etcd member: reports, every beat, which
+/// members answer, so that a new node can tell a member dead to the cluster
+/// from one only it cannot reach. It beats until the node is a member, and
+/// systemd restarts it if it ever exits.
+fn add_watch_unit(layer: &mut RoleLayer) {
+    layer.add_unit(
+        Unit {
+            name: "kiln-watch.service".to_owned(),
+            contents: Some(format!(
+                "[Unit]\n\
+                 Description=kiln: report which etcd members answer (how the cluster tells who is dead)\n\
+                 After={agent_unit} etcd.service\n\
+                 \n\
+                 [Service]\n\
+                 ExecStart={agent} watch\n\
+                 Restart=always\n\
+                 RestartSec=5\n\
+                 \n\
+                 [Install]\n\
+                 WantedBy=multi-user.target\n",
+                agent_unit = layout::AGENT_UNIT,
+                agent = layout::AGENT_BINARY,
+            )),
+            dropins: vec![],
+        },
+        true,
+    );
 }
 
 /// The unit that finishes an etcd node's first boot once etcd runs.

@@ -63,6 +63,13 @@ pub struct EtcdSection {
     /// bootstrap it (disaster recovery, docs/backup.md).
     #[serde(default)]
     pub restore_from: Option<RestoreSource>,
+    /// Voting members the agents keep; absent, as many as are listed.
+    #[serde(default)]
+    pub size: Option<usize>,
+    /// How long the cluster must have seen a member dead before a new node
+    /// takes its place.
+    #[serde(default = "default_replace_dead_after")]
+    pub replace_dead_after: Span,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,6 +462,9 @@ fn default_kubernetes_packages() -> Vec<String> {
 }
 fn default_true() -> bool {
     true
+}
+fn default_replace_dead_after() -> Span {
+    Span::from_secs(kiln_firstboot::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS)
 }
 fn default_backup_interval() -> Span {
     "1h".parse().expect("valid default")

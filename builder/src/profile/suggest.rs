@@ -52,6 +52,8 @@ pub fn example(field: &str) -> Option<&'static str> {
         "peer_port" => "peer_port = 2380",
         "data_dir" => "data_dir = \"/var/lib/etcd\"",
         "discovery" => "discovery = [\"static\", \"dns-srv\"]",
+        "size" => "size = 3",
+        "replace_dead_after" => "replace_dead_after = \"2m\"",
         "members" => "[[etcd.members]] with name and ip",
         "ip" => "ip = \"10.10.0.11\"",
         "dns_names" => "dns_names = [\"etcd1.cluster.example\"]",

@@ -179,6 +179,10 @@ pub struct Span {
 }
 
 impl Span {
+    pub const fn from_secs(secs: u64) -> Self {
+        Span { secs }
+    }
+
     pub fn as_secs(self) -> u64 {
         self.secs
     }

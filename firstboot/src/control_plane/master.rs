@@ -6,13 +6,14 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::lock::{self, HeldLock, InitKeys, Step};
+use super::lock::{self, InitKeys, Step};
 use super::tls::{ClusterTls, Probe};
 use super::{host, keepalived, Agent};
 use crate::backoff::{retry, Attempt};
 use crate::etcd;
 use crate::etcd::client::EtcdClient;
 use crate::etcd::kv::KvCluster;
+use crate::etcd::lease_lock::{self, HeldLock};
 use crate::etcd::membership::{decide, Decision};
 use crate::fsutil::write_with_parents;
 use crate::kubeadm::command;
@@ -73,7 +74,7 @@ fn external(agent: &Agent) -> Result<(String, bool)> {
                 Step::WaitFor(holder) => Attempt::Retry(format!(
                     "{holder} holds the init lock and is running kubeadm init"
                 )),
-                Step::TakeLock => match lock::try_acquire(&kv, &keys.lock, me) {
+                Step::TakeLock => match lease_lock::try_acquire(&kv, &keys.lock, me) {
                     Ok(Some(held)) => Attempt::Done(Choice::Init(Some(held))),
                     Ok(None) => Attempt::Retry("another master took the init lock first".into()),
                     Err(e) => Attempt::Retry(format!("{e:#}")),
@@ -166,10 +167,20 @@ fn remove_stale_member(agent: &Agent) -> Result<()> {
     let Some(view) = node.observe() else {
         bail!("no etcd member on the other masters answers, though their control plane does");
     };
-    match decide(&node.as_member(), Some(&view)).decision {
-        Decision::Replace { dead } => {
+    match decide(&node.as_member(), Some(&view), &node.policy()).decision {
+        Decision::Replace { dead, also } => {
             tracing::info!(member = %dead.name, "this master replaces a dead one: removing its etcd member");
-            etcd::remove_member(&node, &dead)
+            for dead in std::iter::once(&dead).chain(&also) {
+                etcd::remove_member(&node, dead)?;
+            }
+            Ok(())
+        }
+        Decision::Join { remove } => {
+            for dead in &remove {
+                tracing::info!(member = %dead.name, "removing the etcd member of a master dead to the cluster");
+                etcd::remove_member(&node, dead)?;
+            }
+            Ok(())
         }
         Decision::QuorumLost { alive, voting } => bail!(
             "the masters' etcd has lost quorum ({alive} of {voting} voting members answer); \

@@ -17,10 +17,10 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use time::OffsetDateTime;
 
-use super::lock::{self, HeldLock};
 use super::tls::ClusterTls;
 use crate::backoff::{retry, Attempt};
 use crate::etcd::kv::KvCluster;
+use crate::etcd::lease_lock::{self, HeldLock};
 use crate::fsutil::{create_dir_all_mode, write_with_parents};
 use crate::kubeadm::command;
 use crate::kubeadm::config::API_SERVER_PORT;
@@ -213,25 +213,12 @@ fn restart_control_plane(
     node: &str,
 ) -> Result<()> {
     let key = format!("/kiln/{}/kubeadm/restart-lock", config.cluster);
-    let held = retry(
+    let held = lease_lock::acquire(
+        etcd,
+        &key,
+        node,
         "the control-plane restart lock (one master restarts at a time)",
         LOCK_WITHIN,
-        || match lock::try_acquire(etcd, &key, node) {
-            Ok(Some(held)) => Attempt::Done(held),
-            Ok(None) => {
-                let holder = etcd
-                    .call("read the restart lock", |c, e| c.get(e, &key))
-                    .ok()
-                    .flatten();
-                Attempt::Retry(format!(
-                    "{} is restarting its control plane",
-                    holder
-                        .map(|kv| kv.value)
-                        .unwrap_or_else(|| "another master".into())
-                ))
-            }
-            Err(e) => Attempt::Retry(format!("{e:#}")),
-        },
     )?;
     for component in &COMPONENTS {
         restart(root, component, &held)?;

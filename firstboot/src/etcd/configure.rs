@@ -9,12 +9,15 @@ use anyhow::{bail, Context, Result};
 
 use super::client::{EtcdRefused, MemberInfo};
 use super::config::{self, ClusterState, EtcdSettings};
+use super::kv::KvCluster;
+use super::lease_lock::{self, HeldLock};
 use super::membership::{decide, Decision, Plan};
 use super::node::Node;
 use super::version::{cluster_version, join_refusal, EtcdVersion};
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
-use crate::layout::etcd::SNAPSHOT_DIR;
+use crate::layout::{self, etcd::SNAPSHOT_DIR};
+use crate::node_config::DiscoverySource;
 use crate::status::{self, Phase, Status};
 
 /// How long no member may answer before an initial member bootstraps. One
@@ -47,21 +50,23 @@ impl Silence {
     }
 }
 
-/// Observes the cluster until a decision other than "wait" is possible;
-/// returns it with the member list it was made on.
-pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
+/// Observes the cluster until a decision other than "wait" is possible (for
+/// at most `budget`); returns it with the member list it was made on.
+fn make_plan(node: &Node, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
+    let policy = node.policy();
     let mut said = String::new();
     let mut saw_cluster = false;
     let mut silence = Silence::default();
-    retry("an etcd cluster to answer", node.ctx.timeout, || {
+    retry("an etcd cluster to answer", budget, || {
         let view = node.observe();
         saw_cluster |= view.is_some();
         let silent_long_enough = silence.long_enough(view.is_some(), Instant::now());
-        let mut plan = decide(&me, view.as_ref());
+        let mut plan = decide(&me, view.as_ref(), &policy);
         if plan.decision == Decision::Bootstrap && !silent_long_enough {
             plan.decision = Decision::Wait(format!(
-                "no etcd member answers; {} bootstraps a new cluster once none has                  answered for {}s",
+                "no etcd member answers; {} bootstraps a new cluster once none has \
+                 answered for {}s",
                 me.name,
                 BOOTSTRAP_SILENCE.as_secs()
             ));
@@ -86,11 +91,21 @@ pub fn make_plan(node: &Node) -> Result<(Plan, Vec<MemberInfo>)> {
             )
         } else if node.ctx.me.is_initial_member() {
             "the etcd cluster did not become ready for this node".to_owned()
+        } else if node.ctx.config.etcd.discovery == [DiscoverySource::Static] {
+            format!(
+                "{} is not an initial member, so it never bootstraps a cluster alone, and static \
+                 discovery asks only the listed members' addresses: start a listed member, or, \
+                 once the cluster runs on other addresses, set etcd.discovery = [\"dns-srv\"] in \
+                 the profile with SRV records _etcd-server-ssl._tcp.{} for the live members, \
+                 rebuild and boot the new image",
+                node.ctx.me.name, node.ctx.config.domain
+            )
         } else {
             format!(
-                "{} is not an initial member, so it never bootstraps a cluster alone; \
-                 start the listed members (or fix discovery: {:?}) and rerun",
-                node.ctx.me.name, node.ctx.config.etcd.discovery
+                "{} is not an initial member, so it never bootstraps a cluster alone, and no \
+                 member answered through discovery {:?}: check that the SRV records \
+                 _etcd-server-ssl._tcp.{} name live members, and rerun",
+                node.ctx.me.name, node.ctx.config.etcd.discovery, node.ctx.config.domain
             )
         }
     })
@@ -120,12 +135,25 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
             node.peer_url,
             if *learner { ", learner" } else { "" }
         ),
-        Decision::Join => format!(
-            "{name} is not a member: joining the existing cluster of {size} as a learner, then promoting it"
+        Decision::Join { remove } if remove.is_empty() => format!(
+            "{name} is not a member and the cluster of {size} is below etcd.size = {}: joining it as a learner, then promoting it",
+            node.policy().size
         ),
-        Decision::Replace { dead } => format!(
-            "joining the existing cluster of {size} as replacement for dead member {} (id {}, peer {}): removing it, then adding {name} as a learner",
-            dead.name, dead.id, dead.peer_urls.join(",")
+        Decision::Join { remove } => format!(
+            "{name} is not a member: taking the place of {}, dead to the cluster for at least etcd.replace_dead_after: removing {}, then adding {name} as a learner",
+            names(remove),
+            if remove.len() == 1 { "it" } else { "them" }
+        ),
+        Decision::Replace { dead, also } => format!(
+            "joining the existing cluster of {size} as replacement for dead member {} (id {}, peer {}): removing it{}, then adding {name} as a learner",
+            dead.name,
+            dead.id,
+            dead.peer_urls.join(","),
+            if also.is_empty() {
+                String::new()
+            } else {
+                format!(" and {}, dead to the cluster too", names(also))
+            }
         ),
         Decision::Wait(reason) => format!("waiting: {reason}"),
         Decision::QuorumLost { alive, voting } => format!(
@@ -144,9 +172,63 @@ pub fn describe(node: &Node, plan: &Plan) -> String {
     format!("{sentence}{aside}")
 }
 
+fn names(members: &[MemberInfo]) -> String {
+    members
+        .iter()
+        .map(|m| format!("{} (id {})", m.name, m.id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the decision changes the membership (under the member lock).
+fn changes_membership(decision: &Decision) -> bool {
+    matches!(decision, Decision::Join { .. } | Decision::Replace { .. })
+}
+
+/// The plan, and for a membership change the membership lock: one change
+/// at a time, cluster-wide. Under the lock the node looks once more, on
+/// what the cluster holds after the previous change; a plan that no longer
+/// changes the membership gives the lock back and waits outside it.
+fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLock>)> {
+    let deadline = Instant::now() + node.ctx.timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (plan, members) = make_plan(node, left)?;
+        if !changes_membership(&plan.decision) {
+            return Ok((plan, members, None));
+        }
+        let kv = KvCluster {
+            client: node.client.clone(),
+            endpoints: node.voting_endpoints(&members),
+        };
+        let held = lease_lock::acquire(
+            &kv,
+            &layout::keys::member_lock(&node.ctx.config.cluster),
+            &node.ctx.me.name,
+            "the etcd membership lock (one membership change at a time)",
+            deadline.saturating_duration_since(Instant::now()),
+        )?;
+        if let Some(view) = node.observe() {
+            let again = decide(&node.as_member(), Some(&view), &node.policy());
+            if changes_membership(&again.decision) {
+                return Ok((again, view.members, Some(held)));
+            }
+        }
+        drop(held);
+        if Instant::now() >= deadline {
+            bail!(
+                "{} held the etcd membership lock, but the cluster changed under it every time \
+                 for {}s; rerun",
+                node.ctx.me.name,
+                node.ctx.timeout.as_secs()
+            );
+        }
+    }
+}
+
 /// `kiln-firstboot plan`: prints the decision and why, changes nothing.
 pub fn plan(node: &Node) -> Result<String> {
-    let (plan, members) = make_plan(node)?;
+    let (plan, members) = make_plan(node, node.ctx.timeout)?;
     check_before_change(node, &plan, &members)?;
     Ok(describe(node, &plan))
 }
@@ -155,7 +237,7 @@ pub fn plan(node: &Node) -> Result<String> {
 /// agent starts services, starts it and settles. Returns the decision once
 /// the member converged; `None` when it is left configured for `settle`.
 pub fn run(node: &Node) -> Result<Option<String>> {
-    let (plan, members) = make_plan(node)?;
+    let (plan, members, mut lock) = plan_under_lock(node)?;
     let sentence = describe(node, &plan);
     if matches!(
         plan.decision,
@@ -187,12 +269,17 @@ pub fn run(node: &Node) -> Result<Option<String>> {
             ClusterState::Existing,
             vec![(node.ctx.me.name.clone(), node.peer_url.clone())],
         ),
-        Decision::Join | Decision::Replace { .. } => {
-            if let Decision::Replace { dead } = &plan.decision {
+        Decision::Join { remove } | Decision::Replace { also: remove, .. } => {
+            if let Decision::Replace { dead, .. } = &plan.decision {
+                remove_member(node, dead)?;
+            }
+            for dead in remove {
                 remove_member(node, dead)?;
             }
             let (id, members) = add_self(node)?;
             learner_id = Some(id);
+            // The learner holds its place: the next change may start.
+            drop(lock.take());
             (ClusterState::Existing, current_cluster(node, &members))
         }
         Decision::StartListed { id, learner } => {
@@ -258,7 +345,7 @@ fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Resu
 fn joins_running_cluster(decision: &Decision) -> bool {
     matches!(
         decision,
-        Decision::Join | Decision::Replace { .. } | Decision::StartListed { .. }
+        Decision::Join { .. } | Decision::Replace { .. } | Decision::StartListed { .. }
     )
 }
 

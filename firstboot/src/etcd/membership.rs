@@ -1,8 +1,12 @@
 //! The membership decision, as a pure function of what the node observed:
 //! design.md's "etcd membership at first boot" table, plus the safety rules
-//! (never bootstrap alone, never a change that loses quorum).
+//! (never bootstrap alone, never a change that loses quorum, never past the
+//! desired size, never remove a member the cluster still sees).
+
+use std::time::Duration;
 
 use super::client::MemberInfo;
+use super::watch::Report;
 
 /// What the node saw of the cluster.
 #[derive(Debug, Clone)]
@@ -12,6 +16,21 @@ pub struct ClusterView {
     pub alive: Vec<String>,
     /// Whether some answering member knows a leader.
     pub has_leader: bool,
+    /// What the members' watchers publish: whom they have not seen for how long.
+    pub reports: Vec<Report>,
+}
+
+/// The profile's rules for changing the membership.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Voting members the cluster keeps (`etcd.size`).
+    pub size: usize,
+    /// How long the cluster must have seen a member dead before a new node
+    /// takes its place (`etcd.replace_dead_after`).
+    pub replace_dead_after: Duration,
+    /// How often the watchers report; a member that some watcher saw within
+    /// three reports counts as seen by the cluster.
+    pub beat: Duration,
 }
 
 /// The node itself, as the decision needs it.
@@ -33,10 +52,17 @@ pub enum Decision {
     /// The cluster lists our peer URL, unstarted: a late initial member or
     /// a crashed earlier run after `member add`. Start with state=existing.
     StartListed { id: String, learner: bool },
-    /// Not in the cluster: add ourselves as learner, start with state=existing.
-    Join,
-    /// A started member with our name or peer URL is dead: remove it, then join.
-    Replace { dead: MemberInfo },
+    /// Not in the cluster and it is below its size once the members that are
+    /// dead to the cluster are gone: remove those, add ourselves as learner,
+    /// start with state=existing.
+    Join { remove: Vec<MemberInfo> },
+    /// A started member with our name or peer URL is dead: remove it (and
+    /// the other members dead to the cluster, which would block the add),
+    /// then join.
+    Replace {
+        dead: MemberInfo,
+        also: Vec<MemberInfo>,
+    },
     /// Nothing answers and we may not bootstrap, or the cluster is still
     /// forming: look again later.
     Wait(String),
@@ -59,7 +85,120 @@ fn quorum(voting: usize) -> usize {
     voting / 2 + 1
 }
 
-pub fn decide(me: &Me, cluster: Option<&ClusterView>) -> Plan {
+/// How long the cluster has not seen member `id` answer: the shortest time
+/// any reporting voter has not seen it. `None` when nobody can tell: no
+/// voter reports, or a voter that answers has not reported on it (its
+/// watcher is not running yet). A member that reports itself is alive: its
+/// report went through the cluster's quorum.
+pub fn unseen_by_cluster(view: &ClusterView, id: &str) -> Option<Duration> {
+    if view.reports.iter().any(|r| r.observer == id) {
+        return Some(Duration::ZERO);
+    }
+    let mut shortest: Option<u64> = None;
+    let voters = view
+        .members
+        .iter()
+        .filter(|m| !m.is_learner && m.is_started() && m.id != id);
+    for voter in voters {
+        match view.reports.iter().find(|r| r.observer == voter.id) {
+            Some(report) => {
+                let seconds = *report.unseen_seconds.get(id)?;
+                shortest = Some(shortest.map_or(seconds, |s| s.min(seconds)));
+            }
+            None if view.alive.contains(&voter.id) => return None,
+            None => {}
+        }
+    }
+    shortest.map(Duration::from_secs)
+}
+
+/// A voting member this node cannot reach, as the cluster sees it.
+enum Unreachable<'a> {
+    /// Dead to the cluster for at least `replace_dead_after`: may be removed.
+    Dead(&'a MemberInfo),
+    /// The cluster sees it answer: only this node is cut off from it.
+    SeenByCluster,
+    /// Not (yet) dead long enough, or nobody can tell: blocks any change.
+    Blocking(String),
+}
+
+fn classify<'a>(view: &ClusterView, policy: &Policy, m: &'a MemberInfo) -> Unreachable<'a> {
+    let grace = policy.replace_dead_after;
+    let hex_id =
+        m.id.parse::<u64>()
+            .map_or_else(|_| m.id.clone(), |id| format!("{id:x}"));
+    let who = format!(
+        "member {} (id {hex_id}, peer {})",
+        m.name,
+        m.peer_urls.join(",")
+    );
+    match unseen_by_cluster(view, &m.id) {
+        Some(unseen) if unseen >= grace => Unreachable::Dead(m),
+        Some(unseen) if unseen <= policy.beat * 3 => Unreachable::SeenByCluster,
+        Some(unseen) => Unreachable::Blocking(format!(
+            "{who} does not answer; the cluster has not seen it for {}s, and it counts as dead \
+             after etcd.replace_dead_after = {}s: nothing changes until then (or until it is \
+             back), since etcd adds no member while a voting member is unreachable",
+            unseen.as_secs(),
+            grace.as_secs()
+        )),
+        None => Unreachable::Blocking(format!(
+            "{who} does not answer, and no live member reports how long it has been gone \
+             (kiln-watch.service runs on every etcd member; check `journalctl -u kiln-watch` on \
+             the live ones), so it is not counted dead; etcd adds no member while a voting \
+             member is unreachable. Boot {}'s replacement with its name or address (its agent \
+             removes the dead member), or remove it by hand: `etcdctl member remove {hex_id}`",
+            m.name
+        )),
+    }
+}
+
+/// The unreachable voters other than `except`: those dead to the cluster,
+/// or the reason one of them blocks every change.
+fn dead_voters(
+    view: &ClusterView,
+    policy: &Policy,
+    except: Option<&str>,
+) -> Result<Vec<MemberInfo>, String> {
+    let mut dead = Vec::new();
+    let unreachable = view.members.iter().filter(|m| {
+        !m.is_learner
+            && m.is_started()
+            && !view.alive.contains(&m.id)
+            && except != Some(m.id.as_str())
+    });
+    for m in unreachable {
+        match classify(view, policy, m) {
+            Unreachable::Dead(m) => dead.push(m.clone()),
+            Unreachable::SeenByCluster => {}
+            Unreachable::Blocking(reason) => return Err(reason),
+        }
+    }
+    Ok(dead)
+}
+
+/// An unlisted node: join when the cluster is below its size once the
+/// members dead to the cluster are removed.
+fn place(me: &Me, view: &ClusterView, policy: &Policy) -> Decision {
+    let dead = match dead_voters(view, policy, None) {
+        Ok(dead) => dead,
+        Err(reason) => return Decision::Wait(reason),
+    };
+    let staying = view.members.len() - dead.len();
+    if staying >= policy.size {
+        return Decision::Wait(format!(
+            "the cluster has {staying} members that answer or may come back, and etcd.size is {}: \
+             {} takes no one's place (a member counts as dead after the cluster has not seen it \
+             for etcd.replace_dead_after = {}s); raise etcd.size to grow the cluster",
+            policy.size,
+            me.name,
+            policy.replace_dead_after.as_secs()
+        ));
+    }
+    Decision::Join { remove: dead }
+}
+
+pub fn decide(me: &Me, cluster: Option<&ClusterView>, policy: &Policy) -> Plan {
     let cluster_size = cluster.map_or(0, |v| v.members.len());
     let plan = |decision| Plan {
         decision,
@@ -97,41 +236,29 @@ pub fn decide(me: &Me, cluster: Option<&ClusterView>) -> Plan {
             learner: m.is_learner,
         },
         Some(m) if is_alive(m) => Decision::Conflict(m.clone()),
-        Some(dead) => {
-            check_quorum(view, Some(dead)).unwrap_or(Decision::Replace { dead: dead.clone() })
+        // Named after it, on another address: the cluster must not see it.
+        Some(m)
+            if by_peer.is_none()
+                && matches!(classify(view, policy, m), Unreachable::SeenByCluster) =>
+        {
+            Decision::Conflict(m.clone())
         }
-        None => check_quorum(view, None)
-            .or_else(|| dead_member_blocks_add(view))
-            .unwrap_or(Decision::Join),
+        Some(dead) => check_quorum(view, Some(dead)).unwrap_or_else(|| {
+            match dead_voters(view, policy, Some(&dead.id)) {
+                Ok(also) => Decision::Replace {
+                    dead: dead.clone(),
+                    also,
+                },
+                Err(reason) => Decision::Wait(reason),
+            }
+        }),
+        None => check_quorum(view, None).unwrap_or_else(|| place(me, view, policy)),
     };
     Plan {
         decision,
         move_aside_data,
         cluster_size,
     }
-}
-
-/// etcd refuses every `member add` ("unhealthy cluster") while a voting
-/// member is unreachable; a node that replaces no one cannot remove it, so
-/// it says which member is dead and what the operator can do.
-fn dead_member_blocks_add(view: &ClusterView) -> Option<Decision> {
-    let dead = view
-        .members
-        .iter()
-        .find(|m| !m.is_learner && m.is_started() && !view.alive.contains(&m.id))?;
-    let hex_id = dead
-        .id
-        .parse::<u64>()
-        .map_or_else(|_| dead.id.clone(), |id| format!("{id:x}"));
-    Some(Decision::Wait(format!(
-        "member {} (id {hex_id}, peer {}) is listed but does not answer, and etcd adds no \
-         member while a voting member is unreachable. Boot {}'s replacement with its name or \
-         address (its agent removes the dead member), or remove it: \
-         `etcdctl member remove {hex_id}`; this node joins as soon as it is gone",
-        dead.name,
-        dead.peer_urls.join(","),
-        dead.name
-    )))
 }
 
 /// Whether a membership change (removing `dead`, if given, then adding a
@@ -180,6 +307,45 @@ mod tests {
             ],
             alive: alive.iter().map(u32::to_string).collect(),
             has_leader,
+            reports: vec![],
+        }
+    }
+
+    /// Members 1..=5, of which `alive` answer.
+    fn five(alive: &[u32]) -> ClusterView {
+        let mut v = view(alive, true);
+        v.members
+            .extend([member(4, "etcd4", false), member(5, "etcd5", false)]);
+        v
+    }
+
+    /// `observer` has not seen each listed member for so many seconds (and
+    /// sees every other started member).
+    fn report(v: &mut ClusterView, observer: u32, unseen: &[(u32, u64)]) {
+        let unseen_seconds = v
+            .members
+            .iter()
+            .map(|m| {
+                let secs = unseen
+                    .iter()
+                    .find(|(id, _)| id.to_string() == m.id)
+                    .map_or(0, |(_, s)| *s);
+                (m.id.clone(), secs)
+            })
+            .collect();
+        v.reports.push(Report {
+            observer: observer.to_string(),
+            unseen_seconds,
+        });
+    }
+
+    const GRACE: Duration = Duration::from_secs(12);
+
+    fn policy(size: usize) -> Policy {
+        Policy {
+            size,
+            replace_dead_after: GRACE,
+            beat: Duration::from_secs(2),
         }
     }
 
@@ -188,6 +354,17 @@ mod tests {
     }
 
     fn run(peer: u32, name: &str, initial: bool, wal: bool, view: Option<&ClusterView>) -> Plan {
+        run_at(3, peer, name, initial, wal, view)
+    }
+
+    fn run_at(
+        size: usize,
+        peer: u32,
+        name: &str,
+        initial: bool,
+        wal: bool,
+        view: Option<&ClusterView>,
+    ) -> Plan {
         let (peer_url, initial_member) = me(peer, initial);
         let me = Me {
             name,
@@ -195,7 +372,7 @@ mod tests {
             initial_member,
             has_wal: wal,
         };
-        decide(&me, view)
+        decide(&me, view, &policy(size))
     }
 
     #[test]
@@ -226,7 +403,8 @@ mod tests {
         assert_eq!(
             plan.decision,
             Decision::Replace {
-                dead: member(2, "etcd2", false)
+                dead: member(2, "etcd2", false),
+                also: vec![]
             }
         );
     }
@@ -272,35 +450,124 @@ mod tests {
     }
 
     #[test]
-    fn removed_member_with_old_data_moves_it_aside_and_joins() {
+    fn removed_member_with_old_data_moves_it_aside_and_joins_below_size_only() {
         let mut v = view(&[1, 2, 3], true);
         v.members.retain(|m| m.id != "3");
         v.members.push(member(4, "etcd4", false));
         v.alive.push("4".into());
-        let plan = run(3, "etcd3", true, true, Some(&v));
+        let plan = run_at(4, 3, "etcd3", true, true, Some(&v));
         assert_eq!(
             plan,
             Plan {
-                decision: Decision::Join,
+                decision: Decision::Join { remove: vec![] },
                 move_aside_data: true,
                 cluster_size: 3
             }
         );
+        let Decision::Wait(why) = run(3, "etcd3", true, true, Some(&v)).decision else {
+            panic!("a cluster at its size takes no one in");
+        };
+        assert!(why.contains("etcd.size is 3"), "{why}");
     }
 
     #[test]
-    fn unlisted_node_names_the_dead_member_instead_of_adding() {
+    fn unlisted_node_waits_until_the_cluster_has_seen_a_member_dead_long_enough() {
         let mut v = view(&[1, 3], true);
         v.members[1].id = "1234".into();
         let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
-            panic!("a dead voting member must block the add");
+            panic!("a member nobody reports on must block the add");
         };
         assert!(reason.contains("member etcd2 (id 4d2"), "{reason}");
         assert!(reason.contains("etcdctl member remove 4d2"), "{reason}");
+
+        report(&mut v, 1, &[(1234, 8)]);
+        report(&mut v, 3, &[(1234, 9)]);
+        let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
+            panic!("dead for 8 s is not dead for 12 s");
+        };
+        assert!(reason.contains("not seen it for 8s"), "{reason}");
+
+        v.reports.clear();
+        report(&mut v, 1, &[(1234, 13)]);
+        report(&mut v, 3, &[(1234, 40)]);
+        let Decision::Join { remove } = run(9, "etcd9", false, false, Some(&v)).decision else {
+            panic!("dead to the cluster for 13 s: its place is free");
+        };
         assert_eq!(
-            run(9, "etcd9", false, false, Some(&view(&[1, 2, 3], true))).decision,
-            Decision::Join
+            remove.iter().map(|m| &m.name).collect::<Vec<_>>(),
+            ["etcd2"]
         );
+    }
+
+    #[test]
+    fn a_member_only_the_new_node_cannot_reach_is_never_removed() {
+        let mut v = view(&[1, 3], true);
+        report(&mut v, 1, &[(2, 40)]);
+        report(&mut v, 3, &[]);
+        let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
+            panic!("etcd3 still sees etcd2");
+        };
+        assert!(reason.contains("etcd.size is 3"), "{reason}");
+        // Named after it: a second machine claims etcd2.
+        assert!(matches!(
+            run(9, "etcd2", false, false, Some(&v)).decision,
+            Decision::Conflict(m) if m.name == "etcd2"
+        ));
+        // A live voter that has not reported yet: nobody can tell.
+        let mut quiet = view(&[1, 3], true);
+        report(&mut quiet, 1, &[(2, 40)]);
+        assert_eq!(unseen_by_cluster(&quiet, "2"), None);
+        report(&mut quiet, 3, &[(2, 30)]);
+        assert_eq!(
+            unseen_by_cluster(&quiet, "2"),
+            Some(Duration::from_secs(30))
+        );
+        report(&mut quiet, 2, &[]);
+        assert_eq!(unseen_by_cluster(&quiet, "2"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_full_cluster_with_every_member_answering_takes_no_one() {
+        let v = view(&[1, 2, 3], true);
+        assert!(matches!(
+            run(9, "etcd9", false, false, Some(&v)).decision,
+            Decision::Wait(_)
+        ));
+        assert_eq!(
+            run_at(5, 9, "etcd9", false, false, Some(&v)).decision,
+            Decision::Join { remove: vec![] }
+        );
+    }
+
+    #[test]
+    fn every_member_dead_to_the_cluster_goes_before_the_add() {
+        let mut v = five(&[1, 4, 5]);
+        for observer in [1, 4, 5] {
+            report(&mut v, observer, &[(2, 20), (3, 30)]);
+        }
+        assert_eq!(
+            run_at(5, 9, "etcd9", false, false, Some(&v)).decision,
+            Decision::Join {
+                remove: vec![member(2, "etcd2", false), member(3, "etcd3", false)]
+            }
+        );
+        // The same-address replacement of etcd2 removes etcd3 too ...
+        assert_eq!(
+            run_at(5, 2, "etcd2", true, false, Some(&v)).decision,
+            Decision::Replace {
+                dead: member(2, "etcd2", false),
+                also: vec![member(3, "etcd3", false)]
+            }
+        );
+        // ... and changes nothing while etcd3 is not dead long enough.
+        v.reports.clear();
+        for observer in [1, 4, 5] {
+            report(&mut v, observer, &[(2, 20), (3, 8)]);
+        }
+        assert!(matches!(
+            run_at(5, 2, "etcd2", true, false, Some(&v)).decision,
+            Decision::Wait(why) if why.contains("member etcd3")
+        ));
     }
 
     #[test]

@@ -22,12 +22,14 @@ pub mod client;
 pub mod config;
 mod configure;
 pub mod kv;
+pub mod lease_lock;
 pub mod membership;
 mod node;
 pub mod restore;
 mod settle;
 pub mod snapshot;
 pub mod version;
+pub mod watch;
 
 pub use configure::{plan, remove_member, run};
 pub use node::Node;

@@ -2,14 +2,17 @@
 //! how it looks at the cluster (probing every candidate in parallel).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 
 use super::client::{EtcdClient, EtcdRefused, MemberInfo};
-use super::membership::{ClusterView, Me};
+use super::membership::{ClusterView, Me, Policy};
+use super::watch::{beat, parse_reports, Report};
 use crate::agent::NodeContext;
 use crate::backoff::{retry, Attempt};
 use crate::discovery::{self, PeerSource};
+use crate::layout;
 use crate::node_config::url_for;
 
 pub struct Node<'a> {
@@ -56,7 +59,24 @@ impl<'a> Node<'a> {
     /// its status. `None` when no peer answers at all.
     pub fn observe(&self) -> Option<ClusterView> {
         let members = self.members_now()?;
-        let statuses: Vec<(String, bool)> = std::thread::scope(|s| {
+        let statuses = self.statuses(&members);
+        let reports = statuses
+            .iter()
+            .filter_map(|(id, _)| members.iter().find(|m| &m.id == id))
+            .find_map(|m| self.reports(m.client_urls.first()?))
+            .unwrap_or_default();
+        Some(ClusterView {
+            alive: statuses.iter().map(|(id, _)| id.clone()).collect(),
+            has_leader: statuses.iter().any(|(_, leader)| *leader),
+            members,
+            reports,
+        })
+    }
+
+    /// The members that answer a status call (all asked at once), each
+    /// with whether it knows a leader.
+    pub fn statuses(&self, members: &[MemberInfo]) -> Vec<(String, bool)> {
+        std::thread::scope(|s| {
             let probes: Vec<_> = members
                 .iter()
                 .filter_map(|m| Some((m.id.clone(), m.client_urls.first()?.clone())))
@@ -67,12 +87,24 @@ impl<'a> Node<'a> {
                 .filter_map(|p| p.join().ok())
                 .filter_map(|(id, status)| Some((id, status.ok()?.has_leader())))
                 .collect()
-        });
-        Some(ClusterView {
-            alive: statuses.iter().map(|(id, _)| id.clone()).collect(),
-            has_leader: statuses.iter().any(|(_, leader)| *leader),
-            members,
         })
+    }
+
+    /// The watchers' reports, read from the member at `url`.
+    fn reports(&self, url: &str) -> Option<Vec<Report>> {
+        let prefix = layout::keys::watch_reports(&self.ctx.config.cluster);
+        let found = self.client.range(url, &prefix, true, 0).ok()?;
+        Some(parse_reports(found.kvs.into_iter().map(|kv| kv.value)))
+    }
+
+    /// The profile's membership rules, as the decision takes them.
+    pub fn policy(&self) -> Policy {
+        let grace = Duration::from_secs(self.ctx.config.etcd.replace_dead_after_seconds);
+        Policy {
+            size: self.ctx.config.etcd_size(),
+            replace_dead_after: grace,
+            beat: beat(grace),
+        }
     }
 
     /// The member list from the first discovered peer that answers (all are

@@ -36,6 +36,8 @@ pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
             members: vec![member("etcd1", "10.0.0.11"), member("etcd2", "10.0.0.12")],
             backup: None,
             restore_from: None,
+            size: None,
+            replace_dead_after_seconds: crate::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS,
         },
         control_plane: Some(ControlPlaneSettings {
             endpoint: "10.0.0.20:6443".into(),

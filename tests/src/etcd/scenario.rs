@@ -118,6 +118,21 @@ impl Scenario {
         });
     }
 
+    /// Starts the node's watcher (what kiln-watch.service runs), under the
+    /// node's label: [`Scenario::destroy`] ends it with etcd.
+    pub fn watch(&self, node: &Node, hostname: Option<&str>) {
+        let mut cmd = super::agent_command(
+            &node.host,
+            &node.root,
+            hostname,
+            super::AGENT_TIMEOUT_SECS,
+            &["watch"],
+        );
+        let log = std::fs::File::create(node.root.join("watch.log")).unwrap();
+        cmd.stdout(std::process::Stdio::null()).stderr(log);
+        self.lab.spawn(&node.label, cmd);
+    }
+
     /// Kills a node's etcd (SIGKILL) and deletes its data: the VM is gone.
     pub fn destroy(&self, node: &Node) {
         self.lab.kill(&node.label);

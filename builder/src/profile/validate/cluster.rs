@@ -305,6 +305,29 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
             (masters, "control_plane.masters")
         }
     };
+    let (count, field) = match etcd.size {
+        Some(size) => {
+            if size == 0 {
+                check.error(
+                    "etcd.size",
+                    "etcd.size = 0 keeps no etcd member",
+                    "set it to the number of voting members to keep, like 3 or 5, or leave it out to keep as many as are listed",
+                );
+            }
+            (size, "etcd.size")
+        }
+        None => (count, field),
+    };
+    if etcd.replace_dead_after.as_secs() < MIN_REPLACE_DEAD_AFTER_SECONDS {
+        check.error(
+            "etcd.replace_dead_after",
+            format!(
+                "{} is too short to tell a dead member from a slow one: the members' watchers look six times per period, at least a second apart",
+                etcd.replace_dead_after
+            ),
+            format!("write at least \"{MIN_REPLACE_DEAD_AFTER_SECONDS}s\"; the default is \"2m\""),
+        );
+    }
     if count > 0 && count % 2 == 0 {
         check.warn(
             field,
@@ -318,6 +341,9 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
         );
     }
 }
+
+/// `etcd.replace_dead_after`'s floor: six beats of a second, twice over.
+const MIN_REPLACE_DEAD_AFTER_SECONDS: u64 = 12;
 
 /// Folders under /var that belong to the system, not to etcd.
 const SYSTEM_FOLDERS: [&str; 8] = [

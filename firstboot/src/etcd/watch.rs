@@ -1,0 +1,181 @@
+//! `kiln-firstboot watch` (kiln-watch.service on every etcd member): the
+//! cluster's own view of which members are dead.
+//!
+//! Every beat the watcher asks each started member for its status and
+//! publishes through its own member, on a lease that ends three beats after
+//! its last report, for how long it has not seen each member answer. A
+//! member is dead to the cluster only when every reporting voter says so
+//! ([`super::membership::unseen_by_cluster`]); a new node that cannot reach
+//! a member itself never makes it dead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::client::MemberInfo;
+use super::kv::KvCluster;
+use super::node::Node;
+use crate::layout;
+
+/// What one watcher publishes at `layout::keys::watch_report(cluster, its ID)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The reporting member's ID (decimal, as the member list has it).
+    pub observer: String,
+    /// Member ID -> whole seconds since the observer last saw it answer
+    /// (or since the watcher started, when it never did).
+    pub unseen_seconds: BTreeMap<String, u64>,
+}
+
+/// Six looks per grace period, between 1 and 10 s apart.
+pub fn beat(replace_dead_after: Duration) -> Duration {
+    (replace_dead_after / 6).clamp(Duration::from_secs(1), Duration::from_secs(10))
+}
+
+/// A report dies three beats after it was written.
+fn report_ttl(beat: Duration) -> i64 {
+    i64::try_from(beat.as_secs() * 3).unwrap_or(30).max(3)
+}
+
+/// Parses the reports a prefix read found; a report kiln cannot read
+/// (another version's) is left out, which only makes members less dead.
+pub fn parse_reports(values: impl IntoIterator<Item = String>) -> Vec<Report> {
+    values
+        .into_iter()
+        .filter_map(|v| serde_json::from_str(&v).ok())
+        .collect()
+}
+
+/// The watcher's memory between beats.
+struct Watcher<'a> {
+    node: &'a Node<'a>,
+    /// The local member only: a report proves this member reaches quorum.
+    local: KvCluster,
+    started: Instant,
+    last_seen: HashMap<String, Instant>,
+    lease: Option<i64>,
+    beat: Duration,
+}
+
+/// Runs until stopped: one report per beat. Failed beats are logged when
+/// their reason changes, and the next beat tries again.
+pub fn run(node: &Node) -> Result<()> {
+    let beat = beat(node.policy().replace_dead_after);
+    let mut watcher = Watcher {
+        node,
+        local: KvCluster {
+            client: node.client.clone(),
+            endpoints: vec![node.client_url.clone()],
+        },
+        started: Instant::now(),
+        last_seen: HashMap::new(),
+        lease: None,
+        beat,
+    };
+    tracing::info!(every = ?beat, "reporting which etcd members answer");
+    let mut said = String::new();
+    loop {
+        match watcher.report() {
+            Ok(()) if !said.is_empty() => {
+                tracing::info!("reporting again");
+                said.clear();
+            }
+            Ok(()) => {}
+            Err(e) => {
+                let reason = format!("{e:#}");
+                if reason != said {
+                    tracing::warn!("no report this beat: {reason}");
+                    said = reason;
+                }
+            }
+        }
+        std::thread::sleep(beat);
+    }
+}
+
+impl Watcher<'_> {
+    fn report(&mut self) -> Result<()> {
+        let node = self.node;
+        let members = node
+            .client
+            .member_list(&node.client_url)
+            .context("asking the local etcd member for the member list")?;
+        let me = members
+            .iter()
+            .find(|m| m.client_urls.contains(&node.client_url))
+            .context("this node is not a started member of the cluster yet")?;
+        let now = Instant::now();
+        for (id, _) in node.statuses(&members) {
+            self.last_seen.insert(id, now);
+        }
+        self.last_seen
+            .retain(|id, _| members.iter().any(|m| &m.id == id));
+        let report = Report {
+            observer: me.id.clone(),
+            unseen_seconds: members
+                .iter()
+                .filter(|m| m.is_started())
+                .map(|m: &MemberInfo| {
+                    let seen = self.last_seen.get(&m.id).unwrap_or(&self.started);
+                    (m.id.clone(), now.duration_since(*seen).as_secs())
+                })
+                .collect(),
+        };
+        let lease = self.lease()?;
+        let key = layout::keys::watch_report(&node.ctx.config.cluster, &me.id);
+        let value = serde_json::to_string(&report).expect("a report always serializes");
+        self.local.call("publish this member's report", |c, ep| {
+            c.put(ep, &key, &value, lease)
+        })
+    }
+
+    /// The report's lease, kept alive or granted anew.
+    fn lease(&mut self) -> Result<i64> {
+        if let Some(id) = self.lease {
+            let alive = self
+                .local
+                .call("keep the report's lease alive", |c, ep| {
+                    c.lease_keepalive(ep, id)
+                })
+                .is_ok_and(|ttl| ttl > 0);
+            if alive {
+                return Ok(id);
+            }
+        }
+        let ttl = report_ttl(self.beat);
+        let id = self
+            .local
+            .call("grant the report's lease", |c, ep| c.lease_grant(ep, ttl))?;
+        self.lease = Some(id);
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beats_are_a_sixth_of_the_grace_within_bounds() {
+        assert_eq!(beat(Duration::from_secs(120)), Duration::from_secs(10));
+        assert_eq!(beat(Duration::from_secs(12)), Duration::from_secs(2));
+        assert_eq!(beat(Duration::from_secs(3)), Duration::from_secs(1));
+        assert_eq!(report_ttl(Duration::from_secs(2)), 6);
+        assert_eq!(report_ttl(Duration::from_secs(1)), 3);
+    }
+
+    #[test]
+    fn reports_round_trip_and_unreadable_ones_are_left_out() {
+        let report = Report {
+            observer: "1".into(),
+            unseen_seconds: BTreeMap::from([("1".into(), 0), ("2".into(), 40)]),
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert_eq!(
+            parse_reports([text, "{\"observer\": 3}".to_owned()]),
+            vec![report]
+        );
+    }
+}
