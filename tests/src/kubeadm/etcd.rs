@@ -168,17 +168,33 @@ impl Etcd {
 
     /// Adds a member by its peer URL; every member's (name, peer URLs)
     /// afterwards, the new one with an empty name (it has not started).
+    /// As kubeadm's AddMember does (cmd/kubeadm/app/util/etcd/etcd.go: "List
+    /// members and quickly return if the member already exists"), a peer URL
+    /// already listed is not added again: an earlier attempt whose answer was
+    /// lost took effect.
     pub fn member_add(&self, peer_url: &str) -> Result<Vec<(String, Vec<String>)>> {
+        let listed = members(&self.post("/v3/cluster/member/list", &json!({}))?);
+        if listed
+            .iter()
+            .any(|(_, urls)| urls.first().is_some_and(|u| u == peer_url))
+        {
+            return Ok(listed);
+        }
         let answer = self.post("/v3/cluster/member/add", &json!({"peerURLs": [peer_url]}))?;
-        Ok(answer["members"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|m| {
-                let urls = m["peerURLs"].as_array().into_iter().flatten();
-                let urls = urls.filter_map(|u| u.as_str().map(str::to_owned)).collect();
-                (m["name"].as_str().unwrap_or_default().to_owned(), urls)
-            })
-            .collect())
+        Ok(members(&answer))
     }
+}
+
+/// Every member's (name, peer URLs) in a member list or member add answer.
+fn members(answer: &Value) -> Vec<(String, Vec<String>)> {
+    answer["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let urls = m["peerURLs"].as_array().into_iter().flatten();
+            let urls = urls.filter_map(|u| u.as_str().map(str::to_owned)).collect();
+            (m["name"].as_str().unwrap_or_default().to_owned(), urls)
+        })
+        .collect()
 }
