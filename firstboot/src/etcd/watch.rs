@@ -25,7 +25,8 @@ pub struct Report {
     /// The reporting member's ID (decimal, as the member list has it).
     pub observer: String,
     /// Member ID -> whole seconds since the observer last saw it answer
-    /// (or since the watcher started, when it never did).
+    /// (or, when it never did, since the observer first saw it listed: a
+    /// member that just joined is not dead for having joined).
     pub unseen_seconds: BTreeMap<String, u64>,
 }
 
@@ -53,7 +54,8 @@ struct Watcher<'a> {
     node: &'a Node<'a>,
     /// The local member only: a report proves this member reaches quorum.
     local: KvCluster,
-    started: Instant,
+    /// When each member was first seen listed, and last seen answering.
+    first_listed: HashMap<String, Instant>,
     last_seen: HashMap<String, Instant>,
     lease: Option<i64>,
     beat: Duration,
@@ -69,7 +71,7 @@ pub fn run(node: &Node) -> Result<()> {
             client: node.client.clone(),
             endpoints: vec![node.client_url.clone()],
         },
-        started: Instant::now(),
+        first_listed: HashMap::new(),
         last_seen: HashMap::new(),
         lease: None,
         beat,
@@ -107,18 +109,25 @@ impl Watcher<'_> {
             .find(|m| m.client_urls.contains(&node.client_url))
             .context("this node is not a started member of the cluster yet")?;
         let now = Instant::now();
+        for m in &members {
+            self.first_listed.entry(m.id.clone()).or_insert(now);
+        }
         for (id, _) in node.statuses(&members) {
             self.last_seen.insert(id, now);
         }
-        self.last_seen
-            .retain(|id, _| members.iter().any(|m| &m.id == id));
+        let listed = |id: &String| members.iter().any(|m| &m.id == id);
+        self.first_listed.retain(|id, _| listed(id));
+        self.last_seen.retain(|id, _| listed(id));
         let report = Report {
             observer: me.id.clone(),
             unseen_seconds: members
                 .iter()
                 .filter(|m| m.is_started())
                 .map(|m: &MemberInfo| {
-                    let seen = self.last_seen.get(&m.id).unwrap_or(&self.started);
+                    let seen = self
+                        .last_seen
+                        .get(&m.id)
+                        .unwrap_or(&self.first_listed[&m.id]);
                     (m.id.clone(), now.duration_since(*seen).as_secs())
                 })
                 .collect(),
