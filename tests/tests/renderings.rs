@@ -321,10 +321,12 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
             );
         }
         // The agent runs kubeadm, which needs containerd, and restarts
-        // kubelet and starts keepalived itself: no Before= on either.
+        // kubelet and starts keepalived itself: no Before= on either. It
+        // runs before the console's getty, which would cut off its lines.
         let (_, agent) = file("/etc/systemd/system/kiln-firstboot.service");
         assert!(agent.contains("After=network-online.target containerd.service\n"));
-        assert!(!agent.contains("Before="), "{agent}");
+        let before: Vec<&str> = agent.lines().filter(|l| l.starts_with("Before=")).collect();
+        assert_eq!(before, ["Before=getty-pre.target"], "{agent}");
         // kubeadm finds a master's CA where it keeps it; a worker's join
         // writes it there itself and refuses to run when it exists.
         let (kubeadm_ca, agent_ca) = ("/etc/kubernetes/pki/ca.crt", "/etc/kiln/pki/ca.crt");

@@ -210,10 +210,17 @@ fn agent_unit(role: Role) -> String {
 
 /// A oneshot unit running `kiln-firstboot ARGS` until the node converged,
 /// with its output on the console too; `unit` holds the `[Unit]` lines.
+/// Ordered before getty-pre.target: a getty hangs up the console when it
+/// starts (vhangup), and every later write of a unit that had it open is
+/// lost, so the agent's decisions would vanish from the console of a node
+/// whose agent was still waiting for its peers. No login is possible on a
+/// node anyway (root has no password); the prompt waits for the agent.
 fn agent_oneshot(unit: &str, args: &str) -> String {
     format!(
         "[Unit]\n\
          {unit}\
+         Wants=getty-pre.target\n\
+         Before=getty-pre.target\n\
          ConditionPathExists=!{done}\n\
          \n\
          [Service]\n\
