@@ -269,6 +269,90 @@ fn killed_at_any_moment_converges_on_rerun() {
     assert_eq!(started_voting(&now), 4, "{now:?}");
 }
 
+/// A new node on a new address named after a live member that only it
+/// cannot reach (a route of its own drops that member's traffic): the
+/// cluster still sees the member, so the node removes nothing and says why.
+#[test]
+fn a_node_cut_off_from_a_live_member_never_removes_it() {
+    let sc = Scenario::new("cut", 116, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    for node in &nodes {
+        sc.watch(node, None);
+    }
+    let cut_off = sc.node(40);
+    kiln_e2e::run_ok(cut_off.host.command("ip").args([
+        "route",
+        "add",
+        "blackhole",
+        &format!("{}/32", sc.ip(13)),
+    ]));
+    let before = members(&nodes[0].host, &nodes[0].root, sc.ip(11));
+    // Longer than etcd.replace_dead_after: its own view never counts.
+    let timeout = etcd::REPLACE_DEAD_AFTER_SECONDS + 8;
+    let out = etcd::agent_with_timeout(
+        &cut_off.host,
+        &cut_off.root,
+        Some("etcd3"),
+        timeout,
+        &["run"],
+    );
+    assert!(!out.status.success(), "it changed the membership");
+    let said = stderr(&out);
+    assert!(
+        said.contains("member etcd3 at") && said.contains("is alive"),
+        "{said}"
+    );
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
+    wait_healthy(&nodes[0].host, &nodes[0].root, &all, etcd::HEALTHY_WITHIN);
+    assert_eq!(members(&nodes[0].host, &nodes[0].root, sc.ip(11)), before);
+    assert!(!cut_off.root.join("etc/kiln/etcd.env").exists());
+}
+
+/// An initial member whose peers do not answer bootstraps at once only when
+/// their hosts refuse the connection; a peer that accepts and stays silent
+/// (a live member too busy to answer) holds the bootstrap for 15 s.
+#[test]
+fn a_silent_peer_holds_the_bootstrap_and_refusing_ones_do_not() {
+    let sc = Scenario::new("sil", 115, 3, DiscoverySource::Static);
+    let first = sc.node(11);
+    let _refusing = sc.lab.host(13);
+    let plan = |timeout| {
+        let start = Instant::now();
+        let out = etcd::agent_with_timeout(&first.host, &first.root, None, timeout, &["plan"]);
+        (out, start.elapsed())
+    };
+    let silent = sc.lab.host(12);
+    let mut listener = silent.command("python3");
+    listener.args([
+        "-c",
+        "import socket, sys, time\n\
+         s = socket.socket(); s.bind((sys.argv[1], 2379)); s.listen(16)\n\
+         held = []\n\
+         while True: held.append(s.accept())\n",
+    ]);
+    listener.arg(silent.ip.to_string());
+    sc.lab.spawn("silent-peer", listener);
+    std::thread::sleep(Duration::from_millis(500));
+    let (out, _) = plan(8);
+    assert!(!out.status.success(), "bootstrapped beside a silent peer");
+    assert!(
+        stderr(&out).contains("once none has answered for 15s"),
+        "{}",
+        stderr(&out)
+    );
+    let (out, took) = plan(40);
+    assert_ok(&out, "plan once the peer was silent long enough");
+    assert!(took >= Duration::from_secs(15), "{took:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bootstrapping"));
+
+    // Nothing listens anywhere: a forming cluster, no wait.
+    sc.lab.kill("silent-peer");
+    let (out, took) = plan(40);
+    assert_ok(&out, "plan beside refusing peers");
+    assert!(took < Duration::from_secs(10), "{took:?}\n{}", stderr(&out));
+}
+
 /// Scenario 8: nothing answers and the node is not an initial member: a
 /// bounded wait, a clear error, nothing written.
 #[test]

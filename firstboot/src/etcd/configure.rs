@@ -20,11 +20,12 @@ use crate::layout::{self, etcd::SNAPSHOT_DIR};
 use crate::node_config::DiscoverySource;
 use crate::status::{self, Phase, Status};
 
-/// How long no member may answer before an initial member bootstraps. One
-/// silent round is not enough: a replacement booting beside a live but
-/// loaded cluster can miss one round of answers, and would then start etcd
-/// with state=new, which etcd refuses ("member has already been
-/// bootstrapped") for as long as the cluster lives.
+/// How long no member may answer before an initial member bootstraps,
+/// unless every peer's host refuses the connection (nothing listens: the
+/// cluster is forming). One silent round is not enough: a replacement
+/// booting beside a live but loaded cluster can miss one round of answers,
+/// and would then start etcd with state=new, which etcd refuses ("member
+/// has already been bootstrapped") for as long as the cluster lives.
 const BOOTSTRAP_SILENCE: Duration = Duration::from_secs(15);
 /// ... and in at least this many rounds of asking every candidate.
 const BOOTSTRAP_ROUNDS: u32 = 3;
@@ -63,9 +64,10 @@ fn make_plan(node: &Node, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
         saw_cluster |= view.is_some();
         let silent_long_enough = silence.long_enough(view.is_some(), Instant::now());
         let mut plan = decide(&me, view.as_ref(), &policy);
-        if plan.decision == Decision::Bootstrap && !silent_long_enough {
+        if plan.decision == Decision::Bootstrap && !silent_long_enough && !node.nothing_listens() {
             plan.decision = Decision::Wait(format!(
-                "no etcd member answers; {} bootstraps a new cluster once none has \
+                "no etcd member answers, and some peer does not refuse the connection either \
+                 (slow, unreachable or not up yet); {} bootstraps a new cluster once none has \
                  answered for {}s",
                 me.name,
                 BOOTSTRAP_SILENCE.as_secs()

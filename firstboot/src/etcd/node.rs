@@ -1,6 +1,7 @@
 //! This node as an etcd member: its identity, URLs and gateway client, and
 //! how it looks at the cluster (probing every candidate in parallel).
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ use crate::backoff::{retry, Attempt};
 use crate::discovery::{self, PeerSource};
 use crate::layout;
 use crate::node_config::url_for;
+
+/// A host that is up refuses a connection at once; one that does not
+/// answer in this long counts as "may be there".
+const REFUSAL_PROBE: Duration = Duration::from_secs(1);
 
 pub struct Node<'a> {
     pub ctx: &'a NodeContext,
@@ -118,6 +123,24 @@ impl<'a> Node<'a> {
         }
         drop(answers);
         first.iter().find_map(Result::ok)
+    }
+
+    /// Whether every discovered peer's host refuses connections on the
+    /// client port: it is up and no etcd listens there, so no cluster can
+    /// be hiding behind a slow answer (what a cluster that is forming
+    /// looks like). False when any peer times out, is unreachable, is a
+    /// name, or when there is no peer to ask.
+    pub fn nothing_listens(&self) -> bool {
+        let urls = discovery::candidate_urls(&self.sources, &self.client_url);
+        let refused = |url: &String| {
+            url.strip_prefix("https://")
+                .and_then(|addr| addr.parse::<SocketAddr>().ok())
+                .is_some_and(|addr| {
+                    TcpStream::connect_timeout(&addr, REFUSAL_PROBE)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+                })
+        };
+        !urls.is_empty() && urls.iter().all(refused)
     }
 
     /// Client URLs of the started voting members: where membership calls go.
