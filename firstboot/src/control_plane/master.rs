@@ -133,8 +133,10 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
         .is_some_and(|m| m.name == agent.ctx.me.name);
     if designated {
         if let Some(endpoint) = answering() {
-            return join(format!("another control plane answers at {endpoint}"))
-                .map(|s| (s, false));
+            return join_stacked(
+                agent,
+                format!("another control plane answers at {endpoint}"),
+            );
         }
         let sentence = format!(
             "{} is the first listed master and no other control plane answers: running kubeadm init",
@@ -154,16 +156,30 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
             )
         },
     )?;
-    remove_stale_member(agent)?;
-    join(format!("the control plane answers at {endpoint}")).map(|s| (s, false))
+    join_stacked(agent, format!("the control plane answers at {endpoint}"))
+}
+
+/// `kubeadm join --control-plane` with stacked etcd, which adds this
+/// master's etcd member: under the etcd membership lock, so masters change
+/// the membership one at a time (two joins at once race each other's
+/// adds), after the members dead to the cluster are removed.
+fn join_stacked(agent: &Agent, why: String) -> Result<(String, bool)> {
+    let node = etcd::Node::new(agent.ctx)?;
+    let members = node
+        .members_now()
+        .context("no etcd member on the other masters answers, though their control plane does")?;
+    let held = etcd::membership_lock(&node, &members, agent.ctx.timeout)?;
+    remove_stale_member(&node, agent)?;
+    let joined = join(why);
+    drop(held);
+    joined.map(|s| (s, false))
 }
 
 /// Stacked etcd: a master that replaces a dead one (same name or address)
 /// removes the dead one's etcd member first, with the etcd agent's own
 /// membership rules; kubeadm's `member add` would otherwise be refused
 /// while the dead member keeps the cluster unhealthy.
-fn remove_stale_member(agent: &Agent) -> Result<()> {
-    let node = etcd::Node::new(agent.ctx)?;
+fn remove_stale_member(node: &etcd::Node, agent: &Agent) -> Result<()> {
     let Some(view) = node.observe() else {
         bail!("no etcd member on the other masters answers, though their control plane does");
     };
@@ -171,14 +187,14 @@ fn remove_stale_member(agent: &Agent) -> Result<()> {
         Decision::Replace { dead, also } => {
             tracing::info!(member = %dead.name, "this master replaces a dead one: removing its etcd member");
             for dead in std::iter::once(&dead).chain(&also) {
-                etcd::remove_member(&node, dead)?;
+                etcd::remove_member(node, dead)?;
             }
             Ok(())
         }
         Decision::Join { remove } => {
             for dead in &remove {
                 tracing::info!(member = %dead.name, "removing the etcd member of a master dead to the cluster");
-                etcd::remove_member(&node, dead)?;
+                etcd::remove_member(node, dead)?;
             }
             Ok(())
         }

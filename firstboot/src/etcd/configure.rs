@@ -187,6 +187,23 @@ fn changes_membership(decision: &Decision) -> bool {
     matches!(decision, Decision::Join { .. } | Decision::Replace { .. })
 }
 
+/// Takes the cluster-wide etcd membership lock (waiting at most `within`),
+/// through the voting members of `members`: whoever holds it is the only
+/// node changing the membership.
+pub fn membership_lock(node: &Node, members: &[MemberInfo], within: Duration) -> Result<HeldLock> {
+    let kv = KvCluster {
+        client: node.client.clone(),
+        endpoints: node.voting_endpoints(members),
+    };
+    Ok(lease_lock::acquire(
+        &kv,
+        &layout::keys::member_lock(&node.ctx.config.cluster),
+        &node.ctx.me.name,
+        "the etcd membership lock (one membership change at a time)",
+        within,
+    )?)
+}
+
 /// The plan, and for a membership change the membership lock: one change
 /// at a time, cluster-wide. Under the lock the node looks once more, on
 /// what the cluster holds after the previous change; a plan that no longer
@@ -199,15 +216,9 @@ fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLoc
         if !changes_membership(&plan.decision) {
             return Ok((plan, members, None));
         }
-        let kv = KvCluster {
-            client: node.client.clone(),
-            endpoints: node.voting_endpoints(&members),
-        };
-        let held = lease_lock::acquire(
-            &kv,
-            &layout::keys::member_lock(&node.ctx.config.cluster),
-            &node.ctx.me.name,
-            "the etcd membership lock (one membership change at a time)",
+        let held = membership_lock(
+            node,
+            &members,
             deadline.saturating_duration_since(Instant::now()),
         )?;
         if let Some(view) = node.observe() {
