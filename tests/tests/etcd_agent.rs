@@ -309,6 +309,65 @@ fn a_node_cut_off_from_a_live_member_never_removes_it() {
     assert!(!cut_off.root.join("etc/kiln/etcd.env").exists());
 }
 
+/// Takes the node's link down or up: a network partition of that node.
+fn link(node: &Node, state: &str) {
+    kiln_e2e::run_ok(node.host.command("ip").args(["link", "set", "ve0", state]));
+}
+
+/// A member cut off for less than etcd.replace_dead_after keeps its place
+/// and is healthy again once healed; cut off for longer, a new node takes
+/// its place.
+#[test]
+fn a_short_partition_removes_no_one_and_a_long_one_frees_the_place() {
+    let sc = Scenario::new("part", 117, 3, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    for node in &nodes {
+        sc.watch(node, None);
+    }
+    let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
+    let before = members(&nodes[0].host, &nodes[0].root, all[0]);
+    let newcomer = sc.node(40);
+
+    link(&nodes[2], "down");
+    let short = etcd::REPLACE_DEAD_AFTER_SECONDS - 4;
+    let out = etcd::agent_with_timeout(
+        &newcomer.host,
+        &newcomer.root,
+        Some("etcd9"),
+        short,
+        &["run"],
+    );
+    assert!(
+        !out.status.success(),
+        "it took etcd3's place within the grace"
+    );
+    assert!(!newcomer.root.join("etc/kiln/etcd.env").exists());
+    link(&nodes[2], "up");
+    wait_healthy(&nodes[0].host, &nodes[0].root, &all, etcd::HEALTHY_WITHIN);
+    assert_eq!(members(&nodes[0].host, &nodes[0].root, all[0]), before);
+
+    link(&nodes[2], "down");
+    let start = Instant::now();
+    sc.boot(&[&newcomer], Some("etcd9"));
+    assert!(
+        start.elapsed() >= Duration::from_secs(etcd::REPLACE_DEAD_AFTER_SECONDS - 3),
+        "etcd3 was replaced after {:?}",
+        start.elapsed()
+    );
+    let now_all = [sc.ip(11), sc.ip(12), sc.ip(40)];
+    wait_healthy(
+        &nodes[0].host,
+        &nodes[0].root,
+        &now_all,
+        etcd::HEALTHY_WITHIN,
+    );
+    let now = members(&nodes[0].host, &nodes[0].root, all[0]);
+    assert_eq!((now.len(), started_voting(&now)), (3, 3), "{now:?}");
+    let gone = format!("https://{}:2380", sc.ip(13));
+    assert!(!peer_urls(&now).contains(&gone), "{now:?}");
+}
+
 /// An initial member whose peers do not answer bootstraps at once only when
 /// their hosts refuse the connection; a peer that accepts and stays silent
 /// (a live member too busy to answer) holds the bootstrap for 15 s.
