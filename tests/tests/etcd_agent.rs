@@ -269,17 +269,23 @@ fn killed_at_any_moment_converges_on_rerun() {
     assert_eq!(started_voting(&now), 4, "{now:?}");
 }
 
+/// `count` listed members booted, each with its watcher (kiln-watch).
+fn watched_cluster(tag: &str, subnet: u8, count: u8) -> (Scenario, Vec<Node>) {
+    let sc = Scenario::new(tag, subnet, count, DiscoverySource::Static);
+    let nodes: Vec<Node> = (11..11 + count).map(|i| sc.node(i)).collect();
+    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
+    for node in &nodes {
+        sc.watch(node, None);
+    }
+    (sc, nodes)
+}
+
 /// A new node on a new address named after a live member that only it
 /// cannot reach (a route of its own drops that member's traffic): the
 /// cluster still sees the member, so the node removes nothing and says why.
 #[test]
 fn a_node_cut_off_from_a_live_member_never_removes_it() {
-    let sc = Scenario::new("cut", 116, 3, DiscoverySource::Static);
-    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
-    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
-    for node in &nodes {
-        sc.watch(node, None);
-    }
+    let (sc, nodes) = watched_cluster("cut", 116, 3);
     let cut_off = sc.node(40);
     kiln_e2e::run_ok(cut_off.host.command("ip").args([
         "route",
@@ -319,12 +325,7 @@ fn link(node: &Node, state: &str) {
 /// its place.
 #[test]
 fn a_short_partition_removes_no_one_and_a_long_one_frees_the_place() {
-    let sc = Scenario::new("part", 117, 3, DiscoverySource::Static);
-    let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
-    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
-    for node in &nodes {
-        sc.watch(node, None);
-    }
+    let (sc, nodes) = watched_cluster("part", 117, 3);
     let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
     let before = members(&nodes[0].host, &nodes[0].root, all[0]);
     let newcomer = sc.node(40);
@@ -564,12 +565,7 @@ fn all_initial_members_replaced_by_new_names_on_new_addresses() {
 /// removed and both new nodes join.
 #[test]
 fn two_new_nodes_at_once_take_the_places_of_two_dead_members() {
-    let sc = Scenario::new("two", 114, 5, DiscoverySource::Static);
-    let nodes: Vec<Node> = (11..16).map(|i| sc.node(i)).collect();
-    sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
-    for node in &nodes {
-        sc.watch(node, None);
-    }
+    let (sc, nodes) = watched_cluster("two", 114, 5);
     for dead in &nodes[3..] {
         sc.destroy(dead);
         sc.lab.remove_host(&dead.host);
