@@ -55,6 +55,10 @@ pub enum Command {
     /// each member answer: the cluster's view of who is dead (what
     /// kiln-watch.service runs on etcd members).
     Watch,
+    /// Register this master as a keepalived peer in etcd, until stopped,
+    /// and keep keepalived's unicast peers at the listed and registered
+    /// masters (what kiln-vip-peers.service runs on masters).
+    VipPeers,
 }
 
 impl Cli {
@@ -156,6 +160,16 @@ pub fn run(cli: &Cli) -> Result<()> {
                 );
             }
             etcd::watch::run(&etcd::Node::new(&node(config)?)?)?;
+        }
+        Command::VipPeers => {
+            if config.role != Role::Master {
+                bail!(
+                    "{} says role = {}; `vip-peers` runs on masters only",
+                    path.display(),
+                    config.role
+                );
+            }
+            control_plane::vip::run(&node(config)?)?;
         }
     }
     Ok(())

@@ -94,6 +94,16 @@ pub mod keys {
     pub fn watch_report(cluster: &str, id: &str) -> String {
         format!("{}{id}", watch_reports(cluster))
     }
+
+    /// Where masters register themselves as keepalived peers.
+    pub fn vip_peers(cluster: &str) -> String {
+        format!("/kiln/{cluster}/vip/peers/")
+    }
+
+    /// The registration of the master `name`.
+    pub fn vip_peer(cluster: &str, name: &str) -> String {
+        format!("{}{name}", vip_peers(cluster))
+    }
 }
 
 /// Paths of masters and workers: kubeadm, kubelet and keepalived.

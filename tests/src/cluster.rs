@@ -49,6 +49,9 @@ pub const MASTERS: [Node; 3] = [
     node("master2", Role::Master, 22),
     node("master3", Role::Master, 23),
 ];
+/// A master the profiles do not list, on an address they do not list: a
+/// cloud replacement.
+pub const NEW_MASTER: Node = node("master4", Role::Master, 24);
 pub const WORKERS: [Node; 2] = [
     node("worker1", Role::Worker, 31),
     node("worker2", Role::Worker, 32),
@@ -163,6 +166,7 @@ impl<'a> Cluster<'a> {
         let leases: Vec<(u8, u8, &str)> = ETCD_NODES
             .iter()
             .chain(&MASTERS)
+            .chain(&[NEW_MASTER])
             .chain(&WORKERS)
             .map(|n| (n.last, n.last, n.name))
             .collect();
@@ -224,11 +228,10 @@ impl<'a> Cluster<'a> {
 
     /// The etcd endpoints Kubernetes uses: etcd nodes, or the masters.
     pub fn etcd_endpoints(&self) -> Vec<Ipv4Addr> {
-        let nodes: &[Node] = match self.images.topology {
-            Topology::External => &ETCD_NODES,
-            Topology::Stacked => &MASTERS,
-        };
-        nodes.iter().map(Node::ip).collect()
+        match self.images.topology {
+            Topology::External => ETCD_NODES.iter().map(Node::ip).collect(),
+            Topology::Stacked => all_masters().map(|m| m.ip()).collect(),
+        }
     }
 
     pub fn etcdctl(&self, args: &[&str]) -> Output {
@@ -315,15 +318,13 @@ impl<'a> Cluster<'a> {
 
     /// The running masters whose namespace holds the VIP.
     pub fn vip_holders(&self) -> Vec<Node> {
-        MASTERS
-            .iter()
+        all_masters()
             .filter(|m| self.containers.contains_key(m.name))
             .filter(|m| {
                 let netns = format!("{}-{}", self.net.prefix, m.name);
                 let out = crate::run(Command::new("ip").args(["-n", &netns, "-4", "-br", "addr"]));
                 String::from_utf8_lossy(&out.stdout).contains(&format!("{VIP}/"))
             })
-            .copied()
             .collect()
     }
 
@@ -374,6 +375,11 @@ impl<'a> Cluster<'a> {
             })
             .collect()
     }
+}
+
+/// The listed masters and [`NEW_MASTER`].
+fn all_masters() -> impl Iterator<Item = Node> {
+    MASTERS.into_iter().chain([NEW_MASTER])
 }
 
 fn standin_lines(console: &str) -> Vec<String> {

@@ -52,6 +52,12 @@ pub fn build_layer(
     if role == Role::Etcd || (role == Role::Master && stacked) {
         add_watch_unit(&mut layer);
     }
+    let unicast_vip = (inputs.profile.profile.control_plane.as_ref())
+        .and_then(|cp| cp.vip.as_ref())
+        .is_some_and(|vip| vip.unicast);
+    if role == Role::Master && unicast_vip {
+        add_vip_peers_unit(&mut layer);
+    }
     if role != Role::Etcd {
         let version = inputs.profile.profile.cluster.kubernetes_version;
         let pause = crate::profile::versions::pause_image(version);
@@ -119,6 +125,36 @@ fn add_watch_unit(layer: &mut RoleLayer) {
                  [Install]\n\
                  WantedBy=multi-user.target\n",
                 agent_unit = layout::AGENT_UNIT,
+                agent = layout::AGENT_BINARY,
+            )),
+            dropins: vec![],
+        },
+        true,
+    );
+}
+
+/// `kiln-vip-peers.service` on masters with a unicast VIP: registers the
+/// master as a keepalived peer in etcd and keeps keepalived's peers at the
+/// listed and registered masters, so a master on a new address joins the
+/// VIP. It runs beside the agent from boot on: a master on an unlisted
+/// address waits for the others to know it before its keepalived starts.
+fn add_vip_peers_unit(layer: &mut RoleLayer) {
+    layer.add_unit(
+        Unit {
+            name: "kiln-vip-peers.service".to_owned(),
+            contents: Some(format!(
+                "[Unit]\n\
+                 Description=kiln: register this master as a keepalived peer and learn the others\n\
+                 Wants=network-online.target\n\
+                 After=network-online.target\n\
+                 \n\
+                 [Service]\n\
+                 ExecStart={agent} vip-peers\n\
+                 Restart=always\n\
+                 RestartSec=5\n\
+                 \n\
+                 [Install]\n\
+                 WantedBy=multi-user.target\n",
                 agent = layout::AGENT_BINARY,
             )),
             dropins: vec![],

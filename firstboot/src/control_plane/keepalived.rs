@@ -31,12 +31,32 @@ pub fn priority(masters_index: Option<usize>) -> u32 {
         })
 }
 
-/// keepalived.conf for the master `name` at `ip`.
+/// The unicast peers of the master at `ip`: the listed masters, then the
+/// masters `learned` at run time ([`super::vip`]), never itself.
+pub fn unicast_peers(cp: &ControlPlaneSettings, ip: IpAddr, learned: &[IpAddr]) -> Vec<IpAddr> {
+    let mut peers: Vec<IpAddr> = cp.masters.iter().map(|m| m.ip).collect();
+    for &peer in learned {
+        if !peers.contains(&peer) {
+            peers.push(peer);
+        }
+    }
+    peers.retain(|&peer| peer != ip);
+    peers
+}
+
+/// keepalived.conf for the master `name` at `ip`, with `peers` as its
+/// unicast peers ([`unicast_peers`]).
 ///
 /// Every node starts as BACKUP and the priorities decide; a master whose
 /// API server fails the check drops below every healthy one, so the VIP
 /// follows the API servers that answer.
-pub fn config(cp: &ControlPlaneSettings, vip: &Vip, name: &str, ip: IpAddr) -> String {
+pub fn config(
+    cp: &ControlPlaneSettings,
+    vip: &Vip,
+    name: &str,
+    ip: IpAddr,
+    peers: &[IpAddr],
+) -> String {
     let index = cp.masters.iter().position(|m| m.name == name || m.ip == ip);
     let mut text = format!(
         "# Written by kiln-firstboot for {name}; rebuilt from node.toml on first boot.\n\
@@ -68,8 +88,8 @@ pub fn config(cp: &ControlPlaneSettings, vip: &Vip, name: &str, ip: IpAddr) -> S
     if vip.unicast {
         let _ = writeln!(text, "    unicast_src_ip {ip}");
         text.push_str("    unicast_peer {\n");
-        for peer in cp.masters.iter().filter(|m| m.ip != ip) {
-            let _ = writeln!(text, "        {}", peer.ip);
+        for peer in peers {
+            let _ = writeln!(text, "        {peer}");
         }
         text.push_str("    }\n");
     }
@@ -122,14 +142,21 @@ mod tests {
         let config = sample_config(Role::Master, "1.36.2");
         let cp = config.control_plane.as_ref().unwrap();
         let vip = cp.vip.as_ref().unwrap();
-        let text = super::config(cp, vip, "master2", "10.0.0.22".parse().unwrap());
+        let ip = "10.0.0.22".parse().unwrap();
+        let learned = [
+            "10.0.0.23".parse().unwrap(),
+            "10.0.0.44".parse().unwrap(),
+            ip,
+        ];
+        let peers = unicast_peers(cp, ip, &learned);
+        let text = super::config(cp, vip, "master2", ip, &peers);
         for line in [
             "    state BACKUP\n",
             "    interface eth0\n",
             "    virtual_router_id 51\n",
             "    priority 140\n",
             "    unicast_src_ip 10.0.0.22\n",
-            "        10.0.0.21\n        10.0.0.23\n    }\n",
+            "        10.0.0.21\n        10.0.0.23\n        10.0.0.44\n    }\n",
             "        10.0.0.20/32 dev eth0\n",
             "    script \"/etc/keepalived/kiln-check-apiserver.sh\"\n",
             "        kiln_apiserver\n",
@@ -147,7 +174,7 @@ mod tests {
         let cp = config.control_plane.as_ref().unwrap();
         let mut vip = cp.vip.clone().unwrap();
         vip.unicast = false;
-        let text = super::config(cp, &vip, "spare", "10.0.0.40".parse().unwrap());
+        let text = super::config(cp, &vip, "spare", "10.0.0.40".parse().unwrap(), &[]);
         assert!(!text.contains("unicast"), "{text}");
         assert!(text.contains("    priority 100\n"), "{text}");
     }

@@ -8,13 +8,13 @@ use anyhow::{bail, Context, Result};
 
 use super::lock::{self, InitKeys, Step};
 use super::tls::{ClusterTls, Probe};
-use super::{host, keepalived, Agent};
+use super::{host, keepalived, vip, Agent};
 use crate::backoff::{retry, Attempt};
 use crate::etcd;
 use crate::etcd::client::EtcdClient;
 use crate::etcd::kv::KvCluster;
 use crate::etcd::lease_lock::{self, HeldLock};
-use crate::etcd::membership::{decide, Decision};
+use crate::etcd::membership::Decision;
 use crate::fsutil::write_with_parents;
 use crate::kubeadm::command;
 use crate::kubeadm::config::API_SERVER_PORT;
@@ -160,57 +160,30 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
 }
 
 /// `kubeadm join --control-plane` with stacked etcd, which adds this
-/// master's etcd member: under the etcd membership lock, so masters change
-/// the membership one at a time (two joins at once race each other's
-/// adds), after the members dead to the cluster are removed.
+/// master's etcd member. The etcd agent's membership rules decide first,
+/// under the etcd membership lock: masters change the membership one at a
+/// time (two joins at once race each other's adds), a master replacing a
+/// dead one removes the members dead to the cluster first (etcd refuses
+/// kubeadm's `member add` while they count), and none joins past etcd.size.
 fn join_stacked(agent: &Agent, why: String) -> Result<(String, bool)> {
     let node = etcd::Node::new(agent.ctx)?;
-    let members = node
-        .members_now()
-        .context("no etcd member on the other masters answers, though their control plane does")?;
-    let held = etcd::membership_lock(&node, &members, agent.ctx.timeout)?;
-    remove_stale_member(&node, agent)?;
+    let (plan, _, held) = etcd::plan_under_lock(&node)?;
+    match &plan.decision {
+        Decision::Bootstrap => {
+            bail!("no etcd member on the other masters answers, though their control plane does")
+        }
+        Decision::QuorumLost { .. } | Decision::Conflict(_) | Decision::Wait(_) => {
+            bail!("{}", etcd::describe(&node, &plan))
+        }
+        _ => {}
+    }
+    if !plan.decision.removals().is_empty() {
+        tracing::info!(decision = %etcd::describe(&node, &plan), "removing the etcd members of masters dead to the cluster");
+    }
+    etcd::remove_dead(&node, &plan.decision)?;
     let joined = join(why);
     drop(held);
     joined.map(|s| (s, false))
-}
-
-/// Stacked etcd: a master that replaces a dead one (same name or address)
-/// removes the dead one's etcd member first, with the etcd agent's own
-/// membership rules; kubeadm's `member add` would otherwise be refused
-/// while the dead member keeps the cluster unhealthy.
-fn remove_stale_member(node: &etcd::Node, agent: &Agent) -> Result<()> {
-    let Some(view) = node.observe() else {
-        bail!("no etcd member on the other masters answers, though their control plane does");
-    };
-    match decide(&node.as_member(), Some(&view), &node.policy()).decision {
-        Decision::Replace { dead, also } => {
-            tracing::info!(member = %dead.name, "this master replaces a dead one: removing its etcd member");
-            for dead in std::iter::once(&dead).chain(&also) {
-                etcd::remove_member(node, dead)?;
-            }
-            Ok(())
-        }
-        Decision::Join { remove } => {
-            for dead in &remove {
-                tracing::info!(member = %dead.name, "removing the etcd member of a master dead to the cluster");
-                etcd::remove_member(node, dead)?;
-            }
-            Ok(())
-        }
-        Decision::QuorumLost { alive, voting } => bail!(
-            "the masters' etcd has lost quorum ({alive} of {voting} voting members answer); \
-             adding this master would not help: see docs/backup.md for a restore"
-        ),
-        Decision::Conflict(other) => bail!(
-            "etcd member {} ({}) is alive with this master's name or address: \
-             two machines claim {}",
-            other.name,
-            other.peer_urls.join(", "),
-            agent.ctx.me.name
-        ),
-        _ => Ok(()),
-    }
 }
 
 fn join(why: String) -> Result<String> {
@@ -227,7 +200,9 @@ fn setup_keepalived(agent: &Agent) -> Result<()> {
     let Some(vip) = &cp.vip else {
         return Ok(());
     };
-    let conf = keepalived::config(cp, vip, &agent.ctx.me.name, agent.ctx.me.ip);
+    let me = &agent.ctx.me;
+    let peers = keepalived::unicast_peers(cp, me.ip, &[]);
+    let conf = keepalived::config(cp, vip, &me.name, me.ip, &peers);
     for (path, text, mode) in [
         (KEEPALIVED_CONFIG, conf, 0o644),
         (KEEPALIVED_CHECK, keepalived::check_script(), 0o755),
@@ -237,6 +212,9 @@ fn setup_keepalived(agent: &Agent) -> Result<()> {
     tracing::info!(vip = %vip.address, interface = %vip.interface, "wrote keepalived's configuration");
     if !agent.ctx.start {
         return Ok(());
+    }
+    if vip::needs_learned_peers(agent.ctx) {
+        vip::wait_until_known(agent.ctx)?;
     }
     crate::systemd::systemctl(
         &["restart", "keepalived.service"],

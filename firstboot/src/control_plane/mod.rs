@@ -11,6 +11,7 @@ pub mod lock;
 pub mod master;
 pub mod renewal;
 pub mod tls;
+pub mod vip;
 pub mod worker;
 
 use std::path::Path;

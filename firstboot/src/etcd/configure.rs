@@ -182,15 +182,10 @@ fn names(members: &[MemberInfo]) -> String {
         .join(", ")
 }
 
-/// Whether the decision changes the membership (under the member lock).
-fn changes_membership(decision: &Decision) -> bool {
-    matches!(decision, Decision::Join { .. } | Decision::Replace { .. })
-}
-
 /// Takes the cluster-wide etcd membership lock (waiting at most `within`),
 /// through the voting members of `members`: whoever holds it is the only
 /// node changing the membership.
-pub fn membership_lock(node: &Node, members: &[MemberInfo], within: Duration) -> Result<HeldLock> {
+fn membership_lock(node: &Node, members: &[MemberInfo], within: Duration) -> Result<HeldLock> {
     let kv = KvCluster {
         client: node.client.clone(),
         endpoints: node.voting_endpoints(members),
@@ -208,12 +203,12 @@ pub fn membership_lock(node: &Node, members: &[MemberInfo], within: Duration) ->
 /// at a time, cluster-wide. Under the lock the node looks once more, on
 /// what the cluster holds after the previous change; a plan that no longer
 /// changes the membership gives the lock back and waits outside it.
-fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLock>)> {
+pub fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLock>)> {
     let deadline = Instant::now() + node.ctx.timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let (plan, members) = make_plan(node, left)?;
-        if !changes_membership(&plan.decision) {
+        if !plan.decision.changes_membership() {
             return Ok((plan, members, None));
         }
         let held = membership_lock(
@@ -223,7 +218,7 @@ fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLoc
         )?;
         if let Some(view) = node.observe() {
             let again = decide(&node.as_member(), Some(&view), &node.policy());
-            if changes_membership(&again.decision) {
+            if again.decision.changes_membership() {
                 return Ok((again, view.members, Some(held)));
             }
         }
@@ -282,13 +277,8 @@ pub fn run(node: &Node) -> Result<Option<String>> {
             ClusterState::Existing,
             vec![(node.ctx.me.name.clone(), node.peer_url.clone())],
         ),
-        Decision::Join { remove } | Decision::Replace { also: remove, .. } => {
-            if let Decision::Replace { dead, .. } = &plan.decision {
-                remove_member(node, dead)?;
-            }
-            for dead in remove {
-                remove_member(node, dead)?;
-            }
+        Decision::Join { .. } | Decision::Replace { .. } => {
+            remove_dead(node, &plan.decision)?;
             let (id, members) = add_self(node)?;
             learner_id = Some(id);
             // The learner holds its place: the next change may start.
@@ -436,7 +426,16 @@ fn add_self(node: &Node) -> Result<(String, Vec<MemberInfo>)> {
     Ok((id, members))
 }
 
-pub fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
+/// Removes the members `decision` removes before its add
+/// ([`Decision::removals`]), one by one.
+pub fn remove_dead(node: &Node, decision: &Decision) -> Result<()> {
+    decision
+        .removals()
+        .into_iter()
+        .try_for_each(|dead| remove_member(node, dead))
+}
+
+fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
     node.cluster_call("remove the dead member", |members, endpoint| {
         if !members.iter().any(|m| m.id == dead.id) {
             return Ok(());

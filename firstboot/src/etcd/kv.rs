@@ -184,6 +184,45 @@ impl KvCluster {
     }
 }
 
+/// A lease granted once and kept alive by each [`KeptLease::renew`]; granted
+/// anew when it ended (the keys on it went with it).
+pub struct KeptLease {
+    id: Option<i64>,
+    ttl_seconds: i64,
+    what: &'static str,
+}
+
+impl KeptLease {
+    /// `what` names the keys it holds, for errors.
+    pub fn new(ttl_seconds: i64, what: &'static str) -> KeptLease {
+        KeptLease {
+            id: None,
+            ttl_seconds,
+            what,
+        }
+    }
+
+    /// The lease's ID, alive for another TTL.
+    pub fn renew(&mut self, kv: &KvCluster) -> Result<i64> {
+        if let Some(id) = self.id {
+            let alive = kv
+                .call(&format!("keep the {} lease alive", self.what), |c, ep| {
+                    c.lease_keepalive(ep, id)
+                })
+                .is_ok_and(|ttl| ttl > 0);
+            if alive {
+                return Ok(id);
+            }
+        }
+        let ttl = self.ttl_seconds;
+        let id = kv.call(&format!("grant the {} lease", self.what), |c, ep| {
+            c.lease_grant(ep, ttl)
+        })?;
+        self.id = Some(id);
+        Ok(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

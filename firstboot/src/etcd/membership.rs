@@ -72,6 +72,23 @@ pub enum Decision {
     Conflict(MemberInfo),
 }
 
+impl Decision {
+    /// The members this decision removes before its add, in order: the
+    /// dead member it replaces first, then the others dead to the cluster.
+    pub fn removals(&self) -> Vec<&MemberInfo> {
+        match self {
+            Decision::Join { remove } => remove.iter().collect(),
+            Decision::Replace { dead, also } => std::iter::once(dead).chain(also).collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Whether the decision changes the membership (under the member lock).
+    pub fn changes_membership(&self) -> bool {
+        matches!(self, Decision::Join { .. } | Decision::Replace { .. })
+    }
+}
+
 /// The decision and whether a stale data dir must be moved aside first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

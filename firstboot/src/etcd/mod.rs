@@ -31,6 +31,6 @@ pub mod snapshot;
 pub mod version;
 pub mod watch;
 
-pub use configure::{membership_lock, plan, remove_member, run};
+pub use configure::{describe, plan, plan_under_lock, remove_dead, run};
 pub use node::Node;
 pub use settle::settle;

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::client::MemberInfo;
-use super::kv::KvCluster;
+use super::kv::{KeptLease, KvCluster};
 use super::node::Node;
 use crate::layout;
 
@@ -57,8 +57,7 @@ struct Watcher<'a> {
     /// When each member was first seen listed, and last seen answering.
     first_listed: HashMap<String, Instant>,
     last_seen: HashMap<String, Instant>,
-    lease: Option<i64>,
-    beat: Duration,
+    lease: KeptLease,
 }
 
 /// Runs until stopped: one report per beat. Failed beats are logged when
@@ -73,8 +72,7 @@ pub fn run(node: &Node) -> Result<()> {
         },
         first_listed: HashMap::new(),
         last_seen: HashMap::new(),
-        lease: None,
-        beat,
+        lease: KeptLease::new(report_ttl(beat), "report's"),
     };
     tracing::info!(every = ?beat, "reporting which etcd members answer");
     let mut said = String::new();
@@ -132,33 +130,12 @@ impl Watcher<'_> {
                 })
                 .collect(),
         };
-        let lease = self.lease()?;
+        let lease = self.lease.renew(&self.local)?;
         let key = layout::keys::watch_report(&node.ctx.config.cluster, &me.id);
         let value = serde_json::to_string(&report).expect("a report always serializes");
         self.local.call("publish this member's report", |c, ep| {
             c.put(ep, &key, &value, lease)
         })
-    }
-
-    /// The report's lease, kept alive or granted anew.
-    fn lease(&mut self) -> Result<i64> {
-        if let Some(id) = self.lease {
-            let alive = self
-                .local
-                .call("keep the report's lease alive", |c, ep| {
-                    c.lease_keepalive(ep, id)
-                })
-                .is_ok_and(|ttl| ttl > 0);
-            if alive {
-                return Ok(id);
-            }
-        }
-        let ttl = report_ttl(self.beat);
-        let id = self
-            .local
-            .call("grant the report's lease", |c, ep| c.lease_grant(ep, ttl))?;
-        self.lease = Some(id);
-        Ok(id)
     }
 }
 
