@@ -16,6 +16,9 @@ pub enum Phase {
     Configured,
     /// The local member is a healthy voting member.
     Converged,
+    /// The cluster removed this member while it was away (another node took
+    /// its place); its data was moved aside.
+    Removed,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

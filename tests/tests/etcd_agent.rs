@@ -322,9 +322,9 @@ fn link(node: &Node, state: &str) {
 
 /// A member cut off for less than etcd.replace_dead_after keeps its place
 /// and is healthy again once healed; cut off for longer, a new node takes
-/// its place.
+/// its place, and the member, back, moves its data aside and stays out.
 #[test]
-fn a_short_partition_removes_no_one_and_a_long_one_frees_the_place() {
+fn a_short_partition_removes_no_one_and_a_long_one_frees_the_place_for_good() {
     let (sc, nodes) = watched_cluster("part", 117, 3);
     let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
     let before = members(&nodes[0].host, &nodes[0].root, all[0]);
@@ -367,6 +367,35 @@ fn a_short_partition_removes_no_one_and_a_long_one_frees_the_place() {
     assert_eq!((now.len(), started_voting(&now)), (3, 3), "{now:?}");
     let gone = format!("https://{}:2380", sc.ip(13));
     assert!(!peer_urls(&now).contains(&gone), "{now:?}");
+
+    // etcd3 comes back: the cluster removed it, so its watcher moves its
+    // data aside and, with the cluster at its size, says why it does not
+    // join; the membership stays as it is.
+    link(&nodes[2], "up");
+    let back = &nodes[2].root;
+    let status = back.join("run/kiln/status.json");
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if text.contains("\"removed\"") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < etcd::HEALTHY_WITHIN,
+            "etcd3 did not find itself removed: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(text.contains("etcd.size is 3"), "{text}");
+    assert!(!back.join("var/lib/etcd").exists());
+    let aside = std::fs::read_dir(back.join("var/lib"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("etcd.stale-"));
+    assert!(aside, "etcd3's data was not moved aside");
+    assert!(!back.join("etc/kiln/etcd.env").exists());
+    assert!(!back.join("var/lib/kiln/firstboot.done").exists());
+    assert_eq!(members(&nodes[0].host, &nodes[0].root, all[0]), now);
 }
 
 /// An initial member whose peers do not answer bootstraps at once only when

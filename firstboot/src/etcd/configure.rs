@@ -457,7 +457,7 @@ fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
 }
 
 /// Renames a data dir etcd must not reuse; it is kept for forensics.
-fn move_aside(data_dir: &Path) -> Result<()> {
+pub(super) fn move_aside(data_dir: &Path) -> Result<()> {
     let target = data_dir.with_file_name(format!(
         "{}.stale-{}",
         data_dir.file_name().unwrap_or_default().to_string_lossy(),

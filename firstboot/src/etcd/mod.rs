@@ -25,6 +25,7 @@ pub mod kv;
 pub mod lease_lock;
 pub mod membership;
 mod node;
+mod removed;
 pub mod restore;
 mod settle;
 pub mod snapshot;

@@ -77,7 +77,12 @@ pub fn run(node: &Node) -> Result<()> {
     tracing::info!(every = ?beat, "reporting which etcd members answer");
     let mut said = String::new();
     loop {
-        match watcher.report() {
+        let reported = watcher.report();
+        // A local member that does not answer may have been removed.
+        if reported.is_err() && super::removed::leave_if_removed(node)? {
+            return Ok(());
+        }
+        match reported {
             Ok(()) if !said.is_empty() => {
                 tracing::info!("reporting again");
                 said.clear();
