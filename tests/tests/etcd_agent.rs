@@ -156,6 +156,40 @@ fn five_members_two_replaced_in_turn() {
     }
 }
 
+/// Five members, two dead: etcd4 has been gone for longer than three beats
+/// but less than the grace when etcd2 dies and a replacement boots on
+/// etcd2's address. It changes nothing while etcd4 is neither seen nor dead
+/// to the cluster, then removes both before its add; no removal is left
+/// without its add.
+#[test]
+fn a_same_address_replacement_beside_a_second_dead_voter_removes_both_first() {
+    let (sc, nodes) = watched_cluster("sad", 118, 5);
+    let all: Vec<Ipv4Addr> = (11..16).map(|i| sc.ip(i)).collect();
+    put(&nodes[0], &all, "/k", "v");
+    sc.destroy(&nodes[3]);
+    let etcd4_died = Instant::now();
+    // Past three 2 s beats (no longer seen), short of the 12 s grace.
+    std::thread::sleep(Duration::from_secs(9));
+    sc.destroy(&nodes[1]);
+    let fresh = sc.node_on(nodes[1].host.clone());
+    sc.boot(&[&fresh], None);
+    // The watchers last saw etcd4 up to a beat (2 s) before it died; the
+    // replacement booted 9 s after, so this fails if it did not wait.
+    let grace = Duration::from_secs(etcd::REPLACE_DEAD_AFTER_SECONDS - 2);
+    assert!(
+        etcd4_died.elapsed() >= grace,
+        "etcd2's replacement changed the membership {:?} after etcd4 died, within the grace",
+        etcd4_died.elapsed()
+    );
+    let live: Vec<Ipv4Addr> = [0, 1, 2, 4].map(|i| all[i]).to_vec();
+    wait_healthy(&fresh.host, &fresh.root, &live, etcd::HEALTHY_WITHIN);
+    let now = members(&fresh.host, &fresh.root, all[0]);
+    assert_eq!((now.len(), started_voting(&now)), (4, 4), "{now:?}");
+    let gone = format!("https://{}:2380", all[3]);
+    assert!(!peer_urls(&now).contains(&gone), "{now:?}");
+    assert_eq!(get(&fresh, all[1], "/k"), "v");
+}
+
 /// Scenario 6: two of three members dead: the new node changes nothing and
 /// says quorum is lost and what to do.
 #[test]
@@ -528,7 +562,8 @@ fn unlisted_node_discovers_cluster_through_dns_srv() {
 /// Cloud replacement: each of the three initial members dies in turn and a
 /// node with a new name and a new address takes its place once the cluster
 /// has seen it dead for etcd.replace_dead_after, found through DNS SRV after
-/// every listed address is gone. Writes go on in between; no etcdctl by hand.
+/// every listed address is gone. Writes and `kiln health --wait` go on in
+/// between; no etcdctl by hand.
 #[test]
 fn all_initial_members_replaced_by_new_names_on_new_addresses() {
     let sc = Scenario::new("rot", 113, 3, DiscoverySource::DnsSrv);
@@ -547,6 +582,25 @@ fn all_initial_members_replaced_by_new_names_on_new_addresses() {
     }
     let mut live: Vec<Ipv4Addr> = (11..14).map(|i| sc.ip(i)).collect();
     put(&originals[0], &live, "/rotation/0", "before");
+    // The operator's gate between replacements: `kiln health --wait`,
+    // which passes only at etcd.size (3, the listed members) all healthy.
+    let dir = tempfile::tempdir().unwrap();
+    let (profile, secrets) =
+        kiln_e2e::etcd::backup::operator_files(&sc, &originals[0], dir.path(), 113);
+    let health_wait = |node: &kiln_e2e::etcd::scenario::Node, live: &[Ipv4Addr]| {
+        let urls: Vec<String> = live.iter().map(|ip| format!("https://{ip}:2379")).collect();
+        let mut cmd = node
+            .host
+            .command(&kiln_e2e::binary("kiln").display().to_string());
+        cmd.arg("health")
+            .arg(&profile)
+            .arg("--secrets")
+            .arg(&secrets)
+            .arg(format!("--endpoints={}", urls.join(",")))
+            .args(["--wait", "60s"]);
+        let out = kiln_e2e::run(&mut cmd);
+        assert_ok(&out, "kiln health --wait between replacements");
+    };
     let mut fresh = Vec::new();
     for (k, old) in originals.iter().enumerate() {
         sc.destroy(old);
@@ -567,7 +621,7 @@ fn all_initial_members_replaced_by_new_names_on_new_addresses() {
         );
         sc.watch(&node, Some(name));
         live.push(*ip);
-        wait_healthy(&node.host, &node.root, &live, etcd::HEALTHY_WITHIN);
+        health_wait(&node, &live);
         put(&node, &live, &format!("/rotation/{}", k + 1), name);
         fresh.push(node);
     }
