@@ -5,6 +5,7 @@ mod dns_srv;
 mod static_list;
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use crate::node_config::{DiscoverySource, NodeConfig};
 
@@ -16,38 +17,60 @@ pub trait PeerSource: Send + Sync {
     fn client_urls(&self) -> anyhow::Result<Vec<String>>;
 }
 
-/// The sources the node configuration asks for.
-pub fn sources(config: &NodeConfig, root: &Path) -> Vec<Box<dyn PeerSource>> {
-    config
-        .etcd
-        .discovery
-        .iter()
-        .map(|source| -> Box<dyn PeerSource> {
-            match source {
-                DiscoverySource::Static => Box::new(static_list::StaticList::new(config)),
-                DiscoverySource::DnsSrv => Box::new(dns_srv::DnsSrv::new(config, root)),
-            }
-        })
-        .collect()
+/// The sources the node configuration asks for, in its order, and what
+/// each last said when it failed.
+pub struct Sources {
+    list: Vec<Box<dyn PeerSource>>,
+    failed: Mutex<Vec<Option<String>>>,
 }
 
-/// Every candidate client URL from every source, without duplicates.
-///
-/// A failing source is logged and skipped: the next one may still answer.
-pub fn candidate_urls(sources: &[Box<dyn PeerSource>], exclude_own: &str) -> Vec<String> {
-    let mut urls: Vec<String> = Vec::new();
-    for source in sources {
-        match source.client_urls() {
-            Ok(found) => {
-                tracing::debug!(source = %source.describe(), ?found, "discovered peers");
-                for url in found {
-                    if url != exclude_own && !urls.contains(&url) {
-                        urls.push(url);
+impl Sources {
+    pub fn new(config: &NodeConfig, root: &Path) -> Sources {
+        let list: Vec<Box<dyn PeerSource>> = config
+            .etcd
+            .discovery
+            .iter()
+            .map(|source| -> Box<dyn PeerSource> {
+                match source {
+                    DiscoverySource::Static => Box::new(static_list::StaticList::new(config)),
+                    DiscoverySource::DnsSrv => Box::new(dns_srv::DnsSrv::new(config, root)),
+                }
+            })
+            .collect();
+        let failed = Mutex::new(vec![None; list.len()]);
+        Sources { list, failed }
+    }
+
+    /// Every candidate client URL from every source, without duplicates.
+    ///
+    /// A failing source is skipped (the next one may still answer) and
+    /// logged when its reason is new: the agent asks every round, and the
+    /// journal needs the reason once, not every few seconds.
+    pub fn candidate_urls(&self, exclude_own: &str) -> Vec<String> {
+        let mut urls: Vec<String> = Vec::new();
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        for (source, said) in self.list.iter().zip(failed.iter_mut()) {
+            match source.client_urls() {
+                Ok(found) => {
+                    tracing::debug!(source = %source.describe(), ?found, "discovered peers");
+                    if said.take().is_some() {
+                        tracing::info!(source = %source.describe(), "discovery answers again");
+                    }
+                    for url in found {
+                        if url != exclude_own && !urls.contains(&url) {
+                            urls.push(url);
+                        }
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    if said.as_ref() != Some(&reason) {
+                        tracing::warn!(source = %source.describe(), "discovery failed: {reason}");
+                        *said = Some(reason);
                     }
                 }
             }
-            Err(e) => tracing::warn!(source = %source.describe(), "discovery failed: {e:#}"),
         }
+        urls
     }
-    urls
 }

@@ -12,7 +12,7 @@ use super::membership::{ClusterView, Me, Policy};
 use super::watch::{beat, parse_reports, Report};
 use crate::agent::NodeContext;
 use crate::backoff::{retry, Attempt};
-use crate::discovery::{self, PeerSource};
+use crate::discovery::Sources;
 use crate::layout;
 use crate::node_config::url_for;
 
@@ -25,7 +25,7 @@ pub struct Node<'a> {
     pub peer_url: String,
     pub client_url: String,
     pub client: EtcdClient,
-    sources: Vec<Box<dyn PeerSource>>,
+    sources: Sources,
 }
 
 impl<'a> Node<'a> {
@@ -35,7 +35,7 @@ impl<'a> Node<'a> {
             peer_url: url_for(ctx.me.ip, etcd.peer_port),
             client_url: url_for(ctx.me.ip, etcd.client_port),
             client: EtcdClient::for_agent(&ctx.root)?,
-            sources: discovery::sources(&ctx.config, &ctx.root),
+            sources: Sources::new(&ctx.config, &ctx.root),
             ctx,
         })
     }
@@ -116,7 +116,7 @@ impl<'a> Node<'a> {
     /// asked at once: a dead peer may take a whole timeout to fail).
     pub fn members_now(&self) -> Option<Vec<MemberInfo>> {
         let (answers, first) = std::sync::mpsc::channel();
-        for url in discovery::candidate_urls(&self.sources, &self.client_url) {
+        for url in self.sources.candidate_urls(&self.client_url) {
             let (answers, client) = (answers.clone(), self.client.clone());
             // Detached: the first answer wins, slow probes end on their timeout.
             std::thread::spawn(move || answers.send(client.member_list(&url)));
@@ -131,7 +131,7 @@ impl<'a> Node<'a> {
     /// looks like). False when any peer times out, is unreachable, is a
     /// name, or when there is no peer to ask.
     pub fn nothing_listens(&self) -> bool {
-        let urls = discovery::candidate_urls(&self.sources, &self.client_url);
+        let urls = self.sources.candidate_urls(&self.client_url);
         let refused = |url: &String| {
             url.strip_prefix("https://")
                 .and_then(|addr| addr.parse::<SocketAddr>().ok())
