@@ -237,7 +237,8 @@ pub fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<Hel
 /// `kiln-firstboot plan`: prints the decision and why, changes nothing.
 pub fn plan(node: &Node) -> Result<String> {
     let (plan, members) = make_plan(node, node.ctx.timeout)?;
-    check_before_change(node, &plan, &members)?;
+    let installed = EtcdVersion::installed(&node.ctx.root);
+    check_before_change(node, &plan, &members, installed)?;
     Ok(describe(node, &plan))
 }
 
@@ -245,7 +246,16 @@ pub fn plan(node: &Node) -> Result<String> {
 /// agent starts services, starts it and settles. Returns the decision once
 /// the member converged; `None` when it is left configured for `settle`.
 pub fn run(node: &Node) -> Result<Option<String>> {
+    // `etcd --version` (a Go binary's start, 10-20 ms) runs while the
+    // node observes the cluster.
+    let root = node.ctx.root.clone();
+    let installed = std::thread::spawn(move || EtcdVersion::installed(&root));
     let (plan, members, mut lock) = plan_under_lock(node)?;
+    let installed = installed.join().unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "finding out which etcd this node runs failed"
+        ))
+    });
     let sentence = describe(node, &plan);
     if matches!(
         plan.decision,
@@ -254,7 +264,7 @@ pub fn run(node: &Node) -> Result<Option<String>> {
         // Before anything is written: refusing changes nothing.
         bail!("{sentence}");
     }
-    let version = check_before_change(node, &plan, &members)?;
+    let version = check_before_change(node, &plan, &members, installed)?;
     // Verified before anything is written: a corrupt snapshot changes nothing.
     let restore = match plan.decision {
         Decision::Bootstrap => restore::prepare(node)?,
@@ -332,11 +342,17 @@ pub fn run(node: &Node) -> Result<Option<String>> {
 
 /// What `run` checks before it changes anything, and `plan` reports alike:
 /// the certificates, and the etcd version against the cluster's.
-fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Result<EtcdVersion> {
+/// `installed` is what `EtcdVersion::installed` found.
+fn check_before_change(
+    node: &Node,
+    plan: &Plan,
+    members: &[MemberInfo],
+    installed: Result<EtcdVersion>,
+) -> Result<EtcdVersion> {
     if plan.decision != Decision::Restart {
         certs::preflight(&node.ctx.root, &node.ctx.me)?;
     }
-    let version = EtcdVersion::installed(&node.ctx.root)?;
+    let version = installed?;
     if joins_running_cluster(&plan.decision) {
         check_version(node, version, members)?;
     }
