@@ -254,11 +254,22 @@ pub fn decide(me: &Me, cluster: Option<&ClusterView>, policy: &Policy) -> Plan {
         },
         Some(m) if is_alive(m) => Decision::Conflict(m.clone()),
         // Named after it, on another address: the cluster must not see it.
+        // It may have died a moment ago (the watchers saw it within three
+        // beats), or live beyond this node's reach: wait, never remove it.
         Some(m)
             if by_peer.is_none()
                 && matches!(classify(view, policy, m), Unreachable::SeenByCluster) =>
         {
-            Decision::Conflict(m.clone())
+            Decision::Wait(format!(
+                "member {} at {} is alive to the cluster (seen within the last {}s) but does not \
+                 answer this node: it died a moment ago, or two machines claim the name {}; \
+                 waiting until the cluster has not seen it for etcd.replace_dead_after = {}s",
+                m.name,
+                m.peer_urls.join(","),
+                (policy.beat * 3).as_secs(),
+                me.name,
+                policy.replace_dead_after.as_secs()
+            ))
         }
         Some(dead) => check_quorum(view, Some(dead)).unwrap_or_else(|| {
             match dead_voters(view, policy, Some(&dead.id)) {
@@ -525,11 +536,14 @@ mod tests {
             panic!("etcd3 still sees etcd2");
         };
         assert!(reason.contains("etcd.size is 3"), "{reason}");
-        // Named after it: a second machine claims etcd2.
-        assert!(matches!(
-            run(9, "etcd2", false, false, Some(&v)).decision,
-            Decision::Conflict(m) if m.name == "etcd2"
-        ));
+        // Named after it: it just died, or a second machine claims etcd2.
+        let Decision::Wait(reason) = run(9, "etcd2", false, false, Some(&v)).decision else {
+            panic!("the cluster still sees etcd2");
+        };
+        assert!(
+            reason.contains("member etcd2 at") && reason.contains("is alive"),
+            "{reason}"
+        );
         // A live voter that has not reported yet: nobody can tell.
         let mut quiet = view(&[1, 3], true);
         report(&mut quiet, 1, &[(2, 40)]);
