@@ -163,6 +163,15 @@ fn wait_writable(node: &Node, survivors: &[Ipv4Addr]) {
     }
 }
 
+/// Prints the agent's (median, mean) over the hand-run one's.
+fn print_ratio(what: &str, agent: (f64, f64), by_hand: (f64, f64)) {
+    println!(
+        "{what} ratio: median {:.2}  mean {:.2}",
+        agent.0 / by_hand.0,
+        agent.1 / by_hand.1
+    );
+}
+
 /// Prints min, median, mean and max; returns (median, mean).
 fn summarize(name: &str, mut times: Vec<Duration>) -> (f64, f64) {
     times.sort();
@@ -210,16 +219,8 @@ fn bench_agent_vs_runbook() {
     let sf = summarize("formation, static", static_form);
     let ar = summarize("replacement, agent", agent_replace);
     let rr = summarize("replacement, runbook", runbook_replace);
-    println!(
-        "formation ratio:   median {:.2}  mean {:.2}",
-        af.0 / sf.0,
-        af.1 / sf.1
-    );
-    println!(
-        "replacement ratio: median {:.2}  mean {:.2}",
-        ar.0 / rr.0,
-        ar.1 / rr.1
-    );
+    print_ratio("formation", af, sf);
+    print_ratio("replacement", ar, rr);
     println!(
         "agent peak RSS: max {} KiB",
         rss.iter().max().copied().unwrap_or_default()
@@ -368,9 +369,5 @@ fn bench_new_address_replacement() {
     }
     let a = summarize("new address, agent", by_agent);
     let r = summarize("new address, runbook", by_runbook);
-    println!(
-        "new-address ratio: median {:.2}  mean {:.2}",
-        a.0 / r.0,
-        a.1 / r.1
-    );
+    print_ratio("new-address", a, r);
 }
