@@ -30,10 +30,23 @@ pub struct TimedOut {
 pub fn retry<T>(
     what: &str,
     budget: Duration,
+    attempt: impl FnMut() -> Attempt<T>,
+) -> Result<T, TimedOut> {
+    retry_steady(FIRST_PAUSE, Duration::ZERO, what, budget, attempt)
+}
+
+/// [`retry`] that pauses only `first` between attempts for the first
+/// `steady_for`, then backs off as `retry` does: for a wait that usually
+/// ends within a fraction of a second, where every pause is latency.
+pub fn retry_steady<T>(
+    first: Duration,
+    steady_for: Duration,
+    what: &str,
+    budget: Duration,
     mut attempt: impl FnMut() -> Attempt<T>,
 ) -> Result<T, TimedOut> {
     let start = Instant::now();
-    let mut pause = FIRST_PAUSE;
+    let mut pause = first;
     loop {
         let last = match attempt() {
             Attempt::Done(value) => return Ok(value),
@@ -50,13 +63,33 @@ pub fn retry<T>(
         tracing::debug!(what, last = %last, "not yet, retrying");
         let jittered = pause.mul_f64(0.5 + fastrand::f64());
         std::thread::sleep(jittered.min(budget - waited));
-        pause = pause.mul_f64(1.25).min(MAX_PAUSE);
+        pause = next_pause(pause, waited, steady_for);
+    }
+}
+
+/// The pause after `pause`, `waited` into a wait that keeps its pace for
+/// `steady_for`: a quarter longer once that has passed, up to `MAX_PAUSE`.
+fn next_pause(pause: Duration, waited: Duration, steady_for: Duration) -> Duration {
+    if waited < steady_for {
+        pause
+    } else {
+        pause.mul_f64(1.25).min(MAX_PAUSE)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pauses_keep_their_pace_then_grow_to_the_cap() {
+        let ms = Duration::from_millis;
+        let steady = Duration::from_secs(2);
+        assert_eq!(next_pause(ms(4), ms(1999), steady), ms(4));
+        assert_eq!(next_pause(ms(4), ms(2000), steady), ms(5));
+        assert_eq!(next_pause(ms(20), ms(0), Duration::ZERO), ms(25));
+        assert_eq!(next_pause(MAX_PAUSE, ms(0), Duration::ZERO), MAX_PAUSE);
+    }
 
     #[test]
     fn returns_once_an_attempt_succeeds() {

@@ -167,7 +167,7 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
 /// kubeadm's `member add` while they count), and none joins past etcd.size.
 fn join_stacked(agent: &Agent, why: String) -> Result<(String, bool)> {
     let node = etcd::Node::new(agent.ctx)?;
-    let (plan, _, held) = etcd::plan_under_lock(&node)?;
+    let (plan, members, held) = etcd::plan_under_lock(&node)?;
     match &plan.decision {
         Decision::Bootstrap => {
             bail!("no etcd member on the other masters answers, though their control plane does")
@@ -180,7 +180,7 @@ fn join_stacked(agent: &Agent, why: String) -> Result<(String, bool)> {
     if !plan.decision.removals().is_empty() {
         tracing::info!(decision = %etcd::describe(&node, &plan), "removing the etcd members of masters dead to the cluster");
     }
-    etcd::remove_dead(&node, &plan.decision)?;
+    etcd::remove_dead(&node, &plan.decision, members)?;
     let joined = join(why);
     drop(held);
     joined.map(|s| (s, false))

@@ -281,6 +281,7 @@ pub fn run(node: &Node) -> Result<Option<String>> {
         move_aside(&node.data_dir())?;
     }
     let mut learner_id = None;
+    let mut releasing = None;
     let (state, initial_cluster) = match &plan.decision {
         Decision::Bootstrap => (ClusterState::New, listed_cluster(node)),
         Decision::Restart => (
@@ -288,11 +289,14 @@ pub fn run(node: &Node) -> Result<Option<String>> {
             vec![(node.ctx.me.name.clone(), node.peer_url.clone())],
         ),
         Decision::Join { .. } | Decision::Replace { .. } => {
-            remove_dead(node, &plan.decision)?;
-            let (id, members) = add_self(node)?;
+            // Under the lock only this node changes the membership: the
+            // list the plan was made on stays right for the first attempts.
+            let left = remove_dead(node, &plan.decision, members.clone())?;
+            let (id, members) = add_self(node, left)?;
             learner_id = Some(id);
-            // The learner holds its place: the next change may start.
-            drop(lock.take());
+            // The learner holds its place: the next change may start
+            // while this node writes its configuration.
+            releasing = lock.take().map(HeldLock::release_in_background);
             (ClusterState::Existing, current_cluster(node, &members))
         }
         Decision::StartListed { id, learner } => {
@@ -332,6 +336,7 @@ pub fn run(node: &Node) -> Result<Option<String>> {
             updated: status::now(),
         },
     )?;
+    drop(releasing);
     if !node.ctx.start {
         tracing::info!("etcd is configured; not starting it (--no-start): run `kiln-firstboot settle` once it runs");
         return Ok(None);
@@ -372,16 +377,19 @@ fn joins_running_cluster(decision: &Decision) -> bool {
 /// etcd would fail to start after the membership change (a downgrade), or
 /// run a cluster two minors apart.
 fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
+    // Every member asked at once: a dead one may take a whole timeout.
+    let answers: Vec<_> = std::thread::scope(|s| {
+        let asked: Vec<_> = members
+            .iter()
+            .filter_map(|m| m.client_urls.first())
+            .map(|url| s.spawn(|| node.client.version(url)))
+            .collect();
+        asked.into_iter().filter_map(|a| a.join().ok()).collect()
+    });
     let mut errors = Vec::new();
-    let versions: Vec<(EtcdVersion, Option<EtcdVersion>)> = members
-        .iter()
-        .filter_map(|m| m.client_urls.first())
-        .filter_map(|url| {
-            node.client
-                .version(url)
-                .map_err(|e| errors.push(format!("{e:#}")))
-                .ok()
-        })
+    let versions: Vec<(EtcdVersion, Option<EtcdVersion>)> = answers
+        .into_iter()
+        .filter_map(|answer| answer.map_err(|e| errors.push(format!("{e:#}"))).ok())
         .collect();
     let Some(cluster) = cluster_version(&versions) else {
         bail!(
@@ -426,48 +434,62 @@ fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)>
         .collect()
 }
 
-/// Adds this node as a learner; returns its ID and the member list with it.
-fn add_self(node: &Node) -> Result<(String, Vec<MemberInfo>)> {
-    let (id, members) = node.cluster_call("add this node as a learner", |members, endpoint| {
-        // A timed-out add may have happened anyway: never add a second member.
-        if let Some(m) = members
-            .iter()
-            .find(|m| m.peer_urls.contains(&node.peer_url))
-        {
-            return Ok((m.id.clone(), members.to_vec()));
-        }
-        node.client.member_add(endpoint, &node.peer_url, true)
-    })?;
+/// Adds this node as a learner (`members`: the list before, as far as
+/// known); returns its ID and the member list with it.
+fn add_self(node: &Node, members: Vec<MemberInfo>) -> Result<(String, Vec<MemberInfo>)> {
+    let known = Some(members);
+    let (id, members) =
+        node.cluster_call("add this node as a learner", known, |members, endpoint| {
+            // A timed-out add may have happened anyway: never add a second member.
+            if let Some(m) = members
+                .iter()
+                .find(|m| m.peer_urls.contains(&node.peer_url))
+            {
+                return Ok((m.id.clone(), members.to_vec()));
+            }
+            node.client.member_add(endpoint, &node.peer_url, true)
+        })?;
     tracing::info!(member = %node.ctx.me.name, id = %id, "added this node to the cluster as a learner");
     Ok((id, members))
 }
 
 /// Removes the members `decision` removes before its add
-/// ([`Decision::removals`]), one by one.
-pub fn remove_dead(node: &Node, decision: &Decision) -> Result<()> {
-    decision
-        .removals()
-        .into_iter()
-        .try_for_each(|dead| remove_member(node, dead))
+/// ([`Decision::removals`]), one by one, from `members` (the list the
+/// decision was made on, under the membership lock); returns the list
+/// without them.
+pub fn remove_dead(
+    node: &Node,
+    decision: &Decision,
+    mut members: Vec<MemberInfo>,
+) -> Result<Vec<MemberInfo>> {
+    for dead in decision.removals() {
+        remove_member(node, dead, members.clone())?;
+        members.retain(|m| m.id != dead.id);
+    }
+    Ok(members)
 }
 
-fn remove_member(node: &Node, dead: &MemberInfo) -> Result<()> {
-    node.cluster_call("remove the dead member", |members, endpoint| {
-        if !members.iter().any(|m| m.id == dead.id) {
-            return Ok(());
-        }
-        // The list came from another member, which may not have applied
-        // an earlier, timed-out removal yet: "not found" means it is gone.
-        match node.client.member_remove(endpoint, &dead.id) {
-            Err(e)
-                if e.downcast_ref::<EtcdRefused>()
-                    .is_some_and(|r| r.message.contains("member not found")) =>
-            {
-                Ok(())
+fn remove_member(node: &Node, dead: &MemberInfo, members: Vec<MemberInfo>) -> Result<()> {
+    node.cluster_call(
+        "remove the dead member",
+        Some(members),
+        |members, endpoint| {
+            if !members.iter().any(|m| m.id == dead.id) {
+                return Ok(());
             }
-            other => other,
-        }
-    })?;
+            // The list came from another member, which may not have applied
+            // an earlier, timed-out removal yet: "not found" means it is gone.
+            match node.client.member_remove(endpoint, &dead.id) {
+                Err(e)
+                    if e.downcast_ref::<EtcdRefused>()
+                        .is_some_and(|r| r.message.contains("member not found")) =>
+                {
+                    Ok(())
+                }
+                other => other,
+            }
+        },
+    )?;
     tracing::info!(member = %dead.name, id = %dead.id, "removed the dead member");
     Ok(())
 }

@@ -81,6 +81,22 @@ impl HeldLock {
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::SeqCst)
     }
+
+    /// Gives the lock back on another thread, while the caller goes on.
+    pub fn release_in_background(self) -> Releasing {
+        Releasing(Some(std::thread::spawn(move || drop(self))))
+    }
+}
+
+/// A lock being given back; dropping this waits until it is.
+pub struct Releasing(Option<JoinHandle<()>>);
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            let _ = release.join();
+        }
+    }
 }
 
 impl Drop for HeldLock {

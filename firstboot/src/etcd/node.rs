@@ -11,7 +11,7 @@ use super::client::{EtcdClient, EtcdRefused, MemberInfo};
 use super::membership::{ClusterView, Me, Policy};
 use super::watch::{beat, parse_reports, Report};
 use crate::agent::NodeContext;
-use crate::backoff::{retry, Attempt};
+use crate::backoff::{retry_steady, Attempt};
 use crate::discovery::Sources;
 use crate::layout;
 use crate::node_config::url_for;
@@ -19,6 +19,12 @@ use crate::node_config::url_for;
 /// A host that is up refuses a connection at once; one that does not
 /// answer in this long counts as "may be there".
 const REFUSAL_PROBE: Duration = Duration::from_secs(1);
+/// etcd answers "not now" to a learner's promotion until it has caught up,
+/// typically within 100-300 ms of its start: membership calls are retried
+/// at this pace for `STEADY_CALLS_FOR`, so the learner is promoted as soon
+/// as etcd allows, and back off after that.
+const CALL_PACE: Duration = Duration::from_millis(4);
+const STEADY_CALLS_FOR: Duration = Duration::from_secs(2);
 
 pub struct Node<'a> {
     pub ctx: &'a NodeContext,
@@ -61,14 +67,23 @@ impl<'a> Node<'a> {
     }
 
     /// Asks the discovered peers for the member list, then every member for
-    /// its status. `None` when no peer answers at all.
+    /// its status while the peer that answered gives the watchers' reports.
+    /// `None` when no peer answers at all.
     pub fn observe(&self) -> Option<ClusterView> {
-        let members = self.members_now()?;
-        let statuses = self.statuses(&members);
-        let reports = statuses
-            .iter()
-            .filter_map(|(id, _)| members.iter().find(|m| &m.id == id))
-            .find_map(|m| self.reports(m.client_urls.first()?))
+        let (answered, members) = self.first_member_list()?;
+        let (statuses, reports) = std::thread::scope(|s| {
+            let reports = s.spawn(|| self.reports(&answered));
+            (self.statuses(&members), reports.join().ok().flatten())
+        });
+        // A peer that lists the members but serves no reads (a learner):
+        // the reports come from a member that answered its status.
+        let reports = reports
+            .or_else(|| {
+                statuses
+                    .iter()
+                    .filter_map(|(id, _)| members.iter().find(|m| &m.id == id))
+                    .find_map(|m| self.reports(m.client_urls.first()?))
+            })
             .unwrap_or_default();
         Some(ClusterView {
             alive: statuses.iter().map(|(id, _)| id.clone()).collect(),
@@ -115,11 +130,19 @@ impl<'a> Node<'a> {
     /// The member list from the first discovered peer that answers (all are
     /// asked at once: a dead peer may take a whole timeout to fail).
     pub fn members_now(&self) -> Option<Vec<MemberInfo>> {
+        self.first_member_list().map(|(_, members)| members)
+    }
+
+    /// [`Node::members_now`], with the client URL of the peer that answered.
+    fn first_member_list(&self) -> Option<(String, Vec<MemberInfo>)> {
         let (answers, first) = std::sync::mpsc::channel();
         for url in self.sources.candidate_urls(&self.client_url) {
             let (answers, client) = (answers.clone(), self.client.clone());
             // Detached: the first answer wins, slow probes end on their timeout.
-            std::thread::spawn(move || answers.send(client.member_list(&url)));
+            std::thread::spawn(move || {
+                let list = client.member_list(&url);
+                answers.send(list.map(|members| (url, members)))
+            });
         }
         drop(answers);
         first.iter().find_map(Result::ok)
@@ -155,18 +178,25 @@ impl<'a> Node<'a> {
     /// Runs a membership call against the cluster until it succeeds, retrying
     /// the answers etcd gives while a change is not yet safe.
     ///
-    /// `call` gets the current member list and an endpoint, so it can first
-    /// check whether an earlier, interrupted attempt already took effect.
+    /// `call` gets the member list and an endpoint, so it can first check
+    /// whether an earlier, interrupted attempt already took effect. The
+    /// list is `known` (taken under the membership lock) for the first
+    /// attempt, and asked for again after any attempt that did not get
+    /// etcd's answer: only a call that may have happened changes it.
     pub fn cluster_call<T>(
         &self,
         what: &str,
+        known: Option<Vec<MemberInfo>>,
         mut call: impl FnMut(&[MemberInfo], &str) -> Result<T>,
     ) -> Result<T> {
-        let outcome = retry(what, self.ctx.timeout, || {
-            let Some(members) = self.members_now() else {
+        let mut known = known;
+        let outcome = retry_steady(CALL_PACE, STEADY_CALLS_FOR, what, self.ctx.timeout, || {
+            let Some(members) = known.take().or_else(|| self.members_now()) else {
                 return Attempt::Retry("no etcd member answers".into());
             };
             let mut last = "no voting member to ask".to_owned();
+            // Some endpoint answered "not now", and none left the call in doubt.
+            let (mut answered, mut in_doubt) = (false, false);
             for endpoint in self.voting_endpoints(&members) {
                 match call(&members, &endpoint) {
                     Ok(value) => return Attempt::Done(Ok(value)),
@@ -174,9 +204,23 @@ impl<'a> Node<'a> {
                         Some(refused) if !is_transient(&refused.message) => {
                             return Attempt::Done(Err(e.context(format!("etcd refused to {what}"))))
                         }
-                        _ => last = format!("{e:#}"),
+                        Some(_) => {
+                            // "Not now" comes from the leader whichever
+                            // member forwards the call: asking the next
+                            // one at once would only hear it again.
+                            answered = true;
+                            last = format!("{e:#}");
+                            break;
+                        }
+                        None => {
+                            in_doubt = true;
+                            last = format!("{e:#}");
+                        }
                     },
                 }
+            }
+            if answered && !in_doubt {
+                known = Some(members);
             }
             Attempt::Retry(last)
         })?;

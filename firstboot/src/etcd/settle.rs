@@ -35,7 +35,7 @@ pub fn settle(node: &Node) -> Result<String> {
         }
     };
     if let Some(id) = learner {
-        node.cluster_call("promote this learner to a voting member", |members, endpoint| {
+        node.cluster_call("promote this learner to a voting member", None, |members, endpoint| {
             match members.iter().find(|m| m.id == id) {
                 Some(m) if !m.is_learner => Ok(()),
                 Some(_) => node.client.member_promote(endpoint, &id),
