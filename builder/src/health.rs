@@ -13,7 +13,7 @@ use kiln_firstboot::etcd::client::{EtcdClient, MemberInfo};
 use kiln_firstboot::etcd::membership::{unseen_by_cluster, ClusterView};
 use kiln_firstboot::etcd::watch::{parse_reports, Report};
 use kiln_firstboot::layout;
-use kiln_firstboot::node_config::url_for;
+use kiln_firstboot::node_config::{endpoint_url, url_for};
 use serde_json::json;
 
 use crate::node_toml::etcd_members;
@@ -36,7 +36,9 @@ pub fn operator_client(secrets: &Path) -> Result<EtcdClient> {
     })
 }
 
-/// `endpoints`, or the client URLs of the profile's members when empty.
+/// `endpoints`, or when empty the client URLs of the profile's members and
+/// then its `etcd.endpoint` (which still answers after every listed
+/// member was replaced on a new address).
 pub fn endpoints_or_listed(loaded: &LoadedProfile, endpoints: Vec<String>) -> Vec<String> {
     if !endpoints.is_empty() {
         return endpoints;
@@ -45,6 +47,7 @@ pub fn endpoints_or_listed(loaded: &LoadedProfile, endpoints: Vec<String>) -> Ve
     etcd_members(&loaded.profile)
         .iter()
         .map(|m| url_for(m.ip, port))
+        .chain(loaded.profile.etcd.endpoint.as_deref().map(endpoint_url))
         .collect()
 }
 

@@ -57,6 +57,7 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
             restore_from: restore_path(profile.etcd.restore_from.as_ref()),
             size: profile.etcd.size,
             replace_dead_after_seconds: profile.etcd.replace_dead_after.as_secs(),
+            endpoint: profile.etcd.endpoint.clone(),
         },
         control_plane: profile
             .control_plane

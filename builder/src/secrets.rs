@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use kiln_firstboot::fsutil::{create_dir_all_mode, write_atomic};
-use kiln_firstboot::node_config::Member;
-use kiln_firstboot::pki::{Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
+use kiln_firstboot::node_config::{endpoint_host, Member};
+use kiln_firstboot::pki::{member_sans, Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
@@ -472,18 +471,21 @@ fn usage_stem(usage: Usage) -> &'static str {
     }
 }
 
-/// SANs of a member: name, FQDN, extra names, localhost; its IP and loopback.
+/// A member's certificate: the SANs of [`member_sans`].
 pub fn member_spec(member: &Member, domain: &str, profile: &Profile) -> LeafSpec {
-    let mut dns_names = vec![member.name.clone(), format!("{}.{domain}", member.name)];
-    dns_names.extend(member.dns_names.iter().cloned());
-    dns_names.push("localhost".to_owned());
-    dns_names.dedup();
+    let (dns_names, ips) = member_sans(
+        &member.name,
+        domain,
+        &member.dns_names,
+        member.ip,
+        profile.etcd.endpoint.as_deref().map(endpoint_host),
+    );
     LeafSpec {
         common_name: member.name.clone(),
         organization: None,
         usage: Usage::Server,
         dns_names,
-        ips: vec![member.ip, IpAddr::from([127, 0, 0, 1])],
+        ips,
         algorithm: profile.pki.key_algorithm,
         validity_seconds: profile.pki.leaf_validity_seconds(),
     }

@@ -107,6 +107,11 @@ pub struct EtcdSettings {
     /// takes its place (`etcd.replace_dead_after`).
     #[serde(default = "default_replace_dead_after")]
     pub replace_dead_after_seconds: u64,
+    /// `host:port` of a stable client endpoint in front of the members (a
+    /// load balancer or a DNS name, `etcd.endpoint`): discovery asks it
+    /// too, and every member's certificates name its host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// `etcd.replace_dead_after`'s default: 2 minutes.
@@ -229,6 +234,21 @@ impl NodeConfig {
         }
     }
 
+    /// The host of `etcd.endpoint`, when the profile has one.
+    pub fn etcd_endpoint_host(&self) -> Option<&str> {
+        self.etcd.endpoint.as_deref().map(endpoint_host)
+    }
+
+    /// Where etcd's clients (the API servers) reach it: the stable endpoint
+    /// when the profile has one, which outlives every member's address,
+    /// else every initial member.
+    pub fn etcd_for_clients(&self) -> Vec<String> {
+        match &self.etcd.endpoint {
+            Some(endpoint) => vec![endpoint_url(endpoint)],
+            None => self.etcd_client_urls(),
+        }
+    }
+
     /// `https://<ip>:<client_port>` of every initial member.
     pub fn etcd_client_urls(&self) -> Vec<String> {
         self.etcd
@@ -236,6 +256,19 @@ impl NodeConfig {
             .iter()
             .map(|m| url_for(m.ip, self.etcd.client_port))
             .collect()
+    }
+}
+
+/// The client URL of a `host:port` endpoint.
+pub fn endpoint_url(endpoint: &str) -> String {
+    format!("https://{endpoint}")
+}
+
+/// The host of `host:port` (an IPv6 host without its brackets).
+pub fn endpoint_host(endpoint: &str) -> &str {
+    match endpoint.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(host, _)| host),
+        None => endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host),
     }
 }
 
@@ -289,6 +322,7 @@ mod tests {
                 restore_from: None,
                 size: None,
                 replace_dead_after_seconds: DEFAULT_REPLACE_DEAD_AFTER_SECONDS,
+                endpoint: None,
             },
             control_plane: None,
         };

@@ -97,6 +97,31 @@ pub struct LeafSpec {
     pub validity_seconds: u64,
 }
 
+/// The names an etcd member's certificates carry: its name, FQDN and extra
+/// names, localhost, its address and loopback, and the host of the stable
+/// client endpoint (`etcd.endpoint`, a load balancer or DNS name) when the
+/// profile has one, so clients reaching any member through it verify it.
+pub fn member_sans(
+    name: &str,
+    domain: &str,
+    extra_names: &[String],
+    ip: IpAddr,
+    endpoint_host: Option<&str>,
+) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns_names = vec![name.to_owned(), format!("{name}.{domain}")];
+    dns_names.extend(extra_names.iter().cloned());
+    dns_names.push("localhost".to_owned());
+    let mut ips = vec![ip, IpAddr::from([127, 0, 0, 1])];
+    match endpoint_host.map(|host| (host, host.parse::<IpAddr>())) {
+        Some((_, Ok(address))) => ips.push(address),
+        Some((host, Err(_))) => dns_names.push(host.to_owned()),
+        None => {}
+    }
+    dns_names.dedup();
+    ips.dedup();
+    (dns_names, ips)
+}
+
 /// A certificate authority that can issue leaf certificates.
 pub struct Authority {
     cert_pem: String,
@@ -418,6 +443,26 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_sans_name_the_endpoints_host_as_an_address_or_a_dns_name() {
+        let ip: IpAddr = "10.0.0.11".parse().unwrap();
+        let extra = ["etcd1.example".to_owned()];
+        let (names, ips) = member_sans("etcd1", "kiln.test", &extra, ip, None);
+        assert_eq!(
+            names,
+            ["etcd1", "etcd1.kiln.test", "etcd1.example", "localhost"]
+        );
+        assert_eq!(ips, [ip, IpAddr::from([127, 0, 0, 1])]);
+        let (names, ips) = member_sans("etcd1", "kiln.test", &[], ip, Some("10.0.0.50"));
+        assert_eq!(names, ["etcd1", "etcd1.kiln.test", "localhost"]);
+        assert_eq!(ips[2], IpAddr::from([10, 0, 0, 50]));
+        let (names, ips) = member_sans("etcd1", "kiln.test", &[], ip, Some("etcd.kiln.test"));
+        assert_eq!(names.last().map(String::as_str), Some("etcd.kiln.test"));
+        assert_eq!(ips.len(), 2);
+        let (_, ips) = member_sans("etcd1", "kiln.test", &[], ip, Some("fd00::50"));
+        assert_eq!(ips[2], "fd00::50".parse::<IpAddr>().unwrap());
+    }
 
     fn server_spec() -> LeafSpec {
         LeafSpec {

@@ -173,6 +173,7 @@ impl Fixture {
                 restore_from: None,
                 size: None,
                 replace_dead_after_seconds: REPLACE_DEAD_AFTER_SECONDS,
+                endpoint: None,
             },
             control_plane: None,
         };

@@ -76,21 +76,67 @@ fn every_leaf_verifies_against_its_ca_with_the_runbook_usages() {
                 ext.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
                 "{name} {kind}: {ext}"
             );
-            let sans = ext
-                .lines()
-                .skip_while(|l| !l.contains("Subject Alternative Name"))
-                .nth(1)
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
             assert_eq!(
-                sans,
+                sans_of(&cert),
                 format!(
                     "DNS:{name}, DNS:{name}.cluster.example, DNS:localhost, \
                      IP Address:{ip}, IP Address:127.0.0.1"
                 ),
                 "{name} {kind} SANs"
             );
+        }
+    }
+}
+
+/// The SAN line of `openssl x509 -ext` for a certificate.
+fn sans_of(cert: &Path) -> String {
+    extensions(cert)
+        .lines()
+        .skip_while(|l| !l.contains("Subject Alternative Name"))
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// etcd.endpoint, added to a cluster's profile: the next build reissues
+/// every listed member's server and peer certificates with their keys,
+/// naming the endpoint's host, so clients reaching a member through the
+/// load balancer verify it.
+#[test]
+fn adding_etcd_endpoint_reissues_the_member_certificates_naming_its_host() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let s = build.secrets();
+    let text = fs::read_to_string(profile("example.toml")).unwrap();
+    for (host, san) in [
+        ("etcd.cluster.example", "DNS:etcd.cluster.example"),
+        ("10.10.0.50", "IP Address:10.10.0.50"),
+    ] {
+        let with_endpoint = build.dir.path().join(format!("endpoint-{host}.toml"));
+        let edited = text.replacen(
+            "[etcd]\n",
+            &format!("[etcd]\nendpoint = \"{host}:2379\"\n"),
+            1,
+        );
+        assert_ne!(edited, text, "example.toml has an [etcd] table");
+        fs::write(&with_endpoint, edited).unwrap();
+        let before = digests(&s);
+        let out = build.run(&with_endpoint);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let after = digests(&s);
+        for name in ["etcd1", "etcd2", "etcd3"] {
+            for kind in ["server", "peer"] {
+                let stem = format!("etcd/members/{name}/{kind}");
+                let cert = s.join(format!("{stem}.crt"));
+                verify(&s.join("etcd/ca.crt"), &cert);
+                let sans = sans_of(&cert);
+                assert!(sans.contains(san), "{stem}: {sans}");
+                assert!(stderr.contains(&format!("reissued {stem}.crt")), "{stderr}");
+                let key = format!("{stem}.key");
+                assert_eq!(before[&key], after[&key], "{key} changed");
+            }
         }
     }
 }

@@ -561,17 +561,33 @@ fn unlisted_node_discovers_cluster_through_dns_srv() {
 
 /// Cloud replacement: each of the three initial members dies in turn and a
 /// node with a new name and a new address takes its place once the cluster
-/// has seen it dead for etcd.replace_dead_after, found through DNS SRV after
-/// every listed address is gone. Writes and `kiln health --wait` go on in
-/// between; no etcdctl by hand.
+/// has seen it dead for etcd.replace_dead_after. Discovery is DNS SRV
+/// records that name the initial members only (nobody updates them) and
+/// etcd.endpoint, a TCP load balancer whose targets follow the live members
+/// as an autoscaling group's target group does: the last new node finds the
+/// cluster through the load balancer alone, over TLS that checks the
+/// balancer's address in the certificates the agents minted. Writes and
+/// `kiln health --wait` go on in between; no etcdctl by hand.
 #[test]
 fn all_initial_members_replaced_by_new_names_on_new_addresses() {
-    let sc = Scenario::new("rot", 113, 3, DiscoverySource::DnsSrv);
+    let mut sc = Scenario::new("rot", 113, 3, DiscoverySource::DnsSrv);
     let names: Vec<(String, Ipv4Addr)> = (1..=3u8)
         .map(|i| (format!("etcd{i}"), sc.ip(10 + i)))
         .chain((4..=6u8).map(|i| (format!("etcd{i}"), sc.ip(17 + i))))
         .collect();
-    let dns = serve_srv(&sc, &names);
+    let dns = serve_srv(&sc, &names[..3]);
+    let balancer = sc.lab.bridge_host(50);
+    sc.fixture.config.etcd.endpoint = Some(format!("{}:2379", balancer.ip));
+    let balancer_dir = tempfile::tempdir().unwrap();
+    let targets = balancer_dir.path().join("targets");
+    let follow = |live: &[Ipv4Addr]| {
+        let lines: Vec<String> = live.iter().map(|ip| format!("{ip}:2379\n")).collect();
+        std::fs::write(&targets, lines.concat()).unwrap();
+    };
+    follow(&names[..3].iter().map(|(_, ip)| *ip).collect::<Vec<_>>());
+    let mut forward = balancer.command(&kiln_e2e::binary("tcp-forward").display().to_string());
+    forward.arg(format!("{}:2379", balancer.ip)).arg(&targets);
+    sc.lab.spawn("balancer", forward);
     let originals: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
     for node in &originals {
         use_dns(node, dns);
@@ -606,6 +622,7 @@ fn all_initial_members_replaced_by_new_names_on_new_addresses() {
         sc.destroy(old);
         sc.lab.remove_host(&old.host);
         live.retain(|ip| *ip != sc.ip(11 + k as u8));
+        follow(&live);
         let (name, ip) = &names[3 + k];
         let node = sc.node(ip.octets()[3]);
         use_dns(&node, dns);
@@ -621,6 +638,7 @@ fn all_initial_members_replaced_by_new_names_on_new_addresses() {
         );
         sc.watch(&node, Some(name));
         live.push(*ip);
+        follow(&live);
         health_wait(&node, &live);
         put(&node, &live, &format!("/rotation/{}", k + 1), name);
         fresh.push(node);

@@ -70,6 +70,9 @@ pub struct EtcdSection {
     /// takes its place.
     #[serde(default = "default_replace_dead_after")]
     pub replace_dead_after: Span,
+    /// `host:port` of a load balancer or DNS name in front of the members.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

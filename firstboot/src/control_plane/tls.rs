@@ -16,7 +16,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
 
-use crate::kubeadm::config::{endpoint_host, endpoint_port};
+use crate::kubeadm::config::endpoint_port;
+use crate::node_config::endpoint_host;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 

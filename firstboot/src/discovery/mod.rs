@@ -1,7 +1,9 @@
 //! Where the etcd peers are: one small trait, one module per source, tried in
-//! the order the node configuration lists them.
+//! the order the node configuration lists them, then the stable client
+//! endpoint when the profile has one.
 
 mod dns_srv;
+mod endpoint;
 mod static_list;
 
 use std::path::Path;
@@ -26,7 +28,7 @@ pub struct Sources {
 
 impl Sources {
     pub fn new(config: &NodeConfig, root: &Path) -> Sources {
-        let list: Vec<Box<dyn PeerSource>> = config
+        let mut list: Vec<Box<dyn PeerSource>> = config
             .etcd
             .discovery
             .iter()
@@ -37,6 +39,9 @@ impl Sources {
                 }
             })
             .collect();
+        if let Some(at) = &config.etcd.endpoint {
+            list.push(Box::new(endpoint::Endpoint::new(at)));
+        }
         let failed = Mutex::new(vec![None; list.len()]);
         Sources { list, failed }
     }

@@ -2,7 +2,6 @@
 //! pre-generated ones for a listed member on its listed address, or freshly
 //! minted ones (from the baked etcd CA key) for any other node.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -14,7 +13,7 @@ use crate::layout::etcd::{
 };
 use crate::layout::{pki, under_root};
 use crate::node_config::NodeConfig;
-use crate::pki::{Authority, LeafSpec, Usage};
+use crate::pki::{member_sans, Authority, LeafSpec, Usage};
 
 /// The user Debian's etcd.service runs as.
 const ETCD_USER: &str = "etcd";
@@ -147,15 +146,19 @@ fn minted_already(dir: &Path) -> bool {
 }
 
 fn leaf_spec(config: &NodeConfig, me: &NodeIdentity, usage: Usage) -> LeafSpec {
-    let mut dns_names = vec![me.name.clone(), format!("{}.{}", me.name, config.domain)];
-    dns_names.extend(me.dns_names.iter().cloned());
-    dns_names.push("localhost".into());
+    let (dns_names, ips) = member_sans(
+        &me.name,
+        &config.domain,
+        &me.dns_names,
+        me.ip,
+        config.etcd_endpoint_host(),
+    );
     LeafSpec {
         common_name: me.name.clone(),
         organization: None,
         usage,
         dns_names,
-        ips: vec![me.ip, IpAddr::V4(Ipv4Addr::LOCALHOST)],
+        ips,
         algorithm: config.pki.key_algorithm,
         validity_seconds: config.pki.leaf_validity_seconds,
     }

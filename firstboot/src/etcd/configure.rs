@@ -93,13 +93,21 @@ fn make_plan(node: &Node, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
             )
         } else if node.ctx.me.is_initial_member() {
             "the etcd cluster did not become ready for this node".to_owned()
+        } else if let Some(endpoint) = &node.ctx.config.etcd.endpoint {
+            format!(
+                "{} is not an initial member, so it never bootstraps a cluster alone, and no \
+                 member answered through discovery {:?} or the endpoint etcd.endpoint = {endpoint}: \
+                 check that it forwards TCP to the live members' client port, and rerun",
+                node.ctx.me.name, node.ctx.config.etcd.discovery
+            )
         } else if node.ctx.config.etcd.discovery == [DiscoverySource::Static] {
             format!(
                 "{} is not an initial member, so it never bootstraps a cluster alone, and static \
                  discovery asks only the listed members' addresses: start a listed member, or, \
-                 once the cluster runs on other addresses, set etcd.discovery = [\"dns-srv\"] in \
-                 the profile with SRV records _etcd-server-ssl._tcp.{} for the live members, \
-                 rebuild and boot the new image",
+                 once the cluster runs on other addresses, set etcd.endpoint in the profile to a \
+                 load balancer in front of the live members, or etcd.discovery = [\"dns-srv\"] \
+                 with SRV records _etcd-server-ssl._tcp.{} for them, rebuild and boot the new \
+                 image",
                 node.ctx.me.name, node.ctx.config.domain
             )
         } else {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::yaml::{documents, Node};
 use crate::layout::kube::{ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY};
-use crate::node_config::{ControlPlaneSettings, NodeConfig, Topology};
+use crate::node_config::{endpoint_host, ControlPlaneSettings, NodeConfig, Topology};
 use crate::pki::KeyAlgorithm;
 
 /// Where every API server of the cluster listens on its own node.
@@ -256,7 +256,7 @@ impl<'a> KubeadmInputs<'a> {
             Topology::External => Node::Map(vec![(
                 "external",
                 Node::Map(vec![
-                    ("endpoints", Node::strs(self.config.etcd_client_urls())),
+                    ("endpoints", Node::strs(self.config.etcd_for_clients())),
                     ("caFile", Node::str(ETCD_CA)),
                     ("certFile", Node::str(ETCD_CLIENT_CERT)),
                     ("keyFile", Node::str(ETCD_CLIENT_KEY)),
@@ -303,14 +303,6 @@ fn go_seconds(seconds: u64) -> String {
         seconds % 3600 / 60,
         seconds % 60
     )
-}
-
-/// The host part of `host:port` or `[v6]:port`.
-pub fn endpoint_host(endpoint: &str) -> &str {
-    if let Some(rest) = endpoint.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host)
 }
 
 /// The port of `host:port`; kubeadm's default when there is none.

@@ -38,6 +38,7 @@ pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
             restore_from: None,
             size: None,
             replace_dead_after_seconds: crate::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS,
+            endpoint: None,
         },
         control_plane: Some(ControlPlaneSettings {
             endpoint: "10.0.0.20:6443".into(),
@@ -159,6 +160,30 @@ fn v1beta4_cluster_configuration_carries_the_pki_settings() {
     let old = sample_config(Role::Master, "1.30.6");
     let text = inputs(&old).init_config();
     assert!(!text.contains("encryptionAlgorithm") && !text.contains("ValidityPeriod"));
+}
+
+/// External etcd: the API servers reach the listed members, or only the
+/// stable endpoint when the profile has one (it outlives their addresses).
+#[test]
+fn external_etcd_endpoints_are_the_members_or_the_stable_endpoint() {
+    let mut config = sample_config(Role::Master, "1.36.2");
+    config.etcd.topology = Topology::External;
+    let listed = inputs(&config).init_config();
+    for url in config.etcd_client_urls() {
+        assert!(
+            listed.contains(&format!("\"{url}\"")),
+            "{url} in:\n{listed}"
+        );
+    }
+    config.etcd.endpoint = Some("etcd.kiln.test:2379".into());
+    let text = inputs(&config).init_config();
+    assert!(text.contains("\"https://etcd.kiln.test:2379\""), "{text}");
+    for url in config.etcd_client_urls() {
+        assert!(
+            !text.contains(&url),
+            "{url} listed beside the endpoint:\n{text}"
+        );
+    }
 }
 
 #[test]

@@ -328,6 +328,9 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
             format!("write at least \"{MIN_REPLACE_DEAD_AFTER_SECONDS}s\"; the default is \"2m\""),
         );
     }
+    if let Some(endpoint) = &etcd.endpoint {
+        check_etcd_endpoint(endpoint, etcd.topology, check);
+    }
     if count > 0 && count % 2 == 0 {
         check.warn(
             field,
@@ -338,6 +341,25 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
                 count / 2 + 1
             ),
             "use an odd number of etcd members, like 3 or 5",
+        );
+    }
+}
+
+/// `etcd.endpoint`: `host:port` like the API server's endpoint, and only
+/// where kiln issues the members' certificates (which must name its host).
+fn check_etcd_endpoint(endpoint: &str, topology: Topology, check: &mut Checker<'_>) {
+    if let Err(why) = check_endpoint(endpoint) {
+        check.error(
+            "etcd.endpoint",
+            format!("endpoint {endpoint:?} is not host:port: {why}"),
+            "write the load balancer or DNS name in front of the etcd members as host:port, like \"etcd.cluster.example:2379\" or \"10.10.0.50:2379\", or leave it out",
+        );
+    }
+    if topology == Topology::Stacked {
+        check.error(
+            "etcd.endpoint",
+            "with topology = \"stacked\" the etcd members are the masters, whose etcd certificates kubeadm issues without the endpoint's name",
+            "leave etcd.endpoint out (masters find each other through the control plane's endpoint), or use topology = \"external\" with [[etcd.members]]",
         );
     }
 }
