@@ -13,7 +13,7 @@ use kiln_firstboot::etcd::version::EtcdVersion;
 use kiln_firstboot::node_config::{Role, Topology};
 
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
-use crate::layer::{build_layer, ContainerdConfig, LayerInputs, RoleLayer};
+use crate::layer::{build_layer, ContainerdConfig, Contents, LayerInputs, Meta, RoleLayer};
 use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
 use crate::node_toml::etcd_members;
 use crate::output;
@@ -139,6 +139,14 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
             Role::Etcd => baked_etcd_version(&loaded, &base, etcd.as_ref())?,
             _ => None,
         };
+        // Beside the binary: the agent reads it instead of starting etcd.
+        if let Some(version) = etcd_version {
+            layer.add_file(
+                kiln_firstboot::layout::ETCD_VERSION_FILE,
+                Meta::root(0o644),
+                Contents::Inline(format!("{version}\n").into_bytes()),
+            );
+        }
         if let RoleBase::Debian(_) = base {
             image::add_os_files(&mut layer);
         }

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_firstboot::etcd::config::parse_env;
+use kiln_firstboot::etcd::version::EtcdVersion;
 use kiln_firstboot::layout::etcd::ENV_FILE;
 use kiln_firstboot::layout::{kube, pki as paths, under_root, NODE_CONFIG};
 use kiln_firstboot::node_config::{
@@ -59,8 +60,19 @@ impl Release {
         path
     }
 
+    /// The release's etcd version, as `etcd --version` prints it (asked once).
+    pub fn version(self) -> EtcdVersion {
+        static VERSIONS: [std::sync::OnceLock<EtcdVersion>; 2] =
+            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+        *VERSIONS[self as usize].get_or_init(|| {
+            EtcdVersion::of_binary(&self.tool("etcd"))
+                .unwrap_or_else(|e| panic!("the {self:?} release's etcd: {e:#}"))
+        })
+    }
+
     /// Installs the release into a node root, where the image has etcd:
-    /// /usr/bin/etcd and its tools, as links.
+    /// /usr/bin/etcd and its tools, as links, and the version file the
+    /// build writes beside them.
     pub fn install(self, root: &Path) {
         let bin = root.join("usr/bin");
         fs::create_dir_all(&bin).unwrap();
@@ -72,6 +84,9 @@ impl Release {
                 std::os::unix::fs::symlink(&target, &link).unwrap();
             }
         }
+        let recorded = under_root(root, Path::new(kiln_firstboot::layout::ETCD_VERSION_FILE));
+        fs::create_dir_all(recorded.parent().unwrap()).unwrap();
+        fs::write(recorded, format!("{}\n", self.version())).unwrap();
     }
 }
 

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
-use crate::layout::{under_root, ETCD_BINARY};
+use crate::layout::{under_root, ETCD_BINARY, ETCD_VERSION_FILE};
 
 /// `MAJOR.MINOR.PATCH` of an etcd release (a cluster version has patch 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -58,8 +58,14 @@ impl EtcdVersion {
         }
     }
 
-    /// The version of the etcd installed on the node under `root`.
+    /// The version of the etcd installed on the node under `root`: what
+    /// the image's build recorded beside the binary, else what the binary
+    /// says (an image built by hand, or a file that does not parse).
     pub fn installed(root: &Path) -> Result<EtcdVersion> {
+        let recorded = std::fs::read_to_string(under_root(root, Path::new(ETCD_VERSION_FILE)));
+        if let Some(version) = recorded.ok().and_then(|text| text.trim().parse().ok()) {
+            return Ok(version);
+        }
         EtcdVersion::of_binary(&under_root(root, Path::new(ETCD_BINARY)))
             .context("finding out which etcd this node runs")
     }
@@ -164,6 +170,22 @@ pub fn version_settings(version: EtcdVersion) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recorded_version_is_read_without_running_etcd() {
+        let root = tempfile::tempdir().unwrap();
+        let file = under_root(root.path(), Path::new(ETCD_VERSION_FILE));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        // No binary at all: only the file can answer.
+        std::fs::write(&file, "3.5.30\n").unwrap();
+        assert_eq!(
+            EtcdVersion::installed(root.path()).unwrap(),
+            EtcdVersion::new(3, 5, 30)
+        );
+        std::fs::write(&file, "not a version\n").unwrap();
+        let err = format!("{:#}", EtcdVersion::installed(root.path()).unwrap_err());
+        assert!(err.contains("--version"), "falls back to the binary: {err}");
+    }
 
     fn v(s: &str) -> EtcdVersion {
         s.parse().unwrap()
