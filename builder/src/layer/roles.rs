@@ -109,27 +109,12 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
 /// from one only it cannot reach. It beats until the node is a member, and
 /// systemd restarts it if it ever exits.
 fn add_watch_unit(layer: &mut RoleLayer) {
-    layer.add_unit(
-        Unit {
-            name: "kiln-watch.service".to_owned(),
-            contents: Some(format!(
-                "[Unit]\n\
-                 Description=kiln: report which etcd members answer (how the cluster tells who is dead)\n\
-                 After={agent_unit} etcd.service\n\
-                 \n\
-                 [Service]\n\
-                 ExecStart={agent} watch\n\
-                 Restart=always\n\
-                 RestartSec=5\n\
-                 \n\
-                 [Install]\n\
-                 WantedBy=multi-user.target\n",
-                agent_unit = layout::AGENT_UNIT,
-                agent = layout::AGENT_BINARY,
-            )),
-            dropins: vec![],
-        },
-        true,
+    add_agent_service(
+        layer,
+        "kiln-watch.service",
+        "report which etcd members answer (how the cluster tells who is dead)",
+        &format!("After={} etcd.service", layout::AGENT_UNIT),
+        "watch",
     );
 }
 
@@ -139,17 +124,35 @@ fn add_watch_unit(layer: &mut RoleLayer) {
 /// VIP. It runs beside the agent from boot on: a master on an unlisted
 /// address waits for the others to know it before its keepalived starts.
 fn add_vip_peers_unit(layer: &mut RoleLayer) {
+    add_agent_service(
+        layer,
+        "kiln-vip-peers.service",
+        "register this master as a keepalived peer and learn the others",
+        "Wants=network-online.target\nAfter=network-online.target",
+        "vip-peers",
+    );
+}
+
+/// An enabled service that runs `kiln-firstboot <command>` for as long as
+/// the node lives, restarted when it stops; `order` holds its `[Unit]`
+/// ordering lines.
+fn add_agent_service(
+    layer: &mut RoleLayer,
+    name: &str,
+    description: &str,
+    order: &str,
+    command: &str,
+) {
     layer.add_unit(
         Unit {
-            name: "kiln-vip-peers.service".to_owned(),
+            name: name.to_owned(),
             contents: Some(format!(
                 "[Unit]\n\
-                 Description=kiln: register this master as a keepalived peer and learn the others\n\
-                 Wants=network-online.target\n\
-                 After=network-online.target\n\
+                 Description=kiln: {description}\n\
+                 {order}\n\
                  \n\
                  [Service]\n\
-                 ExecStart={agent} vip-peers\n\
+                 ExecStart={agent} {command}\n\
                  Restart=always\n\
                  RestartSec=5\n\
                  \n\
