@@ -1,4 +1,5 @@
-//! Bounded waiting: every retry loop of the agent has a deadline, grows its
+//! Bounded waiting, and the beat of the agent's long-running services: every
+//! retry loop of the agent has a deadline, grows its
 //! pause with jitter, and ends in an error that says what it waited for.
 
 use std::time::{Duration, Instant};
@@ -77,9 +78,66 @@ fn next_pause(pause: Duration, waited: Duration, steady_for: Duration) -> Durati
     }
 }
 
+/// What one beat of a periodic service came to.
+pub enum Beat {
+    Done,
+    /// Not this time; logged when the reason is new.
+    Missed(anyhow::Error),
+    /// The service has nothing more to do.
+    Stop,
+}
+
+/// Runs `beat` every `every` until it says stop or fails: a missed beat is
+/// logged as `missed: <reason>` once per new reason and the next good one as
+/// `again`, so a peer down for hours costs the journal two lines, not one
+/// per beat.
+pub fn every_beat(
+    every: Duration,
+    again: &str,
+    missed: &str,
+    mut beat: impl FnMut() -> anyhow::Result<Beat>,
+) -> anyhow::Result<()> {
+    let mut said = String::new();
+    loop {
+        match beat()? {
+            Beat::Stop => return Ok(()),
+            Beat::Done if !said.is_empty() => {
+                tracing::info!("{again}");
+                said.clear();
+            }
+            Beat::Done => {}
+            Beat::Missed(e) => {
+                let reason = format!("{e:#}");
+                if reason != said {
+                    tracing::warn!("{missed}: {reason}");
+                    said = reason;
+                }
+            }
+        }
+        std::thread::sleep(every);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beats_go_on_through_misses_until_told_to_stop_or_a_failure() {
+        let mut beats = 0;
+        let stopped = every_beat(Duration::ZERO, "again", "missed", || {
+            beats += 1;
+            Ok(match beats {
+                1 | 2 => Beat::Missed(anyhow::anyhow!("down")),
+                3 => Beat::Done,
+                _ => Beat::Stop,
+            })
+        });
+        assert!(stopped.is_ok());
+        assert_eq!(beats, 4);
+        let failed = every_beat(Duration::ZERO, "again", "missed", || anyhow::bail!("fatal"));
+        assert_eq!(failed.unwrap_err().to_string(), "fatal");
+    }
 
     #[test]
     fn pauses_keep_their_pace_then_grow_to_the_cap() {

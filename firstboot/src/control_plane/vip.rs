@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keepalived;
 use crate::agent::NodeContext;
-use crate::backoff::{retry, Attempt};
+use crate::backoff::{every_beat, retry, Attempt, Beat};
 use crate::etcd;
 use crate::etcd::kv::{KeptLease, KvCluster};
 use crate::fsutil::write_with_parents;
@@ -80,24 +80,12 @@ pub fn run(ctx: &NodeContext) -> Result<()> {
         loaded: None,
     };
     tracing::info!(every = ?BEAT, "registering this master as a keepalived peer");
-    let mut said = String::new();
-    loop {
-        match registrar.beat() {
-            Ok(()) if !said.is_empty() => {
-                tracing::info!("registered again");
-                said.clear();
-            }
-            Ok(()) => {}
-            Err(e) => {
-                let reason = format!("{e:#}");
-                if reason != said {
-                    tracing::warn!("no registration this beat: {reason}");
-                    said = reason;
-                }
-            }
-        }
-        std::thread::sleep(BEAT);
-    }
+    every_beat(
+        BEAT,
+        "registered again",
+        "no registration this beat",
+        || Ok(registrar.beat().map_or_else(Beat::Missed, |()| Beat::Done)),
+    )
 }
 
 impl Registrar<'_> {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::client::MemberInfo;
 use super::kv::{KeptLease, KvCluster};
 use super::node::Node;
+use crate::backoff::{every_beat, Beat};
 use crate::layout;
 
 /// What one watcher publishes at `layout::keys::watch_report(cluster, its ID)`.
@@ -75,29 +76,14 @@ pub fn run(node: &Node) -> Result<()> {
         lease: KeptLease::new(report_ttl(beat), "report's"),
     };
     tracing::info!(every = ?beat, "reporting which etcd members answer");
-    let mut said = String::new();
-    loop {
-        let reported = watcher.report();
-        // A local member that does not answer may have been removed.
-        if reported.is_err() && super::removed::leave_if_removed(node)? {
-            return Ok(());
+    every_beat(beat, "reporting again", "no report this beat", || {
+        match watcher.report() {
+            Ok(()) => Ok(Beat::Done),
+            // A local member that does not answer may have been removed.
+            Err(_) if super::removed::leave_if_removed(node)? => Ok(Beat::Stop),
+            Err(e) => Ok(Beat::Missed(e)),
         }
-        match reported {
-            Ok(()) if !said.is_empty() => {
-                tracing::info!("reporting again");
-                said.clear();
-            }
-            Ok(()) => {}
-            Err(e) => {
-                let reason = format!("{e:#}");
-                if reason != said {
-                    tracing::warn!("no report this beat: {reason}");
-                    said = reason;
-                }
-            }
-        }
-        std::thread::sleep(beat);
-    }
+    })
 }
 
 impl Watcher<'_> {
