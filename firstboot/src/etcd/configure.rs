@@ -245,8 +245,7 @@ pub fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<Hel
 /// `kiln-firstboot plan`: prints the decision and why, changes nothing.
 pub fn plan(node: &Node) -> Result<String> {
     let (plan, members) = make_plan(node, node.ctx.timeout)?;
-    let installed = EtcdVersion::installed(&node.ctx.root);
-    check_before_change(node, &plan, &members, installed)?;
+    check_before_change(node, &plan, &members)?;
     Ok(describe(node, &plan))
 }
 
@@ -254,16 +253,7 @@ pub fn plan(node: &Node) -> Result<String> {
 /// agent starts services, starts it and settles. Returns the decision once
 /// the member converged; `None` when it is left configured for `settle`.
 pub fn run(node: &Node) -> Result<Option<String>> {
-    // `etcd --version` (a Go binary's start, 10-20 ms) runs while the
-    // node observes the cluster.
-    let root = node.ctx.root.clone();
-    let installed = std::thread::spawn(move || EtcdVersion::installed(&root));
     let (plan, members, mut lock) = plan_under_lock(node)?;
-    let installed = installed.join().unwrap_or_else(|_| {
-        Err(anyhow::anyhow!(
-            "finding out which etcd this node runs failed"
-        ))
-    });
     let sentence = describe(node, &plan);
     if matches!(
         plan.decision,
@@ -272,7 +262,7 @@ pub fn run(node: &Node) -> Result<Option<String>> {
         // Before anything is written: refusing changes nothing.
         bail!("{sentence}");
     }
-    let version = check_before_change(node, &plan, &members, installed)?;
+    let version = check_before_change(node, &plan, &members)?;
     // Verified before anything is written: a corrupt snapshot changes nothing.
     let restore = match plan.decision {
         Decision::Bootstrap => restore::prepare(node)?,
@@ -355,17 +345,11 @@ pub fn run(node: &Node) -> Result<Option<String>> {
 
 /// What `run` checks before it changes anything, and `plan` reports alike:
 /// the certificates, and the etcd version against the cluster's.
-/// `installed` is what `EtcdVersion::installed` found.
-fn check_before_change(
-    node: &Node,
-    plan: &Plan,
-    members: &[MemberInfo],
-    installed: Result<EtcdVersion>,
-) -> Result<EtcdVersion> {
+fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Result<EtcdVersion> {
     if plan.decision != Decision::Restart {
         certs::preflight(&node.ctx.root, &node.ctx.me)?;
     }
-    let version = installed?;
+    let version = EtcdVersion::installed(&node.ctx.root)?;
     if joins_running_cluster(&plan.decision) {
         check_version(node, version, members)?;
     }
@@ -445,9 +429,10 @@ fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)>
 /// Adds this node as a learner (`members`: the list before, as far as
 /// known); returns its ID and the member list with it.
 fn add_self(node: &Node, members: Vec<MemberInfo>) -> Result<(String, Vec<MemberInfo>)> {
-    let known = Some(members);
-    let (id, members) =
-        node.cluster_call("add this node as a learner", known, |members, endpoint| {
+    let (id, members) = node.cluster_call(
+        "add this node as a learner",
+        Some(members),
+        |members, endpoint| {
             // A timed-out add may have happened anyway: never add a second member.
             if let Some(m) = members
                 .iter()
@@ -456,7 +441,8 @@ fn add_self(node: &Node, members: Vec<MemberInfo>) -> Result<(String, Vec<Member
                 return Ok((m.id.clone(), members.to_vec()));
             }
             node.client.member_add(endpoint, &node.peer_url, true)
-        })?;
+        },
+    )?;
     tracing::info!(member = %node.ctx.me.name, id = %id, "added this node to the cluster as a learner");
     Ok((id, members))
 }

@@ -186,10 +186,9 @@ impl<'a> Node<'a> {
     pub fn cluster_call<T>(
         &self,
         what: &str,
-        known: Option<Vec<MemberInfo>>,
+        mut known: Option<Vec<MemberInfo>>,
         mut call: impl FnMut(&[MemberInfo], &str) -> Result<T>,
     ) -> Result<T> {
-        let mut known = known;
         let outcome = retry_steady(CALL_PACE, STEADY_CALLS_FOR, what, self.ctx.timeout, || {
             let Some(members) = known.take().or_else(|| self.members_now()) else {
                 return Attempt::Retry("no etcd member answers".into());
