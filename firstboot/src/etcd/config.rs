@@ -98,21 +98,14 @@ pub fn service_settings() -> String {
 }
 
 /// Writes the environment file and the drop-in under `root`.
-/// Both at once: each write waits for its fsyncs, and neither needs the
-/// other (etcd starts only once both are there).
 pub fn write(root: &Path, settings: &EtcdSettings) -> Result<()> {
-    let write = |path: &str, text: String| {
-        write_with_parents(&under_root(root, Path::new(path)), text.as_bytes(), 0o644)
-    };
-    let env = render_env(settings);
-    std::thread::scope(|s| {
-        let drop_in = s.spawn(|| write(DROP_IN, render_drop_in()));
-        let env = write(ENV_FILE, env);
-        drop_in
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("writing {DROP_IN} failed")))
-            .and(env)
-    })
+    for (path, text) in [
+        (ENV_FILE, render_env(settings)),
+        (DROP_IN, render_drop_in()),
+    ] {
+        write_with_parents(&under_root(root, Path::new(path)), text.as_bytes(), 0o644)?;
+    }
+    Ok(())
 }
 
 /// Parses `KEY=value` lines the way systemd's `EnvironmentFile=` does for
