@@ -66,10 +66,13 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         loaded.profile.images.formats = formats.clone();
     }
     let base_choice = options.base.unwrap_or(loaded.profile.images.base);
+    // Absolute, since apt runs inside it (a relative --cache found no lists).
     let cache = options
         .cache
         .clone()
         .unwrap_or_else(image::default_cache_dir);
+    let cache = std::path::absolute(&cache)
+        .with_context(|| format!("resolving the cache folder {}", cache.display()))?;
     for warning in &loaded.warnings {
         eprintln!("{warning}");
     }
