@@ -4,16 +4,51 @@
 //! replaced by a fresh one with the same MAC; then a member is replaced by
 //! a VM with a new MAC and address, which joins under the lost member's
 //! name while the stale member is removed. The key written first survives
-//! it all. One test: the VMs share two cores, so the scenario runs serially.
+//! it all. Before that, a copy of the disk with one byte of its OS partition
+//! changed must not come up: dm-verity refuses it. One test: the VMs share
+//! two cores, so the scenario runs serially.
 
+use std::fs::File;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kiln_e2e::artifacts::Build;
 use kiln_e2e::bootnet::{addr, BootNet};
-use kiln_e2e::profile;
+use kiln_e2e::nspawn::wait_console;
 use kiln_e2e::vm::Vm;
+use kiln_e2e::{profile, run_ok};
+
+/// The Discoverable Partitions type of the x86-64 root: kiln's OS partition.
+const OS_PARTITION_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+
+/// A sparse copy of `disk` with one byte of its OS partition changed: byte
+/// 100, before erofs's superblock (at 1024), which only dm-verity checks.
+fn tampered_copy(disk: &Path, dir: &Path) -> PathBuf {
+    let copy = dir.join("tampered.raw");
+    run_ok(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(disk)
+            .arg(&copy),
+    );
+    let table: serde_json::Value =
+        serde_json::from_str(&run_ok(Command::new("sfdisk").arg("--json").arg(&copy))).unwrap();
+    let os = table["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == OS_PARTITION_TYPE)
+        .unwrap_or_else(|| panic!("no OS partition in {table}"));
+    let at = os["start"].as_u64().unwrap() * 512 + 100;
+    let file = File::options().read(true).write(true).open(&copy).unwrap();
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+    copy
+}
 
 fn consoles(vms: &[&Vm]) -> String {
     vms.iter()
@@ -97,6 +132,19 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
             (14, 14, "etcd3"),
         ],
     );
+
+    // Tampered: the kernel reports the corrupted block and the node never
+    // reaches its agent.
+    let tampered = tampered_copy(&disk, logs);
+    let log = logs.join("tampered.log");
+    let mut vm = Vm::boot(&net, &tampered, "vtamper", 20, &log);
+    let refused = wait_console(&log, "is corrupted", Duration::from_secs(300));
+    eprintln!("the tampered disk was refused {refused:?} after launch");
+    vm.destroy();
+    let console = vm.console();
+    assert!(console.contains("device-mapper: verity"), "{console}");
+    assert!(!console.contains("kiln-firstboot"), "{console}");
+    std::fs::remove_file(&tampered).unwrap();
 
     let boot = |name: &str, mac_last: u8| {
         Vm::boot(

@@ -1,6 +1,6 @@
 //! Baking: the base root filesystem copied into a work folder (hard links
 //! where the file system allows, so a bake costs seconds, not a 700 MB copy)
-//! with the role layer written over it, ready for `mkfs.ext4 -d`.
+//! with the role layer written over it, ready for `mkfs.erofs`.
 
 use std::fs::{self, File};
 use std::io::Write;

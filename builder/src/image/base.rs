@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,14 +20,15 @@ use crate::profile::Suite;
 
 /// Bump when the recipe below changes what a base holds: old caches then
 /// stop matching instead of being reused.
-const RECIPE_VERSION: u32 = 4;
+const RECIPE_VERSION: u32 = 5;
 /// What every node needs to boot under UEFI and converge: systemd (with
 /// networkd), a kernel, udev, systemd-boot for the ESP, and D-Bus with
 /// polkit, without which hostnamed refuses networkd the hostname a DHCP
 /// server hands out (the name a node on a new address joins under), and
 /// resolved, so the DNS servers DHCP hands out are used (instead of the build
-/// host's resolv.conf, which mmdebstrap would otherwise leave behind).
-const PACKAGES: [&str; 9] = [
+/// host's resolv.conf, which mmdebstrap would otherwise leave behind);
+/// initramfs-tools and veritysetup for the verified, read-only root.
+const PACKAGES: [&str; 11] = [
     "systemd-resolved",
     "dbus",
     "polkitd",
@@ -36,11 +38,32 @@ const PACKAGES: [&str; 9] = [
     "kmod",
     "iproute2",
     "systemd-boot-efi",
+    "initramfs-tools",
+    "cryptsetup-bin",
 ];
 /// Present once a base folder is complete; a half-built one is never reused.
 const COMPLETE: &str = "complete";
 /// The folder, beside the base, of etcd's files for mmdebstrap to sync in.
 const ETCD_TREE: &str = "etcd-tree";
+/// The folder, beside the base, of kiln's initramfs-tools hook and scripts.
+const INITRAMFS_TREE: &str = "initramfs-tree";
+/// kiln's additions to the initramfs: `(path in the base, script)`. The
+/// local-top script opens the OS partition through dm-verity, the
+/// init-bottom one mounts the state partition on /var and a writable /etc.
+const INITRAMFS: [(&str, &str); 3] = [
+    (
+        "usr/share/initramfs-tools/hooks/kiln",
+        include_str!("initramfs/hook"),
+    ),
+    (
+        "usr/share/initramfs-tools/scripts/local-top/kiln-verity",
+        include_str!("initramfs/verity"),
+    ),
+    (
+        "usr/share/initramfs-tools/scripts/init-bottom/kiln-state",
+        include_str!("initramfs/state"),
+    ),
+];
 
 /// The inputs of one Debian base.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +152,9 @@ impl DebianBase {
         if let Some(etcd) = &self.etcd {
             hash.update(format!("etcd {}\n", etcd.digest));
         }
+        for (path, script) in INITRAMFS {
+            hash.update(format!("initramfs {path}\n{script}\n"));
+        }
         kiln_firstboot::hex::hex(&hash.finalize()[..12])
     }
 
@@ -169,6 +195,7 @@ impl DebianBase {
             }
             etcd.write_install_tree(&tree)?;
         }
+        write_initramfs_tree(&dir.join(INITRAMFS_TREE))?;
         let mirrors = Mirrors::of_host();
         if mirrors.is_none() && self.kubernetes.is_some() {
             bail!(
@@ -213,6 +240,11 @@ impl DebianBase {
             args.push(format!("--customize-hook=sync-in {} /", tree.display()).into());
             args.push("--customize-hook=chroot \"$1\" systemd-sysusers".into());
         }
+        // After every package's own hooks, so the initramfs is made once more
+        // with kiln's scripts in it.
+        let initramfs = dir.join(INITRAMFS_TREE);
+        args.push(format!("--customize-hook=sync-in {} /", initramfs.display()).into());
+        args.push("--customize-hook=chroot \"$1\" update-initramfs -u -k all".into());
         args.extend([self.suite.as_str().into(), target.into()]);
         match sources {
             Some(sources) => args.extend(sources.mirrors.into_iter().map(OsString::from)),
@@ -244,6 +276,29 @@ impl DebianBase {
         }
         Ok(())
     }
+}
+
+/// True if the root filesystem folder `tree` carries kiln's initramfs
+/// scripts (its initrd can then open the verified OS partition).
+pub fn has_kiln_initramfs(tree: &Path) -> bool {
+    INITRAMFS.iter().all(|(path, _)| tree.join(path).is_file())
+}
+
+/// Writes kiln's initramfs hook and scripts under `tree` for mmdebstrap to
+/// sync into the base.
+fn write_initramfs_tree(tree: &Path) -> Result<()> {
+    if tree.exists() {
+        fs::remove_dir_all(tree)
+            .with_context(|| format!("removing the unfinished {}", tree.display()))?;
+    }
+    for (path, script) in INITRAMFS {
+        let file = tree.join(path);
+        let what = || format!("writing {}", file.display());
+        fs::create_dir_all(file.parent().expect("a nested path")).with_context(what)?;
+        fs::write(&file, script).with_context(what)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).with_context(what)?;
+    }
+    Ok(())
 }
 
 /// Holds `path` (a lock file in the cache) exclusively until dropped, so
@@ -343,13 +398,13 @@ mod tests {
     fn without_a_host_mirror_mmdebstrap_picks_debian_mirrors_itself() {
         let plain = DebianBase::for_role(Role::Worker, EXTERNAL, &[], None);
         let args = plain.mmdebstrap_args(Path::new("/t"), Path::new("/c"), None);
-        assert_eq!(args.len(), 5);
-        assert_eq!(args[3..], [OsString::from("trixie"), OsString::from("/t")]);
+        assert_eq!(args.len(), 7);
+        assert_eq!(args[5..], [OsString::from("trixie"), OsString::from("/t")]);
         let bookworm = plain.on(Suite::Bookworm);
         let args = bookworm.mmdebstrap_args(Path::new("/t"), Path::new("/c"), Some(&mirrors()));
-        assert_eq!(args[3], OsString::from("bookworm"));
+        assert_eq!(args[5], OsString::from("bookworm"));
         assert_eq!(
-            args[5],
+            args[7],
             OsString::from("deb http://mirror.test/debian bookworm main")
         );
     }

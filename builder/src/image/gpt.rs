@@ -15,6 +15,10 @@ const ENTRY_SECTORS: u64 = ENTRIES * ENTRY_SIZE / SECTOR;
 pub const ESP_TYPE: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 /// Discoverable-partitions type of an x86-64 root file system.
 pub const ROOT_X86_64_TYPE: &str = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709";
+/// Discoverable-partitions type of the dm-verity hashes of an x86-64 root.
+pub const ROOT_VERITY_X86_64_TYPE: &str = "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5";
+/// Discoverable-partitions type of a variable data (/var) partition.
+pub const VAR_TYPE: &str = "4d21b016-b534-45c2-a9fb-5c16e091fd2d";
 
 pub struct Partition<'a> {
     pub type_guid: &'a str,

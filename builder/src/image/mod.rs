@@ -10,6 +10,7 @@ mod etcd;
 mod gpt;
 mod mirror;
 mod os;
+mod readonly;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use kiln_firstboot::node_config::Role;
 
 pub use apt::KubernetesApt;
 pub use bake::bake_tree;
-pub use base::{default_cache_dir, DebianBase};
+pub use base::{default_cache_dir, has_kiln_initramfs, DebianBase};
 pub use disk::{write_qcow2, write_raw, DiskIds};
 pub use etcd::EtcdBinaries;
 pub use mirror::Mirrors;
@@ -115,8 +116,17 @@ pub fn write_disks(request: &DiskRequest) -> Result<()> {
     };
     if !base.is_dir() {
         bail!(
-            "images.{role}.base {} is not a folder: mkfs.ext4 -d builds a disk from a folder only; \
+            "images.{role}.base {} is not a folder: mkfs.erofs builds a disk from a folder only; \
              extract the tarball (as root, keeping owners) and name the folder",
+            base.display()
+        );
+    }
+    if !has_kiln_initramfs(base) {
+        bail!(
+            "images.{role}.base {} has no kiln initramfs scripts, so its initrd cannot open the \
+             verified read-only OS partition: use images.base = \"debian\" (kiln's own base), \
+             or install builder/src/image/initramfs/* into the base as kiln's base does and run \
+             update-initramfs",
             base.display()
         );
     }
@@ -129,6 +139,7 @@ pub fn write_disks(request: &DiskRequest) -> Result<()> {
         .with_context(|| format!("creating a work folder in {}", work_root.display()))?;
     let tree = work.path().join("rootfs");
     bake_tree(base, request.layer, request.mtime, &tree)?;
+    readonly::link_writable_dirs(&tree)?;
     let ids = DiskIds::derive(&request.seed);
     write_raw(&tree, &ids, request.mtime, request.raw)
         .with_context(|| format!("writing {}", request.raw.display()))?;
