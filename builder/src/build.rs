@@ -149,6 +149,7 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
                 Meta::root(0o644),
                 Contents::Inline(format!("{version}\n").into_bytes()),
             );
+            layer.mark_image([kiln_firstboot::layout::ETCD_VERSION_FILE]);
         }
         if let RoleBase::Debian(_) = base {
             image::add_os_files(&mut layer);
@@ -162,7 +163,8 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
             let target = RoleTarget {
                 base,
                 cache: &cache,
-                seed: format!("{cluster}/{role}"),
+                // The image is the same for every cluster: so is its disk.
+                seed: format!("kiln/{role}"),
             };
             let work = move || write_role(layer, loaded, &target, staging_dir, mtime);
             (format!("building the {role} image"), work)
@@ -271,22 +273,25 @@ fn write_role(
     let dir = staging.join(role.as_str());
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     output::mark(&dir, &loaded.profile.cluster.name)?;
-    let secret = layer.has_secrets();
+    let (mut image, config) = (layer.part(true), layer.part(false));
+    let rendered = render_ignition(&config)
+        .with_context(|| format!("rendering the {role} Ignition config"))?;
+    if loaded.profile.images.embed_config {
+        image.add_secret(kiln_firstboot::layout::EMBEDDED_CONFIG, rendered.clone());
+    }
     let mut record = RoleRecord::default();
     for format in &loaded.profile.images.formats {
-        let rel = match format {
-            OutputFormat::Ignition => format!("{role}/{role}.ign"),
-            OutputFormat::Rootfs => format!("{role}/rootfs.tar.gz"),
-            OutputFormat::Raw => format!("{role}/disk.raw"),
-            OutputFormat::Qcow2 => format!("{role}/disk.qcow2"),
+        let (rel, secret) = match format {
+            OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
+            OutputFormat::Rootfs => (format!("{role}/rootfs.tar.gz"), layer.has_secrets()),
+            OutputFormat::Raw => (format!("{role}/disk.raw"), image.has_secrets()),
+            OutputFormat::Qcow2 => (format!("{role}/disk.qcow2"), image.has_secrets()),
         };
         let path = staging.join(&rel);
         let mut file = create_artifact(&path, secret)?;
         match format {
             OutputFormat::Ignition => {
-                let config = render_ignition(layer)
-                    .with_context(|| format!("rendering the {role} Ignition config"))?;
-                file.write_all(&config)
+                file.write_all(&rendered)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             OutputFormat::Rootfs => {
@@ -294,7 +299,7 @@ fn write_role(
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             OutputFormat::Raw | OutputFormat::Qcow2 => {
-                write_disk(layer, target, staging, *format, mtime, &path)?;
+                write_disk(&image, target, staging, *format, mtime, &path)?;
             }
         }
         file.sync_all()

@@ -209,8 +209,8 @@ fn print_summary(report: &BuildReport) {
             if artifact.path.ends_with(".ign") && artifact.size > USER_DATA_WARN_BYTES {
                 eprintln!(
                     "warning: {} is {}, over the 16 KiB user-data limit of some clouds: \
-                     bake it into the image, serve it by URL, or set [images.agent] url and sha512 \
-                     so the agent binary is downloaded instead of embedded",
+                     serve it by URL from a small config that merges it (ignition.config.merge), \
+                     or move large images.<role>.files into the image's base",
                     artifact.path,
                     human_size(artifact.size)
                 );

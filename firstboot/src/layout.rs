@@ -7,9 +7,15 @@ pub const NODE_CONFIG: &str = "/etc/kiln/node.toml";
 /// Certificates and keys baked into the image, as the builder placed them.
 pub const PKI_DIR: &str = "/etc/kiln/pki";
 /// The agent binary inside the image.
-pub const AGENT_BINARY: &str = "/usr/local/bin/kiln-firstboot";
+pub const AGENT_BINARY: &str = "/usr/bin/kiln-firstboot";
 /// The agent's systemd unit.
 pub const AGENT_UNIT: &str = "kiln-firstboot.service";
+/// The unit of kiln's Debian base that applies the node's Ignition config
+/// at first boot, before the agent runs.
+pub const IGNITION_UNIT: &str = "kiln-ignition.service";
+/// A role's Ignition config baked into its disks (`images.embed_config`),
+/// which the first boot applies instead of the platform's user-data.
+pub const EMBEDDED_CONFIG: &str = "/usr/lib/kiln/embedded.ign";
 /// Runtime status written by the agent.
 pub const STATUS_FILE: &str = "/run/kiln/status.json";
 /// Present once the agent converged; a rerun then does nothing.
@@ -227,7 +233,7 @@ mod tests {
         for free in [
             "/etc/kilnx",
             "/etc/motd",
-            "/usr/local/bin/kiln-firstbootx",
+            "/usr/bin/kiln-firstbootx",
             "/etc",
         ] {
             assert_eq!(kiln_owner(free), None, "{free}");

@@ -52,6 +52,28 @@ pub fn profile(name: &str) -> PathBuf {
     workspace_root().join("profiles").join(name)
 }
 
+/// profiles/local.toml as another cluster in `dir`: named `cluster` (so
+/// another CA), one member, etcd1, at `ip`, with `images` lines (such as
+/// `embed_config = true`) in its `[images]` table.
+pub fn one_member_profile(dir: &Path, cluster: &str, ip: &str, images: &str) -> PathBuf {
+    let text = std::fs::read_to_string(profile("local.toml")).expect("reading local.toml");
+    let (head, rest) = (text.split_once("\n[[etcd.members]]\nname = \"etcd2\""))
+        .expect("local.toml lists etcd2 after etcd1");
+    let (_, tail) = rest
+        .split_once("\n# etcd 3.5")
+        .expect("local.toml's etcd comment");
+    let other = format!("{head}\n[images]\n{images}\n\n# etcd 3.5{tail}")
+        .replace("name = \"local\"", &format!("name = \"{cluster}\""))
+        .replace("ip = \"10.77.0.11\"", &format!("ip = \"{ip}\""));
+    assert!(
+        other.contains(&format!("name = \"{cluster}\"")) && !other.contains("etcd2"),
+        "{other}"
+    );
+    let path = dir.join(format!("{cluster}.toml"));
+    std::fs::write(&path, other).expect("writing the profile");
+    path
+}
+
 /// Runs a command, failing the test with its output if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()

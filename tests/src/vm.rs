@@ -1,8 +1,9 @@
 //! qemu virtual machines (software emulation, UEFI through OVMF) booting a
 //! role's disk.raw read-only (`snapshot=on`, so any number share one
 //! disk), each on a tap device of a [`crate::bootnet::BootNet`] bridge, the
-//! serial console written to a log. Dropping a VM kills qemu by PID and
-//! deletes its tap device.
+//! serial console written to a log, its Ignition config (if any) handed
+//! over through fw_cfg as Ignition's qemu platform reads it. Dropping a VM
+//! kills qemu by PID and deletes its tap device.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,8 +22,16 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Boots `disk` with MAC `mac(mac_last)`; `name` is the test's label.
-    pub fn boot(net: &BootNet, disk: &Path, name: &str, mac_last: u8, log: &Path) -> Vm {
+    /// Boots `disk` with MAC `mac(mac_last)` and `config` as its user-data;
+    /// `name` is the test's label.
+    pub fn boot(
+        net: &BootNet,
+        disk: &Path,
+        config: Option<&Path>,
+        name: &str,
+        mac_last: u8,
+        log: &Path,
+    ) -> Vm {
         let tap = net.tap(name);
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &net.bridge_ns, "qemu-system-x86_64"])
@@ -58,6 +67,12 @@ impl Vm {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some(config) = config {
+            cmd.arg("-fw_cfg").arg(format!(
+                "name=opt/com.coreos/config,file={}",
+                config.display()
+            ));
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting qemu for {name}: {e}"));

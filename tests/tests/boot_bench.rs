@@ -20,7 +20,13 @@ const MEMBERS: [(u8, &str); 3] = [(11, "etcd1"), (12, "etcd2"), (13, "etcd3")];
 
 /// Boots one VM per disk (MACs and leases of `MEMBERS`) and returns the time
 /// from the first launch until `kiln health` reports three healthy members.
-fn boot_to_healthy(disks: &[PathBuf; 3], secrets: &Path, logs: &Path, tag: &str) -> Duration {
+fn boot_to_healthy(
+    disks: &[PathBuf; 3],
+    config: Option<&Path>,
+    secrets: &Path,
+    logs: &Path,
+    tag: &str,
+) -> Duration {
     let leases: Vec<(u8, u8, &str)> = MEMBERS.iter().map(|(n, name)| (*n, *n, *name)).collect();
     let net = BootNet::new(tag, &leases);
     let endpoints: Vec<Ipv4Addr> = MEMBERS.iter().map(|(n, _)| addr(*n)).collect();
@@ -30,7 +36,8 @@ fn boot_to_healthy(disks: &[PathBuf; 3], secrets: &Path, logs: &Path, tag: &str)
         .zip(disks)
         .map(|((n, _), disk)| {
             let name = format!("{tag}{n}");
-            Vm::boot(&net, disk, &name, *n, &logs.join(format!("{name}.log")))
+            let log = logs.join(format!("{name}.log"));
+            Vm::boot(&net, disk, config, &name, *n, &log)
         })
         .collect();
     let health = net.kiln_health(secrets, &endpoints, "420s");
@@ -109,7 +116,7 @@ fn kiln_image_vs_hand_configured_vms_boot_to_healthy_cluster() {
         .arg(build.out())
         .arg("--secrets")
         .arg(build.secrets())
-        .args(["--formats", "raw", "--base", "debian", "--cache"])
+        .args(["--formats", "ignition,raw", "--base", "debian", "--cache"])
         .arg(&cache)
         .env("CI", "true");
     // The agent users ship (release), when the caller names it.
@@ -140,10 +147,18 @@ fn kiln_image_vs_hand_configured_vms_boot_to_healthy_cluster() {
     let logs = build.dir.path();
     let (mut by_kiln, mut by_hand) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let took = boot_to_healthy(&kiln_disks, &build.secrets(), logs, &format!("k{round}"));
+        let config = build.out().join("etcd/etcd.ign");
+        let tag = format!("k{round}");
+        let took = boot_to_healthy(&kiln_disks, Some(&config), &build.secrets(), logs, &tag);
         eprintln!("round {round}: kiln image healthy {took:.1?} after launch");
         by_kiln.push(took);
-        let took = boot_to_healthy(&hand_disks, &build.secrets(), logs, &format!("h{round}"));
+        let took = boot_to_healthy(
+            &hand_disks,
+            None,
+            &build.secrets(),
+            logs,
+            &format!("h{round}"),
+        );
         eprintln!("round {round}: hand-configured VMs healthy {took:.1?} after launch");
         by_hand.push(took);
     }

@@ -1,7 +1,9 @@
 //! The two renderings of a role layer agree: the real Ignition applying the
 //! `.ign` to an empty root writes exactly the files, folders, links, modes,
-//! owners and contents that the rootfs tarball holds, and
-//! `ignition-validate` accepts the config.
+//! owners and contents that the rootfs tarball holds, but for the role's
+//! image (the agent and the units every cluster's nodes share), which only
+//! the tarball and the disks carry; and `ignition-validate` accepts the
+//! config.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +12,7 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use kiln::layer::{Contents, Meta, RoleLayer, Unit};
 use kiln::render::{render_ignition, render_rootfs};
-use kiln_e2e::artifacts::{ignition_files, Build};
+use kiln_e2e::artifacts::{tarball_files, Build};
 use kiln_e2e::{ignition, profile, tree};
 use kiln_firstboot::node_config::Role;
 
@@ -101,9 +103,42 @@ fn feature_layer() -> RoleLayer {
     layer
 }
 
+/// The paths of a built role's image, which its tarball holds and its
+/// Ignition config does not; `binaries` when the profile names a folder of
+/// Kubernetes binaries.
+fn image_paths(role: &str, binaries: bool) -> Vec<String> {
+    let units = "etc/systemd/system";
+    let unit = |name: &str| {
+        [
+            format!("{units}/{name}"),
+            format!("{units}/multi-user.target.wants/{name}"),
+        ]
+    };
+    let mut paths = vec!["usr/bin/kiln-firstboot".to_owned()];
+    paths.extend(unit("kiln-firstboot.service"));
+    if role == "etcd" {
+        paths.extend(unit("kiln-firstboot-settle.service"));
+        paths.extend(unit("kiln-watch.service"));
+        paths.push(format!("{units}/etcd.service.d/05-kiln-gate.conf"));
+    }
+    if binaries && role != "etcd" {
+        paths.extend(["kubeadm", "kubelet", "kubectl"].map(|b| format!("usr/local/bin/{b}")));
+        paths.extend(unit("kubelet.service"));
+        paths.push(format!("{units}/kubelet.service.d/10-kubeadm.conf"));
+    }
+    paths
+}
+
 /// Validates `ign`, applies it with the real Ignition to an empty root,
-/// extracts `rootfs` into another, and compares the two trees.
-fn assert_renderings_agree(label: &str, ign: &Path, rootfs: &Path) -> Result<tree::Tree> {
+/// extracts `rootfs` into another, and compares the two trees, once the
+/// `image` paths (which must be in the tarball only) and the folders that
+/// held nothing else are taken out of the tarball's.
+fn assert_renderings_agree(
+    label: &str,
+    ign: &Path,
+    rootfs: &Path,
+    image: &[String],
+) -> Result<tree::Tree> {
     ignition::validate(ign)?;
     let roots = tempfile::tempdir()?;
     let (by_ignition, by_tar) = (roots.path().join("ignition"), roots.path().join("tar"));
@@ -111,7 +146,28 @@ fn assert_renderings_agree(label: &str, ign: &Path, rootfs: &Path) -> Result<tre
     ignition::apply(ign, &by_ignition)?;
     tree::extract(rootfs, &by_tar)?;
     let applied = tree::snapshot(&by_ignition)?;
-    let extracted = tree::snapshot(&by_tar)?;
+    let mut extracted = tree::snapshot(&by_tar)?;
+    for path in image {
+        let path = Path::new(path);
+        ensure!(
+            extracted.remove(path).is_some(),
+            "{label}: the tarball has no {}",
+            path.display()
+        );
+        ensure!(
+            !applied.contains_key(path),
+            "{label}: the Ignition config carries the image's {}",
+            path.display()
+        );
+        for folder in path.ancestors().skip(1) {
+            let emptied = !extracted
+                .keys()
+                .any(|p| p != folder && p.starts_with(folder));
+            if emptied && !applied.contains_key(folder) {
+                extracted.remove(folder);
+            }
+        }
+    }
     let diffs = tree::differences("Ignition", &applied, "rootfs.tar.gz", &extracted);
     ensure!(
         diffs.is_empty(),
@@ -134,7 +190,7 @@ fn ignition_and_rootfs_of_a_feature_layer_write_the_same_tree() -> Result<()> {
     let config = render_ignition(&layer)?;
     fs::write(&ign, &config)?;
     render_rootfs(&layer, None, 1_700_000_000, &rootfs)?;
-    let tree = assert_renderings_agree("feature layer", &ign, &rootfs)?;
+    let tree = assert_renderings_agree("feature layer", &ign, &rootfs, &[])?;
 
     // Real Ignition decoded every data URL encoding kiln emits.
     let config = String::from_utf8(config)?;
@@ -202,7 +258,7 @@ fn the_comparison_catches_a_mode_an_owner_and_a_content_that_differ() -> Result<
     );
     fs::write(&ign, render_ignition(&layer)?)?;
     render_rootfs(&skewed, None, 0, &rootfs)?;
-    let err = assert_renderings_agree("skewed", &ign, &rootfs)
+    let err = assert_renderings_agree("skewed", &ign, &rootfs, &[])
         .unwrap_err()
         .to_string();
     assert!(err.contains("differ in 3 entries"), "{err}");
@@ -225,6 +281,7 @@ fn ignition_and_rootfs_of_every_example_profile_role_write_the_same_tree() -> Re
             role,
             &dir.join(format!("{role}.ign")),
             &dir.join("rootfs.tar.gz"),
+            &image_paths(role, false),
         )?;
         ensure!(
             tree.contains_key(Path::new("etc/kiln/node.toml")),
@@ -264,9 +321,13 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
     ensure!(!stderr.contains("lack kubeadm"), "{stderr}");
     for role in ["master", "worker"] {
         let dir = build.out().join(role);
-        let ign = dir.join(format!("{role}.ign"));
-        let tree = assert_renderings_agree(role, &ign, &dir.join("rootfs.tar.gz"))?;
-        let files = ignition_files(&ign);
+        let (ign, tgz) = (dir.join(format!("{role}.ign")), dir.join("rootfs.tar.gz"));
+        assert_renderings_agree(role, &ign, &tgz, &image_paths(role, true))?;
+        // The whole node as the tarball has it: the config and the image.
+        let files = tarball_files(&tgz);
+        let unpacked = tempfile::tempdir()?;
+        tree::extract(&tgz, unpacked.path())?;
+        let tree = tree::snapshot(unpacked.path())?;
         let file = |p: &str| {
             let f = files.iter().find(|f| f.path == p);
             let f = f.unwrap_or_else(|| panic!("{role}: no {p}"));
@@ -340,7 +401,7 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
             assert!(!files.iter().any(|f| f.path == kubeadm_ca), "{kubeadm_ca}");
         }
     }
-    let etcd = ignition_files(&build.out().join("etcd/etcd.ign"));
+    let etcd = tarball_files(&build.out().join("etcd/rootfs.tar.gz"));
     assert!(
         !etcd
             .iter()

@@ -1,12 +1,17 @@
 //! The whole truth: three qemu VMs (software emulation, UEFI) boot the SAME
-//! etcd disk.raw on a bridge where dnsmasq hands out fixed leases by MAC,
-//! and form a TLS cluster with no per-node input. A destroyed VM is
+//! public etcd disk.raw on a bridge where dnsmasq hands out fixed leases by
+//! MAC, get the cluster's etcd.ign through fw_cfg (Ignition applies it at
+//! first boot), and form a TLS cluster with no per-node input. A destroyed VM is
 //! replaced by a fresh one with the same MAC; then a member is replaced by
 //! a VM with a new MAC and address, which joins under the lost member's
 //! name while the stale member is removed. The key written first survives
 //! it all. Before that, a copy of the disk with one byte of its OS partition
-//! changed must not come up: dm-verity refuses it. One test: the VMs share
-//! two cores, so the scenario runs serially.
+//! changed must not come up (dm-verity refuses it), and the disk with no
+//! user-data says so and does nothing else. After it, two one-member
+//! clusters with their own CAs come up: one from the very same disk file and
+//! its own user-data, one from a disk carrying its config
+//! (images.embed_config) with none. One test: the VMs share two cores, so
+//! the scenario runs serially.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -19,7 +24,7 @@ use kiln_e2e::artifacts::Build;
 use kiln_e2e::bootnet::{addr, BootNet};
 use kiln_e2e::nspawn::wait_console;
 use kiln_e2e::vm::Vm;
-use kiln_e2e::{profile, run_ok};
+use kiln_e2e::{one_member_profile, profile, run_ok};
 
 /// The Discoverable Partitions type of the x86-64 root: kiln's OS partition.
 const OS_PARTITION_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
@@ -118,9 +123,10 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
     // Three VMs on two cores reach multi-user in about a minute; each gate
     // allows 420 s.
     let build = Build::new();
-    let built = build.on_debian_base(&profile("local.toml"), "raw");
+    let built = build.on_debian_base(&profile("local.toml"), "ignition,raw");
     eprintln!("built disk.raw in {built:?}");
     let disk = build.out().join("etcd/disk.raw");
+    let config = build.out().join("etcd/etcd.ign");
     let secrets = build.secrets();
     let logs = build.dir.path();
     let net = BootNet::new(
@@ -130,6 +136,8 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
             (12, 12, "etcd2"),
             (13, 13, "etcd3"),
             (14, 14, "etcd3"),
+            (15, 15, "etcd1"),
+            (16, 16, "etcd1"),
         ],
     );
 
@@ -137,7 +145,11 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
     // reaches its agent.
     let tampered = tampered_copy(&disk, logs);
     let log = logs.join("tampered.log");
-    let mut vm = Vm::boot(&net, &tampered, "vtamper", 20, &log);
+    let mut vm = Vm::boot(&net, &tampered, Some(&config), "vtamper", 20, &log);
+    // Beside it, the public disk with no user-data: it says so and does
+    // nothing else.
+    let bare_log = logs.join("no-config.log");
+    let mut bare = Vm::boot(&net, &disk, None, "vbare", 14, &bare_log);
     let refused = wait_console(&log, "is corrupted", Duration::from_secs(300));
     eprintln!("the tampered disk was refused {refused:?} after launch");
     vm.destroy();
@@ -145,11 +157,22 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
     assert!(console.contains("device-mapper: verity"), "{console}");
     assert!(!console.contains("kiln-firstboot"), "{console}");
     std::fs::remove_file(&tampered).unwrap();
+    let said = wait_console(
+        &bare_log,
+        "no Ignition config for this node",
+        Duration::from_secs(420),
+    );
+    eprintln!("the node without user-data said so {said:?} after launch");
+    bare.destroy();
+    let console = bare.console();
+    assert!(console.contains("this node does nothing else"), "{console}");
+    assert!(!console.contains("kiln_firstboot"), "{console}");
 
     let boot = |name: &str, mac_last: u8| {
         Vm::boot(
             &net,
             &disk,
+            Some(&config),
             name,
             mac_last,
             &logs.join(format!("{name}.log")),
@@ -204,5 +227,47 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
         serial.contains("decided") && serial.contains("node converged"),
         "the agent's decisions are not on the serial console:\n{serial}"
     );
-    drop(vm1);
+    drop((vm1, vm2b, vm4));
+
+    // Two more clusters of one member each, another CA each: one boots the
+    // very same public disk with its own user-data, the other a disk that
+    // carries its config (images.embed_config) and gets no user-data.
+    let solo = Build::new();
+    let solo_profile = one_member_profile(solo.dir.path(), "solo", "10.77.0.15", "");
+    solo.on_debian_base(&solo_profile, "ignition");
+    let baked = Build::new();
+    let baked_profile = one_member_profile(
+        baked.dir.path(),
+        "baked",
+        "10.77.0.16",
+        "embed_config = true",
+    );
+    baked.on_debian_base(&baked_profile, "raw");
+    let baked_disk = baked.out().join("etcd/disk.raw");
+    let solo_config = solo.out().join("etcd/etcd.ign");
+    let vm5 = Vm::boot(
+        &net,
+        &disk,
+        Some(&solo_config),
+        "v15",
+        15,
+        &logs.join("v15.log"),
+    );
+    let vm6 = Vm::boot(&net, &baked_disk, None, "v16", 16, &logs.join("v16.log"));
+    let within = Duration::from_secs(420);
+    let describe = || consoles(&[&vm5, &vm6]);
+    let took = net.wait_cluster(&solo.secrets(), &[addr(15)], within, &describe);
+    eprintln!("the one-member cluster on the same disk healthy {took:?} after launch");
+    net.wait_cluster(&baked.secrets(), &[addr(16)], within, &describe);
+    assert_ne!(
+        std::fs::read(solo.secrets().join("etcd/ca.crt")).unwrap(),
+        std::fs::read(secrets.join("etcd/ca.crt")).unwrap()
+    );
+    // Each cluster trusts its own CA only.
+    let foreign = net.etcdctl(&secrets, &[addr(15)], &["endpoint", "health"]);
+    assert!(
+        !foreign.status.success(),
+        "solo's member trusted local's CA"
+    );
+    assert!(vm6.console().contains("platform file"), "{}", vm6.console());
 }

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use kiln_firstboot::layout;
+
 use crate::layer::{Contents, Meta, RoleLayer, Unit};
 
 const NETWORK_FILE: &str = "/etc/systemd/network/80-kiln-dhcp.network";
@@ -36,8 +38,66 @@ if [ -n \"$$name\" ]; then hostname \"$$name\"; fi'\n\
 [Install]\n\
 WantedBy=multi-user.target\n";
 
-/// Adds the OS settings of kiln's Debian base to `layer`.
+/// Applies the node's Ignition config at first boot (see the script), before
+/// the hostname and the agent, and only while the node has no config.
+const IGNITION_UNIT: &str = "[Unit]\n\
+Description=kiln: apply this node's Ignition config (first boot)\n\
+Wants=network-online.target\n\
+After=network-online.target\n\
+Before=kiln-dhcp-hostname.service getty-pre.target\n\
+Wants=getty-pre.target\n\
+ConditionPathExists=!/etc/kiln/node.toml\n\
+\n\
+[Service]\n\
+Type=oneshot\n\
+RemainAfterExit=yes\n\
+ExecStart=/usr/lib/kiln/ignition-firstboot\n\
+StandardOutput=journal+console\n\
+StandardError=journal+console\n\
+\n\
+[Install]\n\
+WantedBy=multi-user.target\n";
+
+/// Adds the OS settings of kiln's Debian base to `layer`, all of them part
+/// of the role's image.
 pub fn add_os_files(layer: &mut RoleLayer) {
+    let before: Vec<_> = layer.nodes.keys().cloned().collect();
+    add_boot_files(layer);
+    let added: Vec<_> = (layer.nodes.keys())
+        .filter(|p| !before.contains(p))
+        .cloned()
+        .collect();
+    layer.mark_image(added);
+    for unit in [layout::IGNITION_UNIT, "kiln-dhcp-hostname.service"] {
+        layer.mark_image([Path::new(UNITS).join(unit)]);
+    }
+}
+
+fn add_boot_files(layer: &mut RoleLayer) {
+    layer.add_unit(
+        Unit {
+            name: layout::IGNITION_UNIT.to_owned(),
+            contents: Some(IGNITION_UNIT.to_owned()),
+            dropins: vec![],
+        },
+        true,
+    );
+    layer.add_file(
+        "/usr/lib/kiln/ignition-firstboot",
+        Meta::root(0o755),
+        Contents::Inline(include_bytes!("ignition-firstboot").to_vec()),
+    );
+    layer.add_file(
+        "/usr/lib/kiln/ignition-bin/setfiles",
+        Meta::root(0o755),
+        Contents::Inline(b"#!/bin/sh\n# SELinux is off on kiln's nodes: Ignition's relabeling does nothing.\nexit 0\n".to_vec()),
+    );
+    // Ignition's files stage reads it; SELinux is off on kiln's nodes.
+    layer.add_file(
+        "/etc/selinux/config",
+        Meta::root(0o644),
+        Contents::Inline(b"SELINUX=disabled\nSELINUXTYPE=targeted\n".to_vec()),
+    );
     layer.add_unit(
         Unit {
             name: "kiln-dhcp-hostname.service".to_owned(),

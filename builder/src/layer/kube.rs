@@ -174,7 +174,7 @@ pub fn add_binaries(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()
             add_binary(layer, &dir, name)?;
         }
     }
-    layer.add_unit(
+    layer.add_image_unit(
         Unit {
             name: "kubelet.service".to_owned(),
             contents: Some(KUBELET_UNIT.to_owned()),
@@ -189,11 +189,9 @@ fn add_binary(layer: &mut RoleLayer, dir: &Path, name: &str) -> Result<()> {
     let path = dir.join(name);
     let bytes = std::fs::read(&path)
         .with_context(|| format!("reading {} (images.kubernetes.binaries)", path.display()))?;
-    layer.add_file(
-        Path::new(BIN_DIR).join(name),
-        Meta::root(0o755),
-        Contents::Inline(bytes),
-    );
+    let path = Path::new(BIN_DIR).join(name);
+    layer.add_file(&path, Meta::root(0o755), Contents::Inline(bytes));
+    layer.mark_image([path]);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ pub use kube::ContainerdConfig;
 pub use roles::{build_layer, LayerInputs};
 pub use timers::{add_agent_timer, add_renew_timer, AgentTimer};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use kiln_firstboot::node_config::Role;
@@ -41,13 +41,6 @@ impl Meta {
 pub enum Contents {
     /// The bytes themselves, carried in every rendering.
     Inline(Vec<u8>),
-    /// Downloaded by Ignition and checked against a SHA-512 (hex); the
-    /// tarball still carries `local` so a baked image needs no network.
-    Remote {
-        url: String,
-        sha512: String,
-        local: Vec<u8>,
-    },
 }
 
 impl Contents {
@@ -55,7 +48,6 @@ impl Contents {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Contents::Inline(b) => b,
-            Contents::Remote { local, .. } => local,
         }
     }
 }
@@ -95,6 +87,10 @@ pub struct RoleLayer {
     /// directories, root-owned 0755 (as Ignition creates them).
     pub nodes: BTreeMap<PathBuf, Node>,
     pub units: BTreeMap<String, Unit>,
+    /// The paths (nodes, unit files and drop-ins) of the role's image: the
+    /// same for every cluster, baked into its disks, never in its Ignition
+    /// config. The rest is the config: what makes a node one cluster's.
+    pub image: BTreeSet<PathBuf>,
 }
 
 impl RoleLayer {
@@ -103,6 +99,67 @@ impl RoleLayer {
             role,
             nodes: BTreeMap::new(),
             units: BTreeMap::new(),
+            image: BTreeSet::new(),
+        }
+    }
+
+    /// Moves everything at `paths` (nodes, unit files, drop-ins) into the
+    /// role's image.
+    pub fn mark_image<P: Into<PathBuf>>(&mut self, paths: impl IntoIterator<Item = P>) {
+        self.image.extend(paths.into_iter().map(Into::into));
+    }
+
+    /// Adds a unit (see [`RoleLayer::add_unit`]) that is part of the image,
+    /// with its drop-ins and enablement links.
+    pub fn add_image_unit(&mut self, unit: Unit, enable: bool) {
+        let before: BTreeSet<PathBuf> = self.nodes.keys().cloned().collect();
+        let name = unit.name.clone();
+        self.add_unit(unit, enable);
+        let links: Vec<PathBuf> = (self.nodes.keys())
+            .filter(|p| !before.contains(*p))
+            .cloned()
+            .collect();
+        let main = Path::new(SYSTEMD_DIR).join(&name);
+        let dropins = Path::new(SYSTEMD_DIR).join(format!("{name}.d"));
+        let files: Vec<PathBuf> = (self.unit_files())
+            .map(|(path, _)| path)
+            .filter(|p| *p == main || p.parent() == Some(&dropins))
+            .collect();
+        self.mark_image(links.into_iter().chain(files));
+    }
+
+    /// The image's part of the layer (`image`) or the config's (`!image`).
+    pub fn part(&self, image: bool) -> RoleLayer {
+        let keep = |path: &Path| self.image.contains(path) == image;
+        let nodes = (self.nodes.iter())
+            .filter(|(path, _)| keep(path))
+            .map(|(path, node)| (path.clone(), node.clone()))
+            .collect();
+        let units = (self.units.values())
+            .filter_map(|unit| {
+                let main = Path::new(SYSTEMD_DIR).join(&unit.name);
+                let dir = Path::new(SYSTEMD_DIR).join(format!("{}.d", unit.name));
+                let part = Unit {
+                    name: unit.name.clone(),
+                    contents: unit.contents.clone().filter(|_| keep(&main)),
+                    dropins: (unit.dropins.iter())
+                        .filter(|(name, _)| keep(&dir.join(name)))
+                        .cloned()
+                        .collect(),
+                };
+                (part.contents.is_some() || !part.dropins.is_empty())
+                    .then(|| (unit.name.clone(), part))
+            })
+            .collect();
+        RoleLayer {
+            role: self.role,
+            nodes,
+            units,
+            image: if image {
+                self.image.clone()
+            } else {
+                BTreeSet::new()
+            },
         }
     }
 

@@ -52,6 +52,14 @@ pub fn build_layer(
     if role == Role::Etcd || (role == Role::Master && stacked) {
         add_watch_unit(&mut layer);
     }
+    // On every etcd node alike; on masters it depends on the topology.
+    if role == Role::Etcd {
+        let watch = Path::new(super::SYSTEMD_DIR).join(WATCH_UNIT);
+        let link = Path::new(super::SYSTEMD_DIR)
+            .join("multi-user.target.wants")
+            .join(WATCH_UNIT);
+        layer.mark_image([watch, link]);
+    }
     let unicast_vip = (inputs.profile.profile.control_plane.as_ref())
         .and_then(|cp| cp.vip.as_ref())
         .is_some_and(|vip| vip.unicast);
@@ -81,17 +89,11 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
         Meta::root(0o644),
         Contents::Inline(config.to_toml().into_bytes()),
     );
-    let agent = match &profile.images.agent {
-        Some(remote) => Contents::Remote {
-            url: remote.url.clone(),
-            sha512: remote.sha512.clone(),
-            local: inputs.agent.to_vec(),
-        },
-        None => Contents::Inline(inputs.agent.to_vec()),
-    };
+    let agent = Contents::Inline(inputs.agent.to_vec());
     layer.add_file(layout::AGENT_BINARY, Meta::root(0o755), agent);
+    layer.mark_image([layout::AGENT_BINARY]);
     layer.add_dir(layout::PKI_DIR, Meta::root(0o700));
-    layer.add_unit(
+    layer.add_image_unit(
         Unit {
             name: layout::AGENT_UNIT.to_owned(),
             contents: Some(agent_unit(layer.role)),
@@ -104,6 +106,8 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
     }
 }
 
+const WATCH_UNIT: &str = "kiln-watch.service";
+
 /// `kiln-watch.service` on every etcd member: reports, every beat, which
 /// members answer, so that a new node can tell a member dead to the cluster
 /// from one only it cannot reach. It beats until the node is a member, and
@@ -111,7 +115,7 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
 fn add_watch_unit(layer: &mut RoleLayer) {
     add_agent_service(
         layer,
-        "kiln-watch.service",
+        WATCH_UNIT,
         "report which etcd members answer (how the cluster tells who is dead)",
         &format!("After={} etcd.service", layout::AGENT_UNIT),
         "watch",
@@ -150,6 +154,7 @@ fn add_agent_service(
                 "[Unit]\n\
                  Description=kiln: {description}\n\
                  {order}\n\
+                 ConditionPathExists={config}\n\
                  \n\
                  [Service]\n\
                  ExecStart={agent} {command}\n\
@@ -159,6 +164,7 @@ fn add_agent_service(
                  [Install]\n\
                  WantedBy=multi-user.target\n",
                 agent = layout::AGENT_BINARY,
+                config = layout::NODE_CONFIG,
             )),
             dropins: vec![],
         },
@@ -178,7 +184,7 @@ const SETTLE_UNIT: &str = "kiln-firstboot-settle.service";
 /// unconfigured, and points it at kiln's environment file from the start
 /// so no `daemon-reload` is needed for the agent's own drop-in to apply.
 fn add_etcd_boot_order(layer: &mut RoleLayer) {
-    layer.add_unit(
+    layer.add_image_unit(
         Unit {
             name: "etcd.service".to_owned(),
             contents: None,
@@ -199,7 +205,7 @@ fn add_etcd_boot_order(layer: &mut RoleLayer) {
         },
         false,
     );
-    layer.add_unit(
+    layer.add_image_unit(
         Unit {
             name: SETTLE_UNIT.to_owned(),
             contents: Some(agent_oneshot(
@@ -254,13 +260,17 @@ fn agent_unit(role: Role) -> String {
 /// lost, so the agent's decisions would vanish from the console of a node
 /// whose agent was still waiting for its peers. No login is possible on a
 /// node anyway (root has no password); the prompt waits for the agent.
+/// It runs once Ignition gave the node its config (kiln's Debian base
+/// applies it at first boot: kiln-ignition.service), and not without one.
 fn agent_oneshot(unit: &str, args: &str) -> String {
     format!(
         "[Unit]\n\
          {unit}\
+         After={ignition}\n\
          Wants=getty-pre.target\n\
          Before=getty-pre.target\n\
          ConditionPathExists=!{done}\n\
+         ConditionPathExists={config}\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
@@ -273,6 +283,8 @@ fn agent_oneshot(unit: &str, args: &str) -> String {
          WantedBy=multi-user.target\n",
         done = layout::DONE_MARKER,
         agent = layout::AGENT_BINARY,
+        config = layout::NODE_CONFIG,
+        ignition = layout::IGNITION_UNIT,
     )
 }
 

@@ -60,6 +60,6 @@ mod tests {
         let timer = layer.units[SNAPSHOT_TIMER].contents.clone().unwrap();
         assert!(timer.contains("OnUnitActiveSec=5s\n") && timer.contains("AccuracySec=1s\n"));
         let service = layer.units[SNAPSHOT_SERVICE].contents.clone().unwrap();
-        assert!(service.contains("ExecStart=/usr/local/bin/kiln-firstboot snapshot\n"));
+        assert!(service.contains("ExecStart=/usr/bin/kiln-firstboot snapshot\n"));
     }
 }

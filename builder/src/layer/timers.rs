@@ -98,6 +98,6 @@ mod tests {
         let timer = short.units["kiln-renew.timer"].contents.clone().unwrap();
         assert!(timer.contains("OnUnitActiveSec=50s\n"), "{timer}");
         let service = short.units["kiln-renew.service"].contents.clone().unwrap();
-        assert!(service.contains("ExecStart=/usr/local/bin/kiln-firstboot renew\n"));
+        assert!(service.contains("ExecStart=/usr/bin/kiln-firstboot renew\n"));
     }
 }

@@ -280,9 +280,14 @@ pub struct ImagesSection {
     /// mtime of every tarball entry; `SOURCE_DATE_EPOCH` overrides it.
     #[serde(default)]
     pub source_date_epoch: Option<u64>,
-    /// Where nodes download the agent instead of carrying it in the Ignition config.
+    /// No longer read: the agent is part of every role's image. Kept so a
+    /// profile that still sets it gets a clear error, not "unknown field".
     #[serde(default)]
-    pub agent: Option<AgentSource>,
+    pub agent: Option<serde::de::IgnoredAny>,
+    /// Bake each role's Ignition config into its disks, for places with no
+    /// user-data: the disks then hold the cluster's keys.
+    #[serde(default)]
+    pub embed_config: bool,
     /// Where master and worker images get kubeadm, kubelet and kubectl.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSource>,
@@ -313,21 +318,13 @@ impl Default for ImagesSection {
             suite: Suite::default(),
             source_date_epoch: None,
             agent: None,
+            embed_config: false,
             kubernetes: None,
             etcd: RoleImage::default(),
             master: RoleImage::default(),
             worker: RoleImage::default(),
         }
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentSource {
-    /// http(s) URL of the kiln-firstboot binary.
-    pub url: String,
-    /// Hex SHA-512 of the binary; Ignition refuses a download that differs.
-    pub sha512: String,
 }
 
 /// Exactly one of `apt` or `binaries`.

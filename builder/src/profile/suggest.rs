@@ -68,11 +68,7 @@ pub fn example(field: &str) -> Option<&'static str> {
         "leaf_validity_days" => "leaf_validity_days = 365",
         "formats" => "formats = [\"ignition\", \"rootfs\"]",
         "source_date_epoch" => "source_date_epoch = 1700000000",
-        "agent" => {
-            "agent = { url = \"https://host/kiln-firstboot\", sha512 = \"<128 hex digits>\" }"
-        }
         "url" => "url = \"https://downloads.example/kiln-firstboot\"",
-        "sha512" => "sha512 = \"<128 hex digits, from sha512sum>\"",
         "base" => "base = \"rootfs/debian.tar.gz\" (relative to the profile)",
         "packages" => "packages = [\"chrony\"]",
         "files" => "[[images.<role>.files]] with path and contents",

@@ -6,7 +6,6 @@ use std::path::Path;
 use base64::Engine;
 use ignition_config::v3_3::{
     Config, Directory, Dropin, File, Link, NodeGroup, NodeUser, Resource, Storage, Systemd, Unit,
-    Verification,
 };
 use serde_json::Value;
 
@@ -95,13 +94,6 @@ fn file(path: &Path, meta: Meta, data: FileData<'_>) -> Result<File, RenderError
     let (user, group) = owner(meta);
     let contents = match data {
         FileData::Inline(bytes) => inline_resource(bytes),
-        FileData::Remote { url, sha512, .. } => Resource {
-            source: Some(url.to_owned()),
-            verification: Some(Verification {
-                hash: Some(format!("sha512-{sha512}")),
-            }),
-            ..Resource::default()
-        },
     };
     Ok(File {
         contents: Some(contents),

@@ -27,15 +27,6 @@ fn sample_layer() -> RoleLayer {
         },
     );
     layer.add_link("/etc/localtime", "/usr/share/zoneinfo/UTC");
-    layer.add_file(
-        "/usr/local/bin/tool",
-        Meta::root(0o755),
-        Contents::Remote {
-            url: "https://example.invalid/tool".into(),
-            sha512: "ab".repeat(64),
-            local: b"#!/bin/sh\n".to_vec(),
-        },
-    );
     layer.add_unit(
         Unit {
             name: "etcd.service".into(),
@@ -120,14 +111,6 @@ fn layer_renders_as_spec_3_3_0_with_numeric_owners_and_no_nulls() {
     assert_eq!(key["user"], json!({"id": 0}));
     assert_eq!(key["group"], json!({"id": 0}));
     assert_eq!(decode(&key["contents"]), b"-----BEGIN KEY-----\n");
-
-    let tool = find(files, "/usr/local/bin/tool");
-    assert_eq!(tool["mode"], 493);
-    assert_eq!(tool["contents"]["source"], "https://example.invalid/tool");
-    assert_eq!(
-        tool["contents"]["verification"]["hash"],
-        format!("sha512-{}", "ab".repeat(64))
-    );
 
     let dir = find(&config["storage"]["directories"], "/var/lib/app");
     assert_eq!(

@@ -70,18 +70,12 @@ pub enum Origin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileData<'a> {
     Inline(&'a [u8]),
-    Remote {
-        url: &'a str,
-        sha512: &'a str,
-        local: &'a [u8],
-    },
 }
 
 impl<'a> FileData<'a> {
     pub fn bytes(&self) -> &'a [u8] {
         match *self {
             FileData::Inline(b) => b,
-            FileData::Remote { local, .. } => local,
         }
     }
 }
@@ -149,7 +143,6 @@ pub fn layer_tree(layer: &RoleLayer) -> Result<BTreeMap<PathBuf, TreeEntry<'_>>,
 fn file_data(contents: &Contents) -> FileData<'_> {
     match contents {
         Contents::Inline(bytes) => FileData::Inline(bytes),
-        Contents::Remote { url, sha512, local } => FileData::Remote { url, sha512, local },
     }
 }
 

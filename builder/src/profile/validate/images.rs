@@ -11,7 +11,7 @@ use kiln_firstboot::layout::{kiln_owner, KILN_UNIT_PREFIX};
 
 use super::Checker;
 use crate::profile::model::{
-    AgentSource, BaseImage, EtcdRelease, ExtraFile, ExtraUnit, ImagesSection, RoleImage,
+    BaseImage, EtcdRelease, ExtraFile, ExtraUnit, ImagesSection, OutputFormat, RoleImage,
 };
 
 /// Unit types that can be defined by a unit file in /etc/systemd/system.
@@ -41,10 +41,24 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
         "output format listed twice",
         "list each format once",
     );
-    if let Some(agent) = &images.agent {
-        check_agent(agent, check);
+    if images.agent.is_some() {
+        check.error(
+            "images.agent",
+            "is no longer read: the agent is part of every role's image, and the Ignition \
+             config (the user-data) no longer carries or downloads it"
+                .to_owned(),
+            "remove images.agent",
+        );
     }
     check_disk_base(images, check);
+    let disks = [OutputFormat::Raw, OutputFormat::Qcow2];
+    if images.embed_config && !images.formats.iter().any(|f| disks.contains(f)) {
+        check.warn(
+            "images.embed_config",
+            "has no effect: no disk format is built",
+            "add \"raw\" or \"qcow2\" to images.formats, or remove images.embed_config",
+        );
+    }
     for (role, image) in [
         ("etcd", &images.etcd),
         ("master", &images.master),
@@ -199,26 +213,6 @@ fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
             );
             return;
         }
-    }
-}
-
-fn check_agent(agent: &AgentSource, check: &mut Checker<'_>) {
-    if !is_http_url(&agent.url) {
-        check.error(
-            "images.agent.url",
-            format!("{:?} is not an http(s) URL", agent.url),
-            "write where nodes download kiln-firstboot, like \"https://downloads.example/kiln-firstboot\"",
-        );
-    }
-    if agent.sha512.len() != 128 || !agent.sha512.chars().all(|c| c.is_ascii_hexdigit()) {
-        check.error(
-            "images.agent.sha512",
-            format!(
-                "sha512 must be 128 hex digits, got {} characters",
-                agent.sha512.len()
-            ),
-            "compute it with `sha512sum kiln-firstboot` and paste the first column",
-        );
     }
 }
 
