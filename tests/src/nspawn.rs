@@ -23,7 +23,8 @@ pub struct Container {
 
 impl Container {
     /// Boots `root` read-only with a private writable overlay, so several
-    /// containers share one tree and each starts from the image's state.
+    /// containers share one tree and each starts from the image's state;
+    /// `/usr` is the image's, read-only, as on a node's verified OS.
     /// nspawn withholds CAP_NET_ADMIN with --network-namespace-path, and
     /// systemd-networkd (the image's DHCP client) needs it.
     pub fn boot(root: &Path, name: &str, netns: &str, log: &Path) -> Container {
@@ -33,10 +34,10 @@ impl Container {
     /// [`Container::boot`] with more nspawn options, like `--bind=SRC:DST`.
     pub fn boot_with(root: &Path, name: &str, netns: &str, log: &Path, extra: &str) -> Container {
         let nspawn = format!(
-            "systemd-nspawn -D {} --register=no --keep-unit --volatile=overlay \
-             --capability=CAP_NET_ADMIN -M {name} \
+            "systemd-nspawn -D {root} --register=no --keep-unit --volatile=overlay \
+             --bind-ro={root}/usr:/usr --capability=CAP_NET_ADMIN -M {name} \
              --network-namespace-path=/run/netns/{netns} {extra} -b",
-            root.display()
+            root = root.display()
         );
         let child = Command::new("setsid")
             .args(["script", "-qfec", &nspawn])
@@ -72,6 +73,22 @@ impl Container {
 
     pub fn console(&self) -> String {
         console_text(&self.log)
+    }
+
+    /// Runs `command` (through sh) inside the running container's mount
+    /// namespace, as its root.
+    pub fn exec(&self, command: &str) -> std::process::Output {
+        let pid = self.init_pid().expect("the container's init");
+        crate::run(Command::new("nsenter").args([
+            "-t",
+            &pid.to_string(),
+            "-m",
+            "-p",
+            "--",
+            "sh",
+            "-c",
+            command,
+        ]))
     }
 
     /// Kills the container (its init and everything under it) at once, as

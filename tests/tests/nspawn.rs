@@ -2,7 +2,8 @@
 //! kiln-firstboot.service, then etcd.service, then the settle unit make a
 //! three-member TLS cluster; a lost member is replaced by a fresh container
 //! with the same address, and the cluster's data survives. The booted tree
-//! is checked first: no SSH server, no password, every key 0600.
+//! is checked first: no SSH server, no password, every key 0600; inside the
+//! containers /usr is read-only, as on a node's verified OS.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -110,6 +111,13 @@ fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
     let refs: Vec<&Container> = containers.iter().collect();
     let formed = net.wait_cluster(&secrets, &endpoints, BOOT_WAIT, &|| consoles(&refs));
     eprintln!("three containers healthy {formed:?} after boot");
+    // The OS tree is read-only inside: the agent and etcd ran without
+    // writing to it, and a write fails.
+    let write = containers[0].exec("touch /usr/bin/kiln-written");
+    assert!(!write.status.success(), "a write to /usr succeeded");
+    let said = String::from_utf8_lossy(&write.stderr);
+    assert!(said.contains("Read-only file system"), "{said}");
+    assert!(!root.join("usr/bin/kiln-written").exists());
     // etcd answers before each agent's settle has said it converged.
     for c in &containers {
         let said = |text: &str| text.contains("decided") && text.contains("node converged");
