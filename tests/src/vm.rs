@@ -55,8 +55,13 @@ impl Vm {
             ])
             .arg("-drive")
             .arg(format!(
-                "file={},if=virtio,format=raw,snapshot=on",
-                disk.display()
+                "file={},if=virtio,format={},snapshot=on",
+                disk.display(),
+                if disk.extension().is_some_and(|e| e == "qcow2") {
+                    "qcow2"
+                } else {
+                    "raw"
+                }
             ))
             .arg("-serial")
             .arg(format!("file:{}", log.display()))

@@ -243,7 +243,15 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
         "embed_config = true",
     );
     baked.on_debian_base(&baked_profile, "raw");
-    let baked_disk = baked.out().join("etcd/disk.raw");
+    // On a disk of 8 GiB, larger than the image: the state partition grows.
+    let baked_disk = baked.dir.path().join("grown.qcow2");
+    run_ok(
+        Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(baked.out().join("etcd/disk.raw"))
+            .arg(&baked_disk)
+            .arg("8G"),
+    );
     let solo_config = solo.out().join("etcd/etcd.ign");
     let vm5 = Vm::boot(
         &net,
@@ -269,5 +277,11 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
         !foreign.status.success(),
         "solo's member trusted local's CA"
     );
-    assert!(vm6.console().contains("platform file"), "{}", vm6.console());
+    let console = vm6.console();
+    assert!(console.contains("platform file"), "{console}");
+    let grew = console
+        .lines()
+        .find_map(|l| l.split("the state partition grew to ").nth(1))
+        .and_then(|rest| rest.split(" MiB").next()?.parse::<u64>().ok());
+    assert!(grew.is_some_and(|mib| mib > 7000), "{grew:?}\n{console}");
 }

@@ -20,16 +20,17 @@ use crate::profile::Suite;
 
 /// Bump when the recipe below changes what a base holds: old caches then
 /// stop matching instead of being reused.
-const RECIPE_VERSION: u32 = 6;
+const RECIPE_VERSION: u32 = 7;
 /// What every node needs to boot under UEFI and converge: systemd (with
 /// networkd), a kernel, udev, systemd-boot for the ESP, and D-Bus with
 /// polkit, without which hostnamed refuses networkd the hostname a DHCP
 /// server hands out (the name a node on a new address joins under), and
 /// resolved, so the DNS servers DHCP hands out are used (instead of the build
 /// host's resolv.conf, which mmdebstrap would otherwise leave behind);
-/// initramfs-tools and veritysetup for the verified, read-only root;
-/// Ignition, which gives a node its config at first boot.
-const PACKAGES: [&str; 12] = [
+/// initramfs-tools and veritysetup for the verified, read-only root, and
+/// sfdisk and resize2fs to grow its state partition; Ignition, which gives
+/// a node its config at first boot.
+const PACKAGES: [&str; 14] = [
     "systemd-resolved",
     "dbus",
     "polkitd",
@@ -42,6 +43,8 @@ const PACKAGES: [&str; 12] = [
     "initramfs-tools",
     "cryptsetup-bin",
     "ignition",
+    "fdisk",
+    "e2fsprogs",
 ];
 /// Present once a base folder is complete; a half-built one is never reused.
 const COMPLETE: &str = "complete";
