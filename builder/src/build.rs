@@ -280,6 +280,7 @@ fn write_role(
         image.add_secret(kiln_firstboot::layout::EMBEDDED_CONFIG, rendered.clone());
     }
     let mut record = RoleRecord::default();
+    let mut written = Vec::new();
     for format in &loaded.profile.images.formats {
         let (rel, secret) = match format {
             OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
@@ -302,9 +303,15 @@ fn write_role(
                 write_disk(&image, target, staging, *format, mtime, &path)?;
             }
         }
+        record.artifacts.push(Artifact::of(staging, &rel, secret)?);
+        written.push((file, path));
+    }
+    // On disk before the build is moved into place; after every format, so
+    // the kernel writes one back while the next is made (a disk's 500 MB
+    // took 2-3 s of waiting each).
+    for (file, path) in written {
         file.sync_all()
             .with_context(|| format!("writing {}", path.display()))?;
-        record.artifacts.push(Artifact::of(staging, &rel, secret)?);
     }
     Ok(record)
 }

@@ -282,7 +282,36 @@ fn extract_tools(tarball: &Path, into: &Path) -> Result<()> {
 /// etcd-server and etcd-client of Debian `suite`, downloaded (not
 /// installed) with a private apt state from the host's mirror, verified by
 /// apt against Debian's archive keyring, cached by their version.
+/// How long another suite's package lists are used before the next update.
+const LISTS_FRESH: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// True if `stamp` (touched after each successful update) is younger than
+/// [`LISTS_FRESH`]. apt itself dates each list by the archive's release, not
+/// by the update.
+fn lists_fresh(stamp: &Path) -> bool {
+    (fs::metadata(stamp).and_then(|m| m.modified()).ok())
+        .and_then(|updated| updated.elapsed().ok())
+        .is_some_and(|age| age < LISTS_FRESH)
+}
+
 fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<PathBuf> {
+    let state = cache.join("etcd").join(format!("apt-{suite}"));
+    let (stamp, candidate) = (state.join("updated"), state.join("candidate"));
+    let unpacked_dir = |version: &str| {
+        cache
+            .join("etcd")
+            .join(format!("debian-{suite}-{}", version.replace(':', "_")))
+    };
+    // Within LISTS_FRESH of the last update, its candidate is still it: no
+    // apt at all (asking apt costs 1.5 s).
+    if lists_fresh(&stamp) {
+        if let Ok(version) = fs::read_to_string(&candidate) {
+            let dir = unpacked_dir(version.trim());
+            if dir.join("etcd").exists() {
+                return Ok(dir);
+            }
+        }
+    }
     let Some(mirrors) = Mirrors::of_host() else {
         return Err(loaded
             .error_at(
@@ -294,7 +323,6 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
             )
             .into());
     };
-    let state = cache.join("etcd").join(format!("apt-{suite}"));
     for dir in ["lists/partial", "archives/partial"] {
         fs::create_dir_all(state.join(dir))
             .with_context(|| format!("creating {}", state.join(dir).display()))?;
@@ -338,9 +366,16 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    if let Err(e) = apt("apt-get", &["update"]) {
-        // Offline: the lists of the last update still name a version.
-        eprintln!("warning: {e:#}; using the package lists of the last update");
+    // An update costs 1-3 s (with the host's apt hooks): lists younger than
+    // LISTS_FRESH are used as they are.
+    if !lists_fresh(&stamp) {
+        match apt("apt-get", &["update"]) {
+            Ok(_) => fs::File::create(&stamp)
+                .and_then(|f| f.set_modified(std::time::SystemTime::now()))
+                .with_context(|| format!("writing {}", stamp.display()))?,
+            // Offline: the lists of the last update still name a version.
+            Err(e) => eprintln!("warning: {e:#}; using the package lists of the last update"),
+        }
     }
     // The candidate of the private lists, whatever the host has installed.
     let version = apt("apt-cache", &["policy", "etcd-server"])?
@@ -349,9 +384,8 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
         .filter(|v| *v != "(none)")
         .map(str::to_owned)
         .with_context(|| format!("Debian {suite} has no etcd-server package"))?;
-    let dir = cache
-        .join("etcd")
-        .join(format!("debian-{suite}-{}", version.replace(':', "_")));
+    fs::write(&candidate, &version).with_context(|| format!("writing {}", candidate.display()))?;
+    let dir = unpacked_dir(&version);
     if dir.join("etcd").exists() {
         return Ok(dir);
     }
