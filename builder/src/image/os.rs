@@ -58,6 +58,28 @@ StandardError=journal+console\n\
 [Install]\n\
 WantedBy=multi-user.target\n";
 
+/// What the first boot's Ignition run needs: the script, a `setfiles` that
+/// does nothing (Debian's Ignition relabels for SELinux after writing files
+/// whether SELinux is on or not) and the SELinux config Ignition reads, which
+/// says it is off.
+const IGNITION_FILES: [(&str, u32, &[u8]); 3] = [
+    (
+        "/usr/lib/kiln/ignition-firstboot",
+        0o755,
+        include_bytes!("ignition-firstboot"),
+    ),
+    (
+        "/usr/lib/kiln/ignition-bin/setfiles",
+        0o755,
+        b"#!/bin/sh\n# SELinux is off on kiln's nodes: Ignition's relabeling does nothing.\nexit 0\n",
+    ),
+    (
+        "/etc/selinux/config",
+        0o644,
+        b"SELINUX=disabled\nSELINUXTYPE=targeted\n",
+    ),
+];
+
 /// Adds the OS settings of kiln's Debian base to `layer`, all of them part
 /// of the role's image.
 pub fn add_os_files(layer: &mut RoleLayer) {
@@ -82,22 +104,9 @@ fn add_boot_files(layer: &mut RoleLayer) {
         },
         true,
     );
-    layer.add_file(
-        "/usr/lib/kiln/ignition-firstboot",
-        Meta::root(0o755),
-        Contents::Inline(include_bytes!("ignition-firstboot").to_vec()),
-    );
-    layer.add_file(
-        "/usr/lib/kiln/ignition-bin/setfiles",
-        Meta::root(0o755),
-        Contents::Inline(b"#!/bin/sh\n# SELinux is off on kiln's nodes: Ignition's relabeling does nothing.\nexit 0\n".to_vec()),
-    );
-    // Ignition's files stage reads it; SELinux is off on kiln's nodes.
-    layer.add_file(
-        "/etc/selinux/config",
-        Meta::root(0o644),
-        Contents::Inline(b"SELINUX=disabled\nSELINUXTYPE=targeted\n".to_vec()),
-    );
+    for (path, mode, bytes) in IGNITION_FILES {
+        layer.add_file(path, Meta::root(mode), Contents::Inline(bytes.to_vec()));
+    }
     layer.add_unit(
         Unit {
             name: "kiln-dhcp-hostname.service".to_owned(),
