@@ -122,7 +122,7 @@ fn image_paths(role: &str, binaries: bool) -> Vec<String> {
         paths.push(format!("{units}/etcd.service.d/05-kiln-gate.conf"));
     }
     if binaries && role != "etcd" {
-        paths.extend(["kubeadm", "kubelet", "kubectl"].map(|b| format!("usr/local/bin/{b}")));
+        paths.extend(["kubeadm", "kubelet", "kubectl"].map(|b| format!("usr/bin/{b}")));
         paths.extend(unit("kubelet.service"));
         paths.push(format!("{units}/kubelet.service.d/10-kubeadm.conf"));
     }
@@ -341,7 +341,7 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
             other => panic!("{role}: {p} is {other:?}, not a link"),
         };
         for name in ["kubeadm", "kubelet", "kubectl"] {
-            let (mode, text) = file(&format!("/usr/local/bin/{name}"));
+            let (mode, text) = file(&format!("/usr/bin/{name}"));
             assert_eq!((mode, text), (0o755, format!("#!/bin/sh\necho {name}\n")));
         }
         let (_, modules) = file("/etc/modules-load.d/kiln-kubernetes.conf");
@@ -363,7 +363,7 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
         assert!(swapoff.contains("Before=kubelet.service kiln-firstboot.service"));
         let (_, kubelet) = file("/etc/systemd/system/kubelet.service");
         assert!(
-            kubelet.contains("ExecStart=/usr/local/bin/kubelet\n"),
+            kubelet.contains("ExecStart=/usr/bin/kubelet\n"),
             "{kubelet}"
         );
         let (_, dropin) = file("/etc/systemd/system/kubelet.service.d/10-kubeadm.conf");
@@ -405,8 +405,7 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
     assert!(
         !etcd
             .iter()
-            .any(|f| f.path.starts_with("/usr/local/bin/kube")
-                || f.path.starts_with("/etc/containerd")),
+            .any(|f| f.path.starts_with("/usr/bin/kube") || f.path.starts_with("/etc/containerd")),
         "the etcd role carries Kubernetes files"
     );
     Ok(())

@@ -101,7 +101,7 @@ ExecStart=/sbin/swapoff -a\n\
 [Install]\n\
 WantedBy=multi-user.target\n";
 
-const BIN_DIR: &str = "/usr/local/bin";
+const BIN_DIR: &str = "/usr/bin";
 /// Also installed when the binaries folder holds it: kubeadm's preflight
 /// wants crictl on the PATH.
 const OPTIONAL_BINARIES: [&str; 1] = ["crictl"];
@@ -115,7 +115,7 @@ Wants=network-online.target\n\
 After=network-online.target\n\
 \n\
 [Service]\n\
-ExecStart=/usr/local/bin/kubelet\n\
+ExecStart=/usr/bin/kubelet\n\
 Restart=always\n\
 StartLimitInterval=0\n\
 RestartSec=10\n\
@@ -131,7 +131,7 @@ Environment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\n\
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\n\
 EnvironmentFile=-/etc/default/kubelet\n\
 ExecStart=\n\
-ExecStart=/usr/local/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
+ExecStart=/usr/bin/kubelet $KUBELET_KUBECONFIG_ARGS $KUBELET_CONFIG_ARGS $KUBELET_KUBEADM_ARGS $KUBELET_EXTRA_ARGS\n";
 
 /// Modules, sysctls, swap off and containerd's configuration.
 pub fn add_host_preparation(
@@ -233,6 +233,6 @@ mod tests {
         for var in ["$KUBELET_KUBEADM_ARGS", "$KUBELET_EXTRA_ARGS"] {
             assert!(exec.contains(var), "{exec}");
         }
-        assert!(exec.starts_with("ExecStart=/usr/local/bin/kubelet "));
+        assert!(exec.starts_with("ExecStart=/usr/bin/kubelet "));
     }
 }

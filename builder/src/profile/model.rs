@@ -341,7 +341,7 @@ pub struct KubernetesSource {
 
 impl KubernetesSource {
     /// The executables a `binaries` folder must hold, installed to
-    /// /usr/local/bin on masters and workers.
+    /// /usr/bin on masters and workers (in the verified OS of a disk).
     pub const BINARIES: [&'static str; 3] = ["kubeadm", "kubelet", "kubectl"];
 }
 
