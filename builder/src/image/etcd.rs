@@ -279,9 +279,6 @@ fn extract_tools(tarball: &Path, into: &Path) -> Result<()> {
     Ok(())
 }
 
-/// etcd-server and etcd-client of Debian `suite`, downloaded (not
-/// installed) with a private apt state from the host's mirror, verified by
-/// apt against Debian's archive keyring, cached by their version.
 /// How long another suite's package lists are used before the next update.
 const LISTS_FRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -294,6 +291,9 @@ fn lists_fresh(stamp: &Path) -> bool {
         .is_some_and(|age| age < LISTS_FRESH)
 }
 
+/// etcd-server and etcd-client of Debian `suite`, downloaded (not
+/// installed) with a private apt state from the host's mirror, verified by
+/// apt against Debian's archive keyring, cached by their version.
 fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<PathBuf> {
     let state = cache.join("etcd").join(format!("apt-{suite}"));
     let (stamp, candidate) = (state.join("updated"), state.join("candidate"));
