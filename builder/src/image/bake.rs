@@ -46,7 +46,7 @@ pub fn bake_tree(base: &Path, layer: &RoleLayer, mtime: u64, dest: &Path) -> Res
                     .mode(entry.meta.mode)
                     .open(&target)
                     .with_context(what)?;
-                file.write_all(data.bytes()).with_context(what)?;
+                file.write_all(data).with_context(what)?;
                 file.set_modified(stamp).with_context(what)?;
                 set_meta(&target, entry.meta).with_context(what)?;
             }

@@ -9,7 +9,7 @@ use ignition_config::v3_3::{
 };
 use serde_json::Value;
 
-use super::{deflate, layer_tree, FileData, Origin, RenderError, TreeKind};
+use super::{deflate, layer_tree, Origin, RenderError, TreeKind};
 use crate::layer::{Meta, RoleLayer};
 
 /// The Ignition config for `layer`, as compact JSON without nulls. Implied
@@ -90,13 +90,10 @@ fn directory(path: &Path, meta: Meta) -> Result<Directory, RenderError> {
     })
 }
 
-fn file(path: &Path, meta: Meta, data: FileData<'_>) -> Result<File, RenderError> {
+fn file(path: &Path, meta: Meta, bytes: &[u8]) -> Result<File, RenderError> {
     let (user, group) = owner(meta);
-    let contents = match data {
-        FileData::Inline(bytes) => inline_resource(bytes),
-    };
     Ok(File {
-        contents: Some(contents),
+        contents: Some(inline_resource(bytes)),
         mode: Some(meta.mode.into()),
         overwrite: Some(true),
         user,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use crate::layer::{Contents, Meta, Node, RoleLayer, UNIT_MODE};
+use crate::layer::{Meta, Node, RoleLayer, UNIT_MODE};
 
 pub use ignition::render_ignition;
 pub use rootfs::render_rootfs;
@@ -66,24 +66,11 @@ pub enum Origin {
     Unit,
 }
 
-/// Where a file's bytes come from, as far as a renderer cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileData<'a> {
-    Inline(&'a [u8]),
-}
-
-impl<'a> FileData<'a> {
-    pub fn bytes(&self) -> &'a [u8] {
-        match *self {
-            FileData::Inline(b) => b,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TreeKind<'a> {
     Dir,
-    File(FileData<'a>),
+    /// A file and its bytes.
+    File(&'a [u8]),
     Link(&'a Path),
 }
 
@@ -109,7 +96,7 @@ pub fn layer_tree(layer: &RoleLayer) -> Result<BTreeMap<PathBuf, TreeEntry<'_>>,
         check_path(path)?;
         let (meta, kind) = match node {
             Node::Dir(meta) => (*meta, TreeKind::Dir),
-            Node::File { meta, contents, .. } => (*meta, TreeKind::File(file_data(contents))),
+            Node::File { meta, contents, .. } => (*meta, TreeKind::File(contents.bytes())),
             Node::Link { target } => (LINK_META, TreeKind::Link(target)),
         };
         if meta.mode & !0o7777 != 0 {
@@ -131,19 +118,13 @@ pub fn layer_tree(layer: &RoleLayer) -> Result<BTreeMap<PathBuf, TreeEntry<'_>>,
         }
         let entry = TreeEntry {
             meta: Meta::root(UNIT_MODE),
-            kind: TreeKind::File(FileData::Inline(contents.as_bytes())),
+            kind: TreeKind::File(contents.as_bytes()),
             origin: Origin::Unit,
         };
         tree.insert(path, entry);
     }
     add_implied_parents(&mut tree)?;
     Ok(tree)
-}
-
-fn file_data(contents: &Contents) -> FileData<'_> {
-    match contents {
-        Contents::Inline(bytes) => FileData::Inline(bytes),
-    }
 }
 
 /// Paths are absolute and plain: Ignition rejects `..`, and a tarball entry
@@ -201,7 +182,7 @@ fn add_implied_parents(tree: &mut BTreeMap<PathBuf, TreeEntry<'_>>) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layer::Unit;
+    use crate::layer::{Contents, Unit};
     use kiln_firstboot::node_config::Role;
 
     #[test]

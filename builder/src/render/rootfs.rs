@@ -139,9 +139,7 @@ fn write_tar(
                 header.set_entry_type(EntryType::Directory);
                 tar.append_data(&mut header, name, io::empty())
             }
-            Kind::Layer(TreeKind::File(data)) => {
-                append_file(&mut tar, &mut header, name, data.bytes())
-            }
+            Kind::Layer(TreeKind::File(data)) => append_file(&mut tar, &mut header, name, data),
             Kind::Base(BaseKind::File(source)) => {
                 let base =
                     base.ok_or_else(|| RenderError::layer(path, "base file without a base"))?;
