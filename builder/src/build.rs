@@ -273,7 +273,7 @@ fn write_role(
     let dir = staging.join(role.as_str());
     fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     output::mark(&dir, &loaded.profile.cluster.name)?;
-    let (mut image, config) = (layer.part(true), layer.part(false));
+    let (mut image, config) = layer.split();
     let rendered = render_ignition(&config)
         .with_context(|| format!("rendering the {role} Ignition config"))?;
     if loaded.profile.images.embed_config {

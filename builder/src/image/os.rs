@@ -83,16 +83,7 @@ const IGNITION_FILES: [(&str, u32, &[u8]); 3] = [
 /// Adds the OS settings of kiln's Debian base to `layer`, all of them part
 /// of the role's image.
 pub fn add_os_files(layer: &mut RoleLayer) {
-    let before: Vec<_> = layer.nodes.keys().cloned().collect();
-    add_boot_files(layer);
-    let added: Vec<_> = (layer.nodes.keys())
-        .filter(|p| !before.contains(p))
-        .cloned()
-        .collect();
-    layer.mark_image(added);
-    for unit in [layout::IGNITION_UNIT, "kiln-dhcp-hostname.service"] {
-        layer.mark_image([Path::new(UNITS).join(unit)]);
-    }
+    layer.in_image(add_boot_files);
 }
 
 fn add_boot_files(layer: &mut RoleLayer) {

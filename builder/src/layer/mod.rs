@@ -109,27 +109,33 @@ impl RoleLayer {
         self.image.extend(paths.into_iter().map(Into::into));
     }
 
-    /// Adds a unit (see [`RoleLayer::add_unit`]) that is part of the image,
-    /// with its drop-ins and enablement links.
-    pub fn add_image_unit(&mut self, unit: Unit, enable: bool) {
-        let before: BTreeSet<PathBuf> = self.nodes.keys().cloned().collect();
-        let name = unit.name.clone();
-        self.add_unit(unit, enable);
-        let links: Vec<PathBuf> = (self.nodes.keys())
-            .filter(|p| !before.contains(*p))
-            .cloned()
-            .collect();
-        let main = Path::new(SYSTEMD_DIR).join(&name);
-        let dropins = Path::new(SYSTEMD_DIR).join(format!("{name}.d"));
-        let files: Vec<PathBuf> = (self.unit_files())
-            .map(|(path, _)| path)
-            .filter(|p| *p == main || p.parent() == Some(&dropins))
-            .collect();
-        self.mark_image(links.into_iter().chain(files));
+    /// Runs `add` and moves everything it added to the layer (nodes, unit
+    /// files, drop-ins, enablement links) into the role's image.
+    pub fn in_image(&mut self, add: impl FnOnce(&mut RoleLayer)) {
+        let before = self.paths();
+        add(self);
+        let added: Vec<PathBuf> = self.paths().difference(&before).cloned().collect();
+        self.mark_image(added);
     }
 
-    /// The image's part of the layer (`image`) or the config's (`!image`).
-    pub fn part(&self, image: bool) -> RoleLayer {
+    /// Adds a unit (see [`RoleLayer::add_unit`]) that is part of the image.
+    pub fn add_image_unit(&mut self, unit: Unit, enable: bool) {
+        self.in_image(|layer| layer.add_unit(unit, enable));
+    }
+
+    /// Every path of the layer: its nodes, unit files and drop-ins.
+    fn paths(&self) -> BTreeSet<PathBuf> {
+        let units = self.unit_files().map(|(path, _)| path);
+        self.nodes.keys().cloned().chain(units).collect()
+    }
+
+    /// The layer's two parts: the image (what is in `image`) and the config
+    /// (the rest).
+    pub fn split(&self) -> (RoleLayer, RoleLayer) {
+        (self.part(true), self.part(false))
+    }
+
+    fn part(&self, image: bool) -> RoleLayer {
         let keep = |path: &Path| self.image.contains(path) == image;
         let nodes = (self.nodes.iter())
             .filter(|(path, _)| keep(path))
@@ -155,11 +161,7 @@ impl RoleLayer {
             role: self.role,
             nodes,
             units,
-            image: if image {
-                self.image.clone()
-            } else {
-                BTreeSet::new()
-            },
+            image: BTreeSet::new(),
         }
     }
 

@@ -49,16 +49,11 @@ pub fn build_layer(
         let renew_before = inputs.profile.profile.pki.renew_before_seconds();
         super::add_renew_timer(&mut layer, renew_before);
     }
-    if role == Role::Etcd || (role == Role::Master && stacked) {
-        add_watch_unit(&mut layer);
-    }
-    // On every etcd node alike; on masters it depends on the topology.
+    // The same on every etcd node; on masters it depends on the topology.
     if role == Role::Etcd {
-        let watch = Path::new(super::SYSTEMD_DIR).join(WATCH_UNIT);
-        let link = Path::new(super::SYSTEMD_DIR)
-            .join("multi-user.target.wants")
-            .join(WATCH_UNIT);
-        layer.mark_image([watch, link]);
+        layer.in_image(add_watch_unit);
+    } else if role == Role::Master && stacked {
+        add_watch_unit(&mut layer);
     }
     let unicast_vip = (inputs.profile.profile.control_plane.as_ref())
         .and_then(|cp| cp.vip.as_ref())
@@ -106,8 +101,6 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
     }
 }
 
-const WATCH_UNIT: &str = "kiln-watch.service";
-
 /// `kiln-watch.service` on every etcd member: reports, every beat, which
 /// members answer, so that a new node can tell a member dead to the cluster
 /// from one only it cannot reach. It beats until the node is a member, and
@@ -115,7 +108,7 @@ const WATCH_UNIT: &str = "kiln-watch.service";
 fn add_watch_unit(layer: &mut RoleLayer) {
     add_agent_service(
         layer,
-        WATCH_UNIT,
+        "kiln-watch.service",
         "report which etcd members answer (how the cluster tells who is dead)",
         &format!("After={} etcd.service", layout::AGENT_UNIT),
         "watch",
