@@ -284,7 +284,7 @@ fn write_role(
     for format in &loaded.profile.images.formats {
         let (rel, secret) = match format {
             OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
-            OutputFormat::Rootfs => (format!("{role}/rootfs.tar.gz"), layer.has_secrets()),
+            OutputFormat::Rootfs => (format!("{role}/rootfs.tar.gz"), image.has_secrets()),
             OutputFormat::Raw => (format!("{role}/disk.raw"), image.has_secrets()),
             OutputFormat::Qcow2 => (format!("{role}/disk.qcow2"), image.has_secrets()),
         };
@@ -296,7 +296,7 @@ fn write_role(
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             OutputFormat::Rootfs => {
-                write_rootfs(layer, target.base.path(), mtime, &mut file)
+                write_rootfs(&image, target.base.path(), mtime, &mut file)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             OutputFormat::Raw | OutputFormat::Qcow2 => {

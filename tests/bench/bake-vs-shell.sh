@@ -28,8 +28,8 @@ build rootfs
 # etcd comes from another suite's packages, synced in from etcd-tree).
 base=$(dirname "$(ls -td "$cache"/base/*/complete | while read -r c; do
   [ -d "$(dirname "$c")/etcd-tree" ] && grep -qx ignition "$c" && echo "$c"; done | head -n1)")/rootfs
-# The role's image files as kiln lays them over the base (the tarball also
-# holds the config, which the disk does not).
+# The role's image files as kiln lays them over the base (the tarball is
+# the disk's whole OS tree; these are the paths the image adds to it).
 mkdir "$work/layer" && tar -xpzf "$work/out/etcd/rootfs.tar.gz" -C "$work/layer" \
   etc/systemd usr/bin/kiln-firstboot usr/lib/kiln etc/selinux
 

@@ -218,14 +218,18 @@ pub fn tarball_files(tgz: &Path) -> Vec<PayloadFile> {
     files
 }
 
-/// Writes every regular file of a role's .tar.gz under `root` with its mode:
-/// a node's root for running the agent or kubeadm against.
-pub fn lay_out(tgz: &Path, root: &Path) {
+/// A node's root for running the agent or kubeadm against, as first boot
+/// leaves it: every regular file of `role`'s OS tree (`out/<role>/rootfs.tar.gz`)
+/// with its mode, then the role's config (`out/<role>/<role>.ign`) applied
+/// by the real Ignition.
+pub fn lay_out(out: &Path, role: &str, root: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for file in tarball_files(tgz) {
+    for file in tarball_files(&out.join(format!("{role}/rootfs.tar.gz"))) {
         let target = root.join(file.path.trim_start_matches('/'));
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, &file.bytes).unwrap();
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(file.mode)).unwrap();
     }
+    crate::ignition::apply(&out.join(format!("{role}/{role}.ign")), root)
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }

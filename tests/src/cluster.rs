@@ -70,8 +70,9 @@ pub enum Topology {
     Stacked,
 }
 
-/// A profile built on the Debian base, each role's rootfs extracted once
-/// and shared read-only by every container of the role.
+/// A profile built on the Debian base, each role's public OS tree extracted
+/// once and shared read-only by every container of the role, which gets the
+/// role's `.ign` at boot.
 pub struct Images {
     pub build: Build,
     pub topology: Topology,
@@ -81,12 +82,12 @@ pub struct Images {
 }
 
 impl Images {
-    /// Builds `profile`'s rootfs tarballs, extracts them and installs the
+    /// Builds `profile`'s configs and OS trees, extracts the trees and installs the
     /// kubeadm stand-in (and, stacked, the host's etcd for it to start) on
     /// masters and workers, as a Kubernetes package would.
     pub fn new(profile: &Path, cluster: &str, topology: Topology) -> Images {
         let build = Build::new();
-        let took = build.on_debian_base(profile, "rootfs");
+        let took = build.on_debian_base(profile, "ignition,rootfs");
         let start = Instant::now();
         let mut roles = vec![Role::Master, Role::Worker];
         if topology == Topology::External {
@@ -123,6 +124,11 @@ impl Images {
 
     pub fn root(&self, role: Role) -> &Path {
         &self.roots[&role]
+    }
+
+    /// The role's Ignition config: its nodes' user-data.
+    pub fn config(&self, role: Role) -> PathBuf {
+        self.build.out().join(format!("{role}/{role}.ign"))
     }
 
     pub fn secrets(&self) -> PathBuf {
@@ -204,7 +210,8 @@ impl<'a> Cluster<'a> {
             .path()
             .join(format!("{}-{machine}.log", self.net.prefix));
         let root = self.images.root(node.role);
-        let container = Container::boot_with(root, &machine, &netns, &log, extra);
+        let config = self.images.config(node.role);
+        let container = Container::boot_with(root, &config, &machine, &netns, &log, extra);
         self.consoles.push((machine, log));
         self.containers.insert(node.name, container);
     }

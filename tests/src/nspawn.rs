@@ -22,22 +22,34 @@ pub struct Container {
 }
 
 impl Container {
-    /// Boots `root` read-only with a private writable overlay, so several
-    /// containers share one tree and each starts from the image's state;
-    /// `/usr` is the image's, read-only, as on a node's verified OS.
+    /// Boots `root`, a role's public OS tree, read-only with a private
+    /// writable overlay, so several containers share one tree and each
+    /// starts from the image's state; `/usr` is the image's, read-only, as
+    /// on a node's verified OS. `config` (the role's `.ign`) is handed in
+    /// as the systemd credential `kiln.ign`, which the image's first-boot
+    /// Ignition run applies, as a VM's applies its user-data.
     /// nspawn withholds CAP_NET_ADMIN with --network-namespace-path, and
     /// systemd-networkd (the image's DHCP client) needs it.
-    pub fn boot(root: &Path, name: &str, netns: &str, log: &Path) -> Container {
-        Container::boot_with(root, name, netns, log, "")
+    pub fn boot(root: &Path, config: &Path, name: &str, netns: &str, log: &Path) -> Container {
+        Container::boot_with(root, config, name, netns, log, "")
     }
 
     /// [`Container::boot`] with more nspawn options, like `--bind=SRC:DST`.
-    pub fn boot_with(root: &Path, name: &str, netns: &str, log: &Path, extra: &str) -> Container {
+    pub fn boot_with(
+        root: &Path,
+        config: &Path,
+        name: &str,
+        netns: &str,
+        log: &Path,
+        extra: &str,
+    ) -> Container {
         let nspawn = format!(
             "systemd-nspawn -D {root} --register=no --keep-unit --volatile=overlay \
-             --bind-ro={root}/usr:/usr --capability=CAP_NET_ADMIN -M {name} \
+             --bind-ro={root}/usr:/usr --load-credential=kiln.ign:{config} \
+             --capability=CAP_NET_ADMIN -M {name} \
              --network-namespace-path=/run/netns/{netns} {extra} -b",
-            root = root.display()
+            root = root.display(),
+            config = config.display()
         );
         let child = Command::new("setsid")
             .args(["script", "-qfec", &nspawn])

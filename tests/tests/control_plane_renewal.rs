@@ -104,7 +104,7 @@ fn masters_renew_kubeadms_certificates_and_restart_one_at_a_time() {
     let roots = tempfile::tempdir().unwrap();
     let root = |role: &str, name: &str| {
         let root = roots.path().join(name);
-        lay_out(&build.out().join(format!("{role}/rootfs.tar.gz")), &root);
+        lay_out(&build.out(), role, &root);
         root
     };
 

@@ -1,7 +1,8 @@
-//! What a role's disk is without booting it: two builds of one profile from
-//! one cached base are the same bytes, raw and qcow2; the disk holds no
-//! private key and no bootstrap token, so another cluster's build gives the
-//! very same disk (its config, the `.ign`, is what differs).
+//! What a role's public artifacts are without booting them: two builds of
+//! one profile from one cached base are the same bytes, raw, qcow2 and the
+//! OS tree's tarball; neither the disks nor the OS tree hold a private key
+//! or the bootstrap token, so another cluster's build gives the very same
+//! files (its config, the `.ign`, is what differs).
 
 use std::fs;
 use std::path::Path;
@@ -10,7 +11,8 @@ use std::process::Command;
 use kiln_e2e::artifacts::Build;
 use kiln_e2e::{one_member_profile, profile, run, run_ok};
 
-const DISKS: [&str; 2] = ["etcd/disk.raw", "etcd/disk.qcow2"];
+const PUBLIC: [&str; 3] = ["etcd/disk.raw", "etcd/disk.qcow2", "etcd/rootfs.tar.gz"];
+const FORMATS: &str = "ignition,rootfs,raw,qcow2";
 /// A PEM private-key block, as a grep -P pattern (\x20 is a space).
 const PEM_PRIVATE_KEY: &str = r"-----BEGIN([A-Z\x20]*)\x20PRIVATE\x20KEY-----\n([A-Za-z0-9+/=]{1,76}\n)+-----END\1\x20PRIVATE\x20KEY-----";
 
@@ -19,63 +21,98 @@ fn sha256(path: &Path) -> String {
     out.split_whitespace().next().unwrap_or_default().to_owned()
 }
 
-/// How many PEM private-key blocks `file` holds: a BEGIN line, base64
-/// lines, the matching END line (the agent's label strings alone are not
-/// keys). grep -z reads NUL-separated records, and PEM text has no NUL.
-fn private_key_blocks(file: &Path) -> usize {
-    let out = run(Command::new("grep")
-        .args(["-a", "-z", "-c", "-P", "-e"])
-        .arg(PEM_PRIVATE_KEY)
-        .arg(file));
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+/// The files under `path` (a file, or a folder searched whole but for its
+/// device nodes and links) that hold a
+/// PEM private-key block: a BEGIN line, base64 lines, the matching END line
+/// (the agent's label strings alone are not keys). grep -z reads
+/// NUL-separated records, and PEM text has no NUL.
+fn private_key_files(path: &Path) -> Vec<String> {
+    grep(path, &["-P", "-e", PEM_PRIVATE_KEY])
 }
 
-fn holds(file: &Path, needle: &str) -> bool {
-    run(Command::new("grep")
-        .args(["-a", "-q", "-F", needle])
-        .arg(file))
-    .status
-    .success()
+/// The files under `path` that hold `needle`.
+fn holding(path: &Path, needle: &str) -> Vec<String> {
+    grep(path, &["-F", "-e", needle])
+}
+
+fn grep(path: &Path, pattern: &[&str]) -> Vec<String> {
+    let out = run(Command::new("grep")
+        .args(["-r", "-D", "skip", "-a", "-z", "-l"])
+        .args(pattern)
+        .arg(path));
+    assert!(
+        out.status.code().is_some_and(|c| c < 2),
+        "grep failed: {out:?}"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
 fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
     let build = Build::new();
-    build.on_debian_base(&profile("local.toml"), "ignition,raw,qcow2");
+    build.on_debian_base(&profile("local.toml"), FORMATS);
     let first = build.dir.path().join("first");
     fs::rename(build.out(), &first).unwrap();
-    build.on_debian_base(&profile("local.toml"), "ignition,raw,qcow2");
-    for disk in DISKS {
+    build.on_debian_base(&profile("local.toml"), FORMATS);
+    for disk in PUBLIC {
         let (a, b) = (first.join(disk), build.out().join(disk));
         assert_eq!(sha256(&a), sha256(&b), "{disk} differs between two builds");
     }
 
-    // No secret in a public artifact; the scan finds a real key.
+    // No secret in a public artifact or the OS tree; the scan finds the
+    // real ones in the secrets folder.
     let secrets = build.secrets();
-    assert_eq!(private_key_blocks(&secrets.join("ca.key")), 1);
+    let ca_key = secrets.join("ca.key").display().to_string();
+    assert!(private_key_files(&secrets).contains(&ca_key));
     let token = fs::read_to_string(secrets.join("bootstrap-token")).unwrap();
     let token = token.trim();
-    assert!(!token.is_empty());
-    for disk in DISKS {
-        let path = build.out().join(disk);
-        assert_eq!(private_key_blocks(&path), 0, "{disk} holds a private key");
-        assert!(!holds(&path, token), "{disk} holds the bootstrap token");
-        let mode = fs::metadata(&path).unwrap().permissions();
+    assert!(
+        holding(&secrets, token).contains(&secrets.join("bootstrap-token").display().to_string())
+    );
+    let config = build.out().join("etcd/etcd.ign");
+    let tree = build.dir.path().join("os-tree");
+    kiln_e2e::tree::extract(&build.out().join("etcd/rootfs.tar.gz"), &tree).unwrap();
+    assert!(
+        fs::read_dir(tree.join("usr/bin")).unwrap().count() > 100,
+        "the OS tree is not a whole OS"
+    );
+    let mut scanned = vec![tree];
+    scanned.extend(PUBLIC.map(|p| build.out().join(p)));
+    for path in &scanned {
+        assert_eq!(
+            private_key_files(path),
+            Vec::<String>::new(),
+            "{} holds a private key",
+            path.display()
+        );
+        assert_eq!(
+            holding(path, token),
+            Vec::<String>::new(),
+            "{} holds the bootstrap token",
+            path.display()
+        );
+    }
+    for artifact in PUBLIC {
+        let mode = fs::metadata(build.out().join(artifact))
+            .unwrap()
+            .permissions();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o644,
-            "{disk}"
+            "{artifact}"
         );
     }
-    let config = build.out().join("etcd/etcd.ign");
     let size = fs::metadata(&config).unwrap().len();
     assert!(size <= 16 * 1024, "etcd.ign is {size} bytes, over 16 KiB");
 
     // Another cluster (another CA, one member): the same disk, another config.
     let other = Build::new();
     let solo = one_member_profile(other.dir.path(), "solo", "10.77.0.15", "");
-    other.on_debian_base(&solo, "ignition,raw,qcow2");
-    for disk in DISKS {
+    other.on_debian_base(&solo, FORMATS);
+    for disk in PUBLIC {
         let (a, b) = (build.out().join(disk), other.out().join(disk));
         assert_eq!(
             sha256(&a),

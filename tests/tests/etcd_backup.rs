@@ -175,7 +175,7 @@ fn corrupt_snapshot_is_refused_with_nothing_changed() {
 /// that are not this member's snapshots stay.
 #[test]
 fn snapshot_timer_takes_verifies_and_prunes() {
-    use kiln_e2e::artifacts::Build;
+    use kiln_e2e::artifacts::{ignition_files, Build};
     use kiln_e2e::bootnet::{addr, BootNet};
     use kiln_e2e::nspawn::Container;
     use kiln_firstboot::etcd::backup::{file_name, taken_at};
@@ -194,10 +194,15 @@ fn snapshot_timer_takes_verifies_and_prunes() {
          destination = \"/mnt/backup\"\n",
     )
     .unwrap();
-    build.on_debian_base(&profile, "rootfs");
+    build.on_debian_base(&profile, "ignition,rootfs");
     let root = build.dir.path().join("root");
     tree::extract(&build.out().join("etcd/rootfs.tar.gz"), &root).unwrap();
-    let timer = fs::read_to_string(root.join("etc/systemd/system/kiln-snapshot.timer")).unwrap();
+    let config = build.out().join("etcd/etcd.ign");
+    let timer = ignition_files(&config)
+        .into_iter()
+        .find(|f| f.path == "/etc/systemd/system/kiln-snapshot.timer")
+        .expect("the config has the snapshot timer");
+    let timer = String::from_utf8_lossy(&timer.bytes);
     assert!(timer.contains("OnUnitActiveSec=5s"), "{timer}");
 
     // Seeds: two beyond every window, an older and a newer one of the
@@ -229,7 +234,7 @@ fn snapshot_timer_takes_verifies_and_prunes() {
     let netns = net.host_ns("h11", 11);
     let log = build.dir.path().join("etcd1.log");
     let bind = format!("--bind={}:/mnt/backup", dest.display());
-    let container = Container::boot_with(&root, "etcd1", &netns, &log, &bind);
+    let container = Container::boot_with(&root, &config, "etcd1", &netns, &log, &bind);
     let secrets = build.secrets();
     net.wait_cluster(&secrets, &[addr(11)], Duration::from_secs(180), &|| {
         container.console()
@@ -322,8 +327,9 @@ fn snapshot_timer_takes_verifies_and_prunes() {
 }
 
 /// `restore_from = { local = ... }` bakes the snapshot 0600 into the etcd
-/// image, the same in the Ignition config and the root filesystem, and
-/// points node.toml at it; a corrupt snapshot fails the build instead.
+/// role's Ignition config (it holds every secret of the cluster: never in
+/// the public OS tree) and points node.toml at it; a corrupt snapshot fails
+/// the build instead.
 #[test]
 fn local_restore_snapshot_is_baked_and_a_corrupt_one_fails_the_build() {
     use kiln_e2e::artifacts::{ignition_files, tarball_files, Build};
@@ -347,24 +353,26 @@ fn local_restore_snapshot_is_baked_and_a_corrupt_one_fails_the_build() {
     .unwrap();
     build.ok(&profile);
     let baked = BAKED_SNAPSHOT.trim_start_matches('/');
-    let ign = ignition_files(&build.out().join("etcd/etcd.ign"));
+    let files = ignition_files(&build.out().join("etcd/etcd.ign"));
+    let file = files
+        .iter()
+        .find(|f| f.path.trim_start_matches('/') == baked)
+        .unwrap_or_else(|| panic!("the config lacks {BAKED_SNAPSHOT}"));
+    assert_eq!((file.mode, &file.bytes), (0o600, &snapshot));
+    let config = files
+        .iter()
+        .find(|f| f.path.trim_start_matches('/') == NODE_CONFIG.trim_start_matches('/'))
+        .unwrap();
+    let text = String::from_utf8_lossy(&config.bytes);
+    assert!(
+        text.contains(&format!("restore_from = \"{BAKED_SNAPSHOT}\"")),
+        "{text}"
+    );
     let tgz = tarball_files(&build.out().join("etcd/rootfs.tar.gz"));
-    for (rendering, files) in [("ignition", &ign), ("rootfs", &tgz)] {
-        let file = files
-            .iter()
-            .find(|f| f.path.trim_start_matches('/') == baked)
-            .unwrap_or_else(|| panic!("{rendering} lacks {BAKED_SNAPSHOT}"));
-        assert_eq!((file.mode, &file.bytes), (0o600, &snapshot), "{rendering}");
-        let config = files
-            .iter()
-            .find(|f| f.path.trim_start_matches('/') == NODE_CONFIG.trim_start_matches('/'))
-            .unwrap();
-        let text = String::from_utf8_lossy(&config.bytes);
-        assert!(
-            text.contains(&format!("restore_from = \"{BAKED_SNAPSHOT}\"")),
-            "{text}"
-        );
-    }
+    assert!(
+        !tgz.iter().any(|f| f.path.trim_start_matches('/') == baked),
+        "the public OS tree holds the snapshot"
+    );
 
     snapshot[100] ^= 1;
     fs::write(dir.join("snapshots/prod.db"), &snapshot).unwrap();

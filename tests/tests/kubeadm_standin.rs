@@ -48,13 +48,10 @@ impl Cluster {
         }
     }
 
-    /// A fresh root for `node` holding every file of `role`'s tarball.
+    /// A fresh root for `node`: `role`'s OS tree with its config applied.
     fn root(&self, role: &str, node: &str) -> PathBuf {
         let root = self.roots.path().join(node);
-        lay_out(
-            &self.build.out().join(format!("{role}/rootfs.tar.gz")),
-            &root,
-        );
+        lay_out(&self.build.out(), role, &root);
         root
     }
 

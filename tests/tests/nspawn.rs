@@ -2,11 +2,13 @@
 //! kiln-firstboot.service, then etcd.service, then the settle unit make a
 //! three-member TLS cluster; a lost member is replaced by a fresh container
 //! with the same address, and the cluster's data survives. The booted tree
-//! is checked first: no SSH server, no password, every key 0600; inside the
-//! containers /usr is read-only, as on a node's verified OS.
+//! is the role's public OS tree (no key, no token: tests/tests/disks.rs
+//! scans it); each container gets the role's `.ign` as a credential, and the
+//! image's real Ignition applies it at first boot. The tree is checked first:
+//! no SSH server, no password; inside the containers every key is 0600 and
+//! /usr is read-only, as on a node's verified OS.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -18,8 +20,8 @@ use kiln_e2e::tree;
 
 const BOOT_WAIT: Duration = Duration::from_secs(180);
 
-/// What must never be in a node image: an SSH server, a password hash, a
-/// private key or token readable by anyone but root.
+/// What must never be in a node image: an SSH server, a password hash, the
+/// cluster's config.
 fn assert_image_hygiene(root: &Path) {
     for sshd in ["usr/sbin/sshd", "lib/systemd/system/ssh.service"] {
         assert!(!root.join(sshd).exists(), "the image holds {sshd}");
@@ -39,27 +41,43 @@ fn assert_image_hygiene(root: &Path) {
         b"",
         "machine-id must be empty"
     );
-    let mut keys = 0;
-    let mut stack = vec![root.join("etc/kiln/pki")];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else if name.ends_with(".key") || name == "bootstrap-token" {
-                keys += 1;
-                assert_eq!(
-                    meta.permissions().mode() & 0o777,
-                    0o600,
-                    "{} is not 0600",
-                    entry.path().display()
-                );
-            }
-        }
+    for config in ["etc/kiln/node.toml", "etc/kiln/pki"] {
+        assert!(!root.join(config).exists(), "the image holds /{config}");
     }
-    assert!(keys >= 8, "only {keys} key files under etc/kiln/pki");
+}
+
+/// What Ignition gave a booted container: its config, every key and the
+/// token 0600 (`find` prints any other, then the count).
+fn assert_config_applied(c: &Container) {
+    let out = c.exec(
+        "test -f /etc/kiln/node.toml && cd /etc/kiln/pki && \
+         find . \\( -name '*.key' -o -name bootstrap-token \\) ! -perm 0600 && \
+         find . \\( -name '*.key' -o -name bootstrap-token \\) | wc -l",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        out.status.success(),
+        "{}: no config applied: {said}",
+        c.name
+    );
+    let keys: usize = lines
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    assert_eq!(lines.len(), 1, "{}: keys not 0600: {said}", c.name);
+    assert!(
+        keys >= 8,
+        "{}: only {keys} key files in /etc/kiln/pki",
+        c.name
+    );
+    let console = c.console();
+    assert!(
+        console.contains("/run/credentials/kiln-ignition.service/kiln.ign")
+            && console.contains("kiln: Ignition applied this node's config"),
+        "{}: Ignition did not apply the credential:\n{console}",
+        c.name
+    );
 }
 
 fn consoles(containers: &[&Container]) -> String {
@@ -88,13 +106,14 @@ fn agent_lines(c: &Container) -> String {
 #[test]
 fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
     let build = Build::new();
-    let built = build.on_debian_base(&profile("local.toml"), "rootfs");
+    let built = build.on_debian_base(&profile("local.toml"), "ignition,rootfs");
     let root = build.dir.path().join("root");
     let start = Instant::now();
     tree::extract(&build.out().join("etcd/rootfs.tar.gz"), &root).unwrap();
     eprintln!("build {built:?}, extract {:?}", start.elapsed());
     assert_image_hygiene(&root);
     let secrets = build.secrets();
+    let config = build.out().join("etcd/etcd.ign");
     let logs = build.dir.path();
 
     let mut net = BootNet::new(
@@ -106,11 +125,15 @@ fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
     for last in [11u8, 12, 13] {
         let netns = net.host_ns(&format!("h{last}"), last);
         let log = logs.join(format!("etcd{last}.log"));
-        containers.push(Container::boot(&root, &format!("etcd{last}"), &netns, &log));
+        let name = format!("etcd{last}");
+        containers.push(Container::boot(&root, &config, &name, &netns, &log));
     }
     let refs: Vec<&Container> = containers.iter().collect();
     let formed = net.wait_cluster(&secrets, &endpoints, BOOT_WAIT, &|| consoles(&refs));
     eprintln!("three containers healthy {formed:?} after boot");
+    for c in &containers {
+        assert_config_applied(c);
+    }
     // The OS tree is read-only inside: the agent and etcd ran without
     // writing to it, and a write fails.
     let write = containers[0].exec("touch /usr/bin/kiln-written");
@@ -164,11 +187,12 @@ fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
     );
     let netns = net.host_ns("h12", 12);
     let log = logs.join("etcd12-replacement.log");
-    let fresh = Container::boot(&root, "etcd12b", &netns, &log);
+    let fresh = Container::boot(&root, &config, "etcd12b", &netns, &log);
     let mut all: Vec<&Container> = containers.iter().collect();
     all.push(&fresh);
     let replaced = net.wait_cluster(&secrets, &endpoints, BOOT_WAIT, &|| consoles(&all));
     eprintln!("replacement healthy {replaced:?} after boot");
+    assert_config_applied(&fresh);
 
     let after = net.members(&secrets, &endpoints);
     let id = |m: &serde_json::Value, name: &str| {

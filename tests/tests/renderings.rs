@@ -1,9 +1,10 @@
 //! The two renderings of a role layer agree: the real Ignition applying the
-//! `.ign` to an empty root writes exactly the files, folders, links, modes,
-//! owners and contents that the rootfs tarball holds, but for the role's
-//! image (the agent and the units every cluster's nodes share), which only
-//! the tarball and the disks carry; and `ignition-validate` accepts the
-//! config.
+//! `.ign` of a layer to an empty root writes exactly the files, folders,
+//! links, modes, owners and contents that the rootfs tarball of the same
+//! layer holds, and `ignition-validate` accepts the config. A build splits
+//! each role's layer between the two: the tarball is the public image (the
+//! agent and the units every cluster's nodes share), the `.ign` the rest,
+//! and the real Ignition applying it over the tarball makes the node.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,7 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use kiln::layer::{Contents, Meta, RoleLayer, Unit};
 use kiln::render::{render_ignition, render_rootfs};
-use kiln_e2e::artifacts::{tarball_files, Build};
+use kiln_e2e::artifacts::{ignition_files, tarball_files, Build};
 use kiln_e2e::{ignition, profile, tree};
 use kiln_firstboot::node_config::Role;
 
@@ -103,9 +104,9 @@ fn feature_layer() -> RoleLayer {
     layer
 }
 
-/// The paths of a built role's image, which its tarball holds and its
-/// Ignition config does not; `binaries` when the profile names a folder of
-/// Kubernetes binaries.
+/// The paths of a built role's image, which its tarball holds (with their
+/// folders, and nothing else) and its Ignition config does not; `binaries`
+/// when the profile names a folder of Kubernetes binaries.
 fn image_paths(role: &str, binaries: bool) -> Vec<String> {
     let units = "etc/systemd/system";
     let unit = |name: &str| {
@@ -130,15 +131,8 @@ fn image_paths(role: &str, binaries: bool) -> Vec<String> {
 }
 
 /// Validates `ign`, applies it with the real Ignition to an empty root,
-/// extracts `rootfs` into another, and compares the two trees, once the
-/// `image` paths (which must be in the tarball only) and the folders that
-/// held nothing else are taken out of the tarball's.
-fn assert_renderings_agree(
-    label: &str,
-    ign: &Path,
-    rootfs: &Path,
-    image: &[String],
-) -> Result<tree::Tree> {
+/// extracts `rootfs` into another, and compares the two trees.
+fn assert_renderings_agree(label: &str, ign: &Path, rootfs: &Path) -> Result<tree::Tree> {
     ignition::validate(ign)?;
     let roots = tempfile::tempdir()?;
     let (by_ignition, by_tar) = (roots.path().join("ignition"), roots.path().join("tar"));
@@ -146,28 +140,7 @@ fn assert_renderings_agree(
     ignition::apply(ign, &by_ignition)?;
     tree::extract(rootfs, &by_tar)?;
     let applied = tree::snapshot(&by_ignition)?;
-    let mut extracted = tree::snapshot(&by_tar)?;
-    for path in image {
-        let path = Path::new(path);
-        ensure!(
-            extracted.remove(path).is_some(),
-            "{label}: the tarball has no {}",
-            path.display()
-        );
-        ensure!(
-            !applied.contains_key(path),
-            "{label}: the Ignition config carries the image's {}",
-            path.display()
-        );
-        for folder in path.ancestors().skip(1) {
-            let emptied = !extracted
-                .keys()
-                .any(|p| p != folder && p.starts_with(folder));
-            if emptied && !applied.contains_key(folder) {
-                extracted.remove(folder);
-            }
-        }
-    }
+    let extracted = tree::snapshot(&by_tar)?;
     let diffs = tree::differences("Ignition", &applied, "rootfs.tar.gz", &extracted);
     ensure!(
         diffs.is_empty(),
@@ -190,7 +163,7 @@ fn ignition_and_rootfs_of_a_feature_layer_write_the_same_tree() -> Result<()> {
     let config = render_ignition(&layer)?;
     fs::write(&ign, &config)?;
     render_rootfs(&layer, None, 1_700_000_000, &rootfs)?;
-    let tree = assert_renderings_agree("feature layer", &ign, &rootfs, &[])?;
+    let tree = assert_renderings_agree("feature layer", &ign, &rootfs)?;
 
     // Real Ignition decoded every data URL encoding kiln emits.
     let config = String::from_utf8(config)?;
@@ -258,7 +231,7 @@ fn the_comparison_catches_a_mode_an_owner_and_a_content_that_differ() -> Result<
     );
     fs::write(&ign, render_ignition(&layer)?)?;
     render_rootfs(&skewed, None, 0, &rootfs)?;
-    let err = assert_renderings_agree("skewed", &ign, &rootfs, &[])
+    let err = assert_renderings_agree("skewed", &ign, &rootfs)
         .unwrap_err()
         .to_string();
     assert!(err.contains("differ in 3 entries"), "{err}");
@@ -271,23 +244,57 @@ fn the_comparison_catches_a_mode_an_owner_and_a_content_that_differ() -> Result<
     Ok(())
 }
 
+/// A built role's two artifacts split its layer: `<role>.ign` passes
+/// `ignition-validate`; `rootfs.tar.gz` holds exactly the `image` paths and
+/// their folders; Ignition, applying the config to an empty root, writes
+/// none of them. Returns the node the real Ignition makes of the config
+/// applied over the tarball, as a first boot does.
+fn assert_split(out: &Path, role: &str, image: &[String]) -> Result<tempfile::TempDir> {
+    let (ign, tgz) = (
+        out.join(format!("{role}/{role}.ign")),
+        out.join(format!("{role}/rootfs.tar.gz")),
+    );
+    ignition::validate(&ign)?;
+    let node = tempfile::tempdir()?;
+    tree::extract(&tgz, node.path())?;
+    let mut held: Vec<&Path> = Vec::new();
+    let extracted = tree::snapshot(node.path())?;
+    for (path, entry) in &extracted {
+        if entry.kind != tree::Kind::Dir {
+            held.push(path);
+        }
+    }
+    let mut wanted: Vec<&Path> = image.iter().map(Path::new).collect();
+    wanted.sort();
+    ensure!(
+        held == wanted,
+        "{role}: the tarball holds {held:?}, not the image {wanted:?}"
+    );
+    let config_alone = tempfile::tempdir()?;
+    ignition::apply(&ign, config_alone.path())?;
+    let applied = tree::snapshot(config_alone.path())?;
+    for path in &wanted {
+        ensure!(
+            !applied.contains_key(*path),
+            "{role}: the Ignition config carries the image's {}",
+            path.display()
+        );
+    }
+    ensure!(
+        applied.contains_key(Path::new("etc/kiln/node.toml")),
+        "{role}: no /etc/kiln/node.toml in {:?}",
+        applied.keys().collect::<Vec<_>>()
+    );
+    ignition::apply(&ign, node.path())?;
+    Ok(node)
+}
+
 #[test]
-fn ignition_and_rootfs_of_every_example_profile_role_write_the_same_tree() -> Result<()> {
+fn every_example_profile_role_splits_into_a_public_tarball_and_its_config() -> Result<()> {
     let build = Build::new();
     build.ok(&profile("example.toml"));
     for role in ["etcd", "master", "worker"] {
-        let dir = build.out().join(role);
-        let tree = assert_renderings_agree(
-            role,
-            &dir.join(format!("{role}.ign")),
-            &dir.join("rootfs.tar.gz"),
-            &image_paths(role, false),
-        )?;
-        ensure!(
-            tree.contains_key(Path::new("etc/kiln/node.toml")),
-            "{role}: no /etc/kiln/node.toml in {:?}",
-            tree.keys().collect::<Vec<_>>()
-        );
+        assert_split(&build.out(), role, &image_paths(role, false))?;
     }
     Ok(())
 }
@@ -320,21 +327,15 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
     ensure!(out.status.success(), "kiln build failed:\n{stderr}");
     ensure!(!stderr.contains("lack kubeadm"), "{stderr}");
     for role in ["master", "worker"] {
-        let dir = build.out().join(role);
-        let (ign, tgz) = (dir.join(format!("{role}.ign")), dir.join("rootfs.tar.gz"));
-        assert_renderings_agree(role, &ign, &tgz, &image_paths(role, true))?;
-        // The whole node as the tarball has it: the config and the image.
-        let files = tarball_files(&tgz);
-        let unpacked = tempfile::tempdir()?;
-        tree::extract(&tgz, unpacked.path())?;
-        let tree = tree::snapshot(unpacked.path())?;
+        // The whole node: the image, and the config Ignition applied over it.
+        let node = assert_split(&build.out(), role, &image_paths(role, true))?;
+        let tree = tree::snapshot(node.path())?;
         let file = |p: &str| {
-            let f = files.iter().find(|f| f.path == p);
-            let f = f.unwrap_or_else(|| panic!("{role}: no {p}"));
-            (
-                f.mode & 0o7777,
-                String::from_utf8_lossy(&f.bytes).into_owned(),
-            )
+            let path = node.path().join(p.trim_start_matches('/'));
+            let mode = fs::metadata(&path).map(|m| m.permissions().mode());
+            let mode = mode.unwrap_or_else(|e| panic!("{role}: {p}: {e}"));
+            let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{role}: {p}: {e}"));
+            (mode & 0o7777, text)
         };
         let link = |p: &str| match tree.get(Path::new(p)).map(|e| &e.kind) {
             Some(tree::Kind::Link(target)) => target.display().to_string(),
@@ -398,12 +399,17 @@ fn master_and_worker_layers_prepare_the_host_and_carry_kubernetes_binaries() -> 
         });
         assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
         if role == "worker" {
-            assert!(!files.iter().any(|f| f.path == kubeadm_ca), "{kubeadm_ca}");
+            assert!(
+                !tree.contains_key(Path::new(&kubeadm_ca[1..])),
+                "{kubeadm_ca}"
+            );
         }
     }
-    let etcd = tarball_files(&build.out().join("etcd/rootfs.tar.gz"));
+    let etcd = build.out().join("etcd");
+    let mut files = tarball_files(&etcd.join("rootfs.tar.gz"));
+    files.extend(ignition_files(&etcd.join("etcd.ign")));
     assert!(
-        !etcd
+        !files
             .iter()
             .any(|f| f.path.starts_with("/usr/bin/kube") || f.path.starts_with("/etc/containerd")),
         "the etcd role carries Kubernetes files"

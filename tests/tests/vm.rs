@@ -278,7 +278,10 @@ fn three_vms_boot_one_disk_form_a_cluster_and_survive_two_replacements() {
         "solo's member trusted local's CA"
     );
     let console = vm6.console();
-    assert!(console.contains("platform file"), "{console}");
+    assert!(
+        console.contains("Ignition config (/usr/lib/kiln/embedded.ign)"),
+        "{console}"
+    );
     let grew = console
         .lines()
         .find_map(|l| l.split("the state partition grew to ").nth(1))

@@ -124,7 +124,7 @@ fn serve(lab: &Lab, label: &str, host: &Host, (crt, key): &(PathBuf, PathBuf)) {
 fn workers_wait_for_the_cluster_ca_on_the_endpoint_and_refuse_another() {
     let build = Build::new();
     build.ok(&fixture("kubeadm/configs/cluster.toml"));
-    let tgz = build.out().join("worker/rootfs.tar.gz");
+    let out = build.out();
     let dir = tempfile::tempdir().unwrap();
     let recorder = dir.path().join("kubeadm");
     fs::write(&recorder, "#!/bin/sh\necho \"$@\" >> \"$RECORDER_LOG\"\n").unwrap();
@@ -136,7 +136,7 @@ fn workers_wait_for_the_cluster_ca_on_the_endpoint_and_refuse_another() {
 
     // Nothing listens on the endpoint yet: the worker waits, joins nothing.
     let good = dir.path().join("good");
-    lay_out(&tgz, &good);
+    lay_out(&out, "worker", &good);
     let log = dir.path().join("good.log");
     let mut agent = Running::start(&worker, &good, &recorder, &log);
     assert!(
@@ -174,7 +174,7 @@ fn workers_wait_for_the_cluster_ca_on_the_endpoint_and_refuse_another() {
     );
     serve(&lab, "impostor", &api, &cert);
     let wrong = dir.path().join("wrong");
-    lay_out(&tgz, &wrong);
+    lay_out(&out, "worker", &wrong);
     let log = dir.path().join("wrong.log");
     let start = Instant::now();
     let mut agent = Running::start(&worker, &wrong, &recorder, &log);

@@ -51,6 +51,7 @@ ConditionPathExists=!/etc/kiln/node.toml\n\
 [Service]\n\
 Type=oneshot\n\
 RemainAfterExit=yes\n\
+ImportCredential=kiln.ign\n\
 ExecStart=/usr/lib/kiln/ignition-firstboot\n\
 StandardOutput=journal+console\n\
 StandardError=journal+console\n\
