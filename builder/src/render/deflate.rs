@@ -1,6 +1,6 @@
 //! gzip that uses every core and compresses each large input once.
 //!
-//! Data is cut into fixed 1 MiB chunks, each deflated on its own (in
+//! Data is cut into fixed 256 KiB chunks, each deflated on its own (in
 //! parallel) and ended byte-aligned with a sync flush, as pigz does: the
 //! result is one gzip member that every gzip reader takes, and its bytes
 //! depend only on the input, never on the number of threads. A large input
@@ -9,14 +9,18 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
 
-/// Chunks are deflated independently: large enough to cost nothing in
-/// ratio, small enough to spread over the cores.
-const CHUNK: usize = 1 << 20;
+/// Chunks are deflated independently: large enough to cost little in ratio
+/// (each starts without the previous 32 KiB of history), small enough that
+/// the agent's 3 MiB spread evenly over the cores.
+const CHUNK: usize = 256 << 10;
+/// A stream is compressed in batches of this many chunks per core.
+const BATCH: usize = 8;
 /// Inputs this large are remembered and compressed once.
 pub(crate) const MEMO_MIN: usize = 256 << 10;
 /// An empty final block with fixed codes: ends a stream of sync-flushed chunks.
@@ -60,27 +64,34 @@ fn deflate_chunk(chunk: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Deflates `bytes` chunk by chunk on every core.
+/// Deflates `bytes` chunk by chunk on every core: each thread takes the
+/// next chunk left until none is, and the parts keep the input's order.
 fn deflate_parallel(bytes: &[u8]) -> Vec<u8> {
     let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(chunks.len());
-    for batch in chunks.chunks(threads()) {
-        if batch.len() == 1 {
-            parts.push(deflate_chunk(batch[0]));
-            continue;
-        }
-        std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|chunk| s.spawn(move || deflate_chunk(chunk)))
-                .collect();
-            parts.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("deflate thread")),
-            );
-        });
+    let workers = threads().min(chunks.len());
+    if workers <= 1 {
+        return chunks.into_iter().flat_map(deflate_chunk).collect();
     }
+    let next = AtomicUsize::new(0);
+    let mut parts: Vec<Vec<u8>> = vec![Vec::new(); chunks.len()];
+    std::thread::scope(|s| {
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(chunk) = chunks.get(i) else {
+                    return done;
+                };
+                done.push((i, deflate_chunk(chunk)));
+            }
+        };
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+        for handle in handles {
+            for (i, part) in handle.join().expect("deflate thread") {
+                parts[i] = part;
+            }
+        }
+    });
     parts.concat()
 }
 
@@ -190,8 +201,8 @@ impl<W: Write> GzipWriter<W> {
 impl<W: Write> Write for GzipWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.pending.extend_from_slice(buf);
-        // Batches of one chunk per core keep every core busy.
-        if self.pending.len() >= CHUNK * threads() {
+        // Batches of several chunks per core keep every core busy.
+        if self.pending.len() >= CHUNK * BATCH * threads() {
             self.compress_pending(false)?;
         }
         Ok(buf.len())
