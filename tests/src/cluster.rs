@@ -211,7 +211,7 @@ impl<'a> Cluster<'a> {
             .join(format!("{}-{machine}.log", self.net.prefix));
         let root = self.images.root(node.role);
         let config = self.images.config(node.role);
-        let container = Container::boot_with(root, &config, &machine, &netns, &log, extra);
+        let container = Container::boot_with(root, Some(&config), &machine, &netns, &log, extra);
         self.consoles.push((machine, log));
         self.containers.insert(node.name, container);
     }

@@ -31,25 +31,27 @@ impl Container {
     /// nspawn withholds CAP_NET_ADMIN with --network-namespace-path, and
     /// systemd-networkd (the image's DHCP client) needs it.
     pub fn boot(root: &Path, config: &Path, name: &str, netns: &str, log: &Path) -> Container {
-        Container::boot_with(root, config, name, netns, log, "")
+        Container::boot_with(root, Some(config), name, netns, log, "")
     }
 
-    /// [`Container::boot`] with more nspawn options, like `--bind=SRC:DST`.
+    /// [`Container::boot`] with more nspawn options, like `--bind=SRC:DST`,
+    /// or with no config at all.
     pub fn boot_with(
         root: &Path,
-        config: &Path,
+        config: Option<&Path>,
         name: &str,
         netns: &str,
         log: &Path,
         extra: &str,
     ) -> Container {
+        let credential = config
+            .map(|c| format!("--load-credential=kiln.ign:{}", c.display()))
+            .unwrap_or_default();
         let nspawn = format!(
             "systemd-nspawn -D {root} --register=no --keep-unit --volatile=overlay \
-             --bind-ro={root}/usr:/usr --load-credential=kiln.ign:{config} \
-             --capability=CAP_NET_ADMIN -M {name} \
+             --bind-ro={root}/usr:/usr {credential} --capability=CAP_NET_ADMIN -M {name} \
              --network-namespace-path=/run/netns/{netns} {extra} -b",
-            root = root.display(),
-            config = config.display()
+            root = root.display()
         );
         let child = Command::new("setsid")
             .args(["script", "-qfec", &nspawn])

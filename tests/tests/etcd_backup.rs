@@ -234,7 +234,7 @@ fn snapshot_timer_takes_verifies_and_prunes() {
     let netns = net.host_ns("h11", 11);
     let log = build.dir.path().join("etcd1.log");
     let bind = format!("--bind={}:/mnt/backup", dest.display());
-    let container = Container::boot_with(&root, &config, "etcd1", &netns, &log, &bind);
+    let container = Container::boot_with(&root, Some(&config), "etcd1", &netns, &log, &bind);
     let secrets = build.secrets();
     net.wait_cluster(&secrets, &[addr(11)], Duration::from_secs(180), &|| {
         container.console()

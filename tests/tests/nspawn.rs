@@ -118,7 +118,12 @@ fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
 
     let mut net = BootNet::new(
         "ns",
-        &[(11, 11, "etcd1"), (12, 12, "etcd2"), (13, 13, "etcd3")],
+        &[
+            (11, 11, "etcd1"),
+            (12, 12, "etcd2"),
+            (13, 13, "etcd3"),
+            (14, 14, "etcd4"),
+        ],
     );
     let endpoints = [addr(11), addr(12), addr(13)];
     let mut containers: Vec<Container> = Vec::new();
@@ -128,12 +133,39 @@ fn three_containers_form_a_tls_cluster_and_a_lost_member_is_replaced() {
         let name = format!("etcd{last}");
         containers.push(Container::boot(&root, &config, &name, &netns, &log));
     }
+    // A fourth container from the same tree, given no config.
+    let netns = net.host_ns("h14", 14);
+    let bare_log = logs.join("etcd14-bare.log");
+    let mut bare = Container::boot_with(&root, None, "etcd14", &netns, &bare_log, "");
     let refs: Vec<&Container> = containers.iter().collect();
     let formed = net.wait_cluster(&secrets, &endpoints, BOOT_WAIT, &|| consoles(&refs));
     eprintln!("three containers healthy {formed:?} after boot");
     for c in &containers {
         assert_config_applied(c);
     }
+    // It says so, and does nothing else.
+    let said = "kiln: no Ignition config for this container";
+    let start = Instant::now();
+    while !bare.console().contains(said) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let console = bare.console();
+    assert!(
+        console.contains(said),
+        "the bare container did not say so:\n{console}"
+    );
+    let units = bare.exec("systemctl is-active kiln-firstboot.service etcd.service");
+    let units = String::from_utf8_lossy(&units.stdout);
+    assert_eq!(
+        units.split_whitespace().collect::<Vec<_>>(),
+        ["inactive", "inactive"]
+    );
+    assert!(
+        !console.contains("kiln_firstboot"),
+        "the agent ran:\n{console}"
+    );
+    bare.kill();
+    net.remove_host_ns("h14");
     // The OS tree is read-only inside: the agent and etcd ran without
     // writing to it, and a write fails.
     let write = containers[0].exec("touch /usr/bin/kiln-written");
