@@ -279,41 +279,51 @@ fn write_role(
     if loaded.profile.images.embed_config {
         image.add_secret(kiln_firstboot::layout::EMBEDDED_CONFIG, rendered.clone());
     }
-    let mut record = RoleRecord::default();
-    let mut written = Vec::new();
-    for format in &loaded.profile.images.formats {
-        let (rel, secret) = match format {
-            OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
-            OutputFormat::Rootfs => (format!("{role}/rootfs.tar.gz"), image.has_secrets()),
-            OutputFormat::Raw => (format!("{role}/disk.raw"), image.has_secrets()),
-            OutputFormat::Qcow2 => (format!("{role}/disk.qcow2"), image.has_secrets()),
-        };
-        let path = staging.join(&rel);
-        let mut file = create_artifact(&path, secret)?;
-        match format {
-            OutputFormat::Ignition => {
-                file.write_all(&rendered)
-                    .with_context(|| format!("writing {}", path.display()))?;
+    // Each artifact is hashed for the manifest beside the making of the
+    // next (the raw disk's SHA-256 while qemu-img converts it).
+    std::thread::scope(|hashers| {
+        let mut hashing = Vec::new();
+        let mut written = Vec::new();
+        for format in &loaded.profile.images.formats {
+            let (rel, secret) = match format {
+                OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
+                OutputFormat::Rootfs => (format!("{role}/rootfs.tar.gz"), image.has_secrets()),
+                OutputFormat::Raw => (format!("{role}/disk.raw"), image.has_secrets()),
+                OutputFormat::Qcow2 => (format!("{role}/disk.qcow2"), image.has_secrets()),
+            };
+            let path = staging.join(&rel);
+            let mut file = create_artifact(&path, secret)?;
+            match format {
+                OutputFormat::Ignition => {
+                    file.write_all(&rendered)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                OutputFormat::Rootfs => {
+                    write_rootfs(&image, target.base.path(), mtime, &mut file)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                OutputFormat::Raw | OutputFormat::Qcow2 => {
+                    write_disk(&image, target, staging, *format, mtime, &path)?;
+                }
             }
-            OutputFormat::Rootfs => {
-                write_rootfs(&image, target.base.path(), mtime, &mut file)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            OutputFormat::Raw | OutputFormat::Qcow2 => {
-                write_disk(&image, target, staging, *format, mtime, &path)?;
-            }
+            hashing.push(hashers.spawn(move || Artifact::of(staging, &rel, secret)));
+            written.push((file, path));
         }
-        record.artifacts.push(Artifact::of(staging, &rel, secret)?);
-        written.push((file, path));
-    }
-    // On disk before the build is moved into place; after every format, so
-    // the kernel writes one back while the next is made (a disk's 500 MB
-    // took 2-3 s of waiting each).
-    for (file, path) in written {
-        file.sync_all()
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(record)
+        let mut record = RoleRecord::default();
+        for hashed in hashing {
+            record
+                .artifacts
+                .push(hashed.join().expect("an artifact's hashing thread")?);
+        }
+        // On disk before the build is moved into place; after every format,
+        // so the kernel writes one back while the next is made (a disk's
+        // 500 MB took 2-3 s of waiting each).
+        for (file, path) in written {
+            file.sync_all()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(record)
+    })
 }
 
 /// `disk.raw` is baked once per role; `disk.qcow2` is converted from it
