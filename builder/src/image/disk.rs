@@ -201,12 +201,26 @@ pub fn write_raw(tree: &Path, ids: &DiskIds, mtime: u64, out: &Path) -> Result<(
     ];
     gpt::write(&disk, &ids.disk, total, &parts)
         .with_context(|| format!("writing the partition table of {}", out.display()))?;
+    // mkfs.vfat and mkfs.ext4 fsync the whole file when done: before the
+    // OS data is in, so that is kilobytes of metadata, not 600 MB waited for.
+    write_esp(out, &esp_dir, stamp, ids, esp_start, esp_sectors)?;
+    write_state(out, stamp, ids, state_start, state_sectors)?;
     for (file, start) in [(&os.erofs, os_start), (&os.hashes, hash_start)] {
         copy_into(&mut disk, file, start * SECTOR)
             .with_context(|| format!("copying {} into {}", file.display(), out.display()))?;
     }
-    drop(disk);
+    Ok(())
+}
 
+/// The FAT ESP at sector `start` of `out`, holding the files staged in `dir`.
+fn write_esp(
+    out: &Path,
+    dir: &tempfile::TempDir,
+    stamp: u64,
+    ids: &DiskIds,
+    start: u64,
+    sectors: u64,
+) -> Result<()> {
     let mut vfat = Command::new("mkfs.vfat");
     vfat.args([
         "-F",
@@ -219,9 +233,9 @@ pub fn write_raw(tree: &Path, ids: &DiskIds, mtime: u64, out: &Path) -> Result<(
         &ids.esp_volume,
         "--invariant",
     ])
-    .arg(format!("--offset={esp_start}"))
+    .arg(format!("--offset={start}"))
     .arg(out)
-    .arg((esp_sectors * SECTOR / 1024).to_string());
+    .arg((sectors * SECTOR / 1024).to_string());
     run(&mut vfat, "mkfs.vfat", "dosfstools")?;
     let mut mcopy = Command::new("mcopy");
     mcopy
@@ -231,24 +245,27 @@ pub fn write_raw(tree: &Path, ids: &DiskIds, mtime: u64, out: &Path) -> Result<(
         .env("SOURCE_DATE_EPOCH", stamp.to_string())
         .env("TZ", "UTC")
         .arg("-i")
-        .arg(format!("{}@@{}", out.display(), esp_start * SECTOR))
+        .arg(format!("{}@@{}", out.display(), start * SECTOR))
         .args(["-s", "-m", "-Q"]);
     for entry in ["EFI", "loader", "vmlinuz", "initrd.img"] {
-        mcopy.arg(esp_dir.path().join(entry));
+        mcopy.arg(dir.path().join(entry));
     }
     mcopy.arg("::/");
-    run(&mut mcopy, "mcopy", "mtools")?;
+    run(&mut mcopy, "mcopy", "mtools").map(drop)
+}
 
+/// The empty ext4 state partition at sector `start` of `out`.
+fn write_state(out: &Path, stamp: u64, ids: &DiskIds, start: u64, sectors: u64) -> Result<()> {
     let mut ext4 = Command::new("mkfs.ext4");
     ext4.env("E2FSPROGS_FAKE_TIME", stamp.to_string())
         .args(["-q", "-F", "-L", "kiln-state", "-U", &ids.state_fs, "-E"])
         .arg(format!(
             "offset={},hash_seed={}",
-            state_start * SECTOR,
+            start * SECTOR,
             ids.state_fs
         ))
         .arg(out)
-        .arg(format!("{}k", state_sectors * SECTOR / 1024));
+        .arg(format!("{}k", sectors * SECTOR / 1024));
     run(&mut ext4, "mkfs.ext4", "e2fsprogs").map(drop)
 }
 
