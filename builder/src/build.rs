@@ -279,11 +279,11 @@ fn write_role(
     if loaded.profile.images.embed_config {
         image.add_secret(kiln_firstboot::layout::EMBEDDED_CONFIG, rendered.clone());
     }
-    // Each artifact is hashed for the manifest beside the making of the
-    // next (the raw disk's SHA-256 while qemu-img converts it).
+    // Each artifact is hashed for the manifest and synced to disk beside
+    // the making of the next (the raw disk's SHA-256 and writeback while
+    // qemu-img converts it): all on disk before the build is moved into place.
     std::thread::scope(|hashers| {
         let mut hashing = Vec::new();
-        let mut written = Vec::new();
         for format in &loaded.profile.images.formats {
             let (rel, secret) = match format {
                 OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
@@ -306,21 +306,18 @@ fn write_role(
                     write_disk(&image, target, staging, *format, mtime, &path)?;
                 }
             }
-            hashing.push(hashers.spawn(move || Artifact::of(staging, &rel, secret)));
-            written.push((file, path));
+            hashing.push(hashers.spawn(move || {
+                let artifact = Artifact::of(staging, &rel, secret)?;
+                file.sync_all()
+                    .with_context(|| format!("writing {}", path.display()))?;
+                Ok::<_, anyhow::Error>(artifact)
+            }));
         }
         let mut record = RoleRecord::default();
         for hashed in hashing {
             record
                 .artifacts
                 .push(hashed.join().expect("an artifact's hashing thread")?);
-        }
-        // On disk before the build is moved into place; after every format,
-        // so the kernel writes one back while the next is made (a disk's
-        // 500 MB took 2-3 s of waiting each).
-        for (file, path) in written {
-            file.sync_all()
-                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(record)
     })
