@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use kiln_firstboot::hex::hex;
 use sha2::{Digest, Sha256};
+
+pub use super::deflate_cache::DeflateCache;
 
 /// Chunks are deflated independently: large enough to cost little in ratio
 /// (each starts without the previous 32 KiB of history), small enough that
@@ -22,7 +25,7 @@ const CHUNK: usize = 256 << 10;
 /// A stream is compressed in batches of this many chunks per core.
 const BATCH: usize = 8;
 /// Inputs this large are remembered and compressed once.
-pub(crate) const MEMO_MIN: usize = 256 << 10;
+pub(crate) const MEMO_MIN: usize = 16 << 10;
 /// An empty final block with fixed codes: ends a stream of sync-flushed chunks.
 const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 /// gzip header: deflate, no name, mtime 0, no extra flags, OS unknown (255).
@@ -105,30 +108,57 @@ fn crc_of(bytes: &[u8]) -> Crc {
 /// asked first while the others wait for it.
 type Memo = Mutex<HashMap<[u8; 32], Arc<OnceLock<Arc<Deflated>>>>>;
 
-/// The deflate data of `bytes`, compressed once per process for large inputs.
-pub fn deflate(bytes: &[u8]) -> Arc<Deflated> {
-    let fresh = || {
+/// The deflate data of `bytes`, compressed once per process for large
+/// inputs, and taken from `cache` (kept there for the next build) when given.
+pub fn deflate(bytes: &[u8], cache: Option<&DeflateCache>) -> Arc<Deflated> {
+    let fresh = |digest: Option<&[u8; 32]>| {
+        let kept = digest.and_then(|d| Some((d, cache?)));
+        let data = match kept.and_then(|(d, cache)| cache.load(d)) {
+            Some(data) => data,
+            None => {
+                let data = deflate_parallel(bytes);
+                if let Some((digest, cache)) = kept {
+                    cache.save(digest, &data);
+                }
+                data
+            }
+        };
         Arc::new(Deflated {
-            data: deflate_parallel(bytes),
+            data,
             crc: crc_of(bytes),
         })
     };
     if bytes.len() < MEMO_MIN {
-        return fresh();
+        return fresh(None);
     }
     static MEMO: OnceLock<Memo> = OnceLock::new();
     let digest: [u8; 32] = Sha256::digest(bytes).into();
     let slot = match MEMO.get_or_init(Memo::default).lock() {
         Ok(mut memo) => memo.entry(digest).or_default().clone(),
-        Err(_) => return fresh(),
+        Err(_) => return fresh(Some(&digest)),
     };
-    slot.get_or_init(fresh).clone()
+    slot.get_or_init(|| fresh(Some(&digest))).clone()
+}
+
+/// Names this build's compressor by what it makes of a fixed sample, for
+/// [`DeflateCache`]: another compressor (another zlib-rs, level or chunk
+/// size) gets another name, so never another's bytes.
+pub fn compressor_id() -> String {
+    let sample: Vec<u8> = (0..CHUNK as u32)
+        .flat_map(|i| {
+            let word = (i.wrapping_mul(2_654_435_761) >> 20) % 97;
+            format!("kiln {word} ").into_bytes()
+        })
+        .take(CHUNK)
+        .collect();
+    let digest = Sha256::digest(deflate_chunk(&sample));
+    format!("{}-{}k-{}", LEVEL.level(), CHUNK >> 10, &hex(&digest)[..16])
 }
 
 /// `bytes` as one gzip member.
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = GzipWriter::new(Vec::new());
-    out.splice(&deflate(bytes)).expect("gzip into memory");
+    out.splice(&deflate(bytes, None)).expect("gzip into memory");
     out.finish().expect("gzip into memory")
 }
 
@@ -240,7 +270,7 @@ mod tests {
         for piece in a.chunks(4096) {
             gz.write_all(piece).unwrap();
         }
-        gz.splice(&deflate(&b)).unwrap();
+        gz.splice(&deflate(&b, None)).unwrap();
         gz.write_all(&c).unwrap();
         let out = gz.finish().unwrap();
         assert_eq!(gunzip(&out), [a, b, c].concat());
@@ -261,6 +291,26 @@ mod tests {
             gz.finish().unwrap()
         };
         assert_eq!(by_byte.finish().unwrap(), whole);
-        assert!(Arc::ptr_eq(&deflate(&data), &deflate(&data.clone())));
+        assert!(Arc::ptr_eq(
+            &deflate(&data, None),
+            &deflate(&data.clone(), None)
+        ));
+    }
+
+    #[test]
+    fn what_the_cache_keeps_is_what_would_be_deflated() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DeflateCache::open(dir.path(), &compressor_id()).unwrap();
+        let data = sample(MEMO_MIN + 11);
+        let digest: [u8; 32] = Sha256::digest(&data).into();
+        assert_eq!(deflate(&data, Some(&cache)).data, deflate_parallel(&data));
+        assert_eq!(cache.load(&digest), Some(deflate_parallel(&data)));
+        // The name tells compressors apart, and is stable for one.
+        assert_eq!(compressor_id(), compressor_id());
+        assert!(
+            compressor_id().starts_with("1-256k-"),
+            "{}",
+            compressor_id()
+        );
     }
 }

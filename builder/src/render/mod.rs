@@ -3,6 +3,7 @@
 
 mod base;
 pub(crate) mod deflate;
+mod deflate_cache;
 pub mod ignition;
 pub mod rootfs;
 

@@ -10,7 +10,7 @@ use kiln_firstboot::fsutil::replace_atomically;
 use tar::{EntryType, Header};
 
 use super::base::{Base, BaseKind};
-use super::deflate::{self, GzipWriter};
+use super::deflate::{self, DeflateCache, GzipWriter};
 use super::{layer_tree, IoContext, Origin, RenderError, TreeEntry, TreeKind};
 use crate::layer::{Meta, RoleLayer};
 
@@ -39,22 +39,24 @@ pub fn render_rootfs(
     mtime: u64,
     out: &Path,
 ) -> Result<(), RenderError> {
-    write_atomically(out, |w| write_rootfs(layer, base, mtime, w))
+    write_atomically(out, |w| write_rootfs(layer, base, mtime, None, w))
 }
 
 /// Writes a .tar.gz to `out`: the entries of `base` (a folder, .tar or
 /// .tar.gz) with the layer laid over them, sorted by path, every mtime
-/// `mtime`, numeric owners only.
+/// `mtime`, numeric owners only. The deflate data of large world-readable
+/// files is taken from `cache` where it was kept, and kept there.
 pub fn write_rootfs(
     layer: &RoleLayer,
     base: Option<&Path>,
     mtime: u64,
+    cache: Option<&DeflateCache>,
     out: &mut dyn Write,
 ) -> Result<(), RenderError> {
     let base = base.map(Base::open).transpose()?;
     let tree = layer_tree(layer)?;
     let entries = lay_over(base.as_ref(), &tree)?;
-    write_tar(out, &entries, base.as_ref(), mtime)
+    write_tar(out, &entries, base.as_ref(), mtime, cache)
 }
 
 /// The base's entries with the layer's laid over them.
@@ -123,6 +125,7 @@ fn write_tar(
     entries: &BTreeMap<PathBuf, Entry<'_>>,
     base: Option<&Base>,
     mtime: u64,
+    cache: Option<&DeflateCache>,
 ) -> Result<(), RenderError> {
     let writing = || "writing the rootfs tarball".to_owned();
     let mut tar = tar::Builder::new(GzipWriter::new(out));
@@ -134,16 +137,20 @@ fn write_tar(
         header.set_gid(entry.meta.gid.into());
         header.set_mode(entry.meta.mode);
         header.set_size(0);
+        // Never a key: those are 0600.
+        let cache = cache.filter(|_| entry.meta.mode & 0o004 != 0);
         let appended = match &entry.kind {
             Kind::Layer(TreeKind::Dir) | Kind::Base(BaseKind::Dir) => {
                 header.set_entry_type(EntryType::Directory);
                 tar.append_data(&mut header, name, io::empty())
             }
-            Kind::Layer(TreeKind::File(data)) => append_file(&mut tar, &mut header, name, data),
+            Kind::Layer(TreeKind::File(data)) => {
+                append_file(&mut tar, &mut header, name, data, cache)
+            }
             Kind::Base(BaseKind::File(source)) => {
                 let base =
                     base.ok_or_else(|| RenderError::layer(path, "base file without a base"))?;
-                append_file(&mut tar, &mut header, name, &base.read(source)?)
+                append_file(&mut tar, &mut header, name, &base.read(source)?, cache)
             }
             Kind::Layer(TreeKind::Link(target)) => append_link(&mut tar, &mut header, name, target),
             Kind::Base(BaseKind::Link(target)) => append_link(&mut tar, &mut header, name, target),
@@ -190,6 +197,7 @@ fn append_file<W: Write>(
     header: &mut Header,
     name: &Path,
     bytes: &[u8],
+    cache: Option<&DeflateCache>,
 ) -> io::Result<()> {
     header.set_entry_type(EntryType::Regular);
     header.set_size(bytes.len() as u64);
@@ -200,7 +208,7 @@ fn append_file<W: Write>(
     // what it copied, so the data and its padding follow here.
     tar.append_data(header, name, io::empty())?;
     let gzip = tar.get_mut();
-    gzip.splice(&deflate::deflate(bytes))?;
+    gzip.splice(&deflate::deflate(bytes, cache))?;
     let padding = (512 - bytes.len() % 512) % 512;
     gzip.write_all(&[0u8; 512][..padding])
 }

@@ -251,3 +251,33 @@ fn a_layer_path_through_a_base_symlink_is_refused() {
     let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "only the base is left, no temporary file");
 }
+
+#[test]
+fn kept_deflate_data_changes_no_byte_and_never_holds_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |seed: u32| -> Vec<u8> {
+        (0..40_000u32)
+            .flat_map(|i| format!("{} ", i.wrapping_mul(seed) % 1009).into_bytes())
+            .collect()
+    };
+    let (public, key) = (text(7919), text(104_729));
+    let mut layer = RoleLayer::new(Role::Etcd);
+    layer.add_file(
+        "/usr/share/big",
+        Meta::root(0o644),
+        Contents::Inline(public.clone()),
+    );
+    layer.add_secret("/etc/kiln/pki/big.key", key);
+    let cache = DeflateCache::open(dir.path(), "test").unwrap();
+    let mut kept = Vec::new();
+    write_rootfs(&layer, None, 7, Some(&cache), &mut kept).unwrap();
+    let mut plain = Vec::new();
+    write_rootfs(&layer, None, 7, None, &mut plain).unwrap();
+    assert_eq!(kept, plain);
+    let entries: Vec<_> = fs::read_dir(dir.path().join("deflate/test"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let digest = kiln_firstboot::hex::hex(&<sha2::Sha256 as sha2::Digest>::digest(&public));
+    assert_eq!(entries, [digest], "the public file only, by its SHA-256");
+}
