@@ -10,9 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:-3}
+# kiln's own tools come with its build packages; the shell pipeline also needs sfdisk.
+tests/install-packages build
+command -v sfdisk >/dev/null || { echo "installing fdisk (sfdisk)"; apt-get install -y -qq fdisk >/dev/null; }
 cargo build --release --workspace --quiet
 kiln=$PWD/target/release/kiln
 cache=${KILN_TEST_CACHE:-$PWD/target/kiln-cache}
+mkdir -p "$cache"
 work=$(mktemp -d -p "$cache")
 trap 'rm -rf "$work"' EXIT
 
@@ -56,14 +60,18 @@ shell() { # copy-flags: the pipeline by hand, into $work/disk.raw and disk.qcow2
   truncate -s $(( (2048 + esp + os + ver + state + 2048) * 512 )) "$work/disk.raw"
   printf 'label: gpt\nstart=2048,size=%s,type=U\nsize=%s,type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709\nsize=%s,type=2c7357ed-ebd2-46d9-aec1-23d437ec2bf5\nsize=%s,type=4d21b016-b534-45c2-a9fb-5c16e091fd2d\n' \
     "$esp" "$os" "$ver" "$state" | sfdisk -q "$work/disk.raw"
-  dd if="$work/os.erofs" of="$work/disk.raw" bs=1M seek=$(( (2048 + esp) / 2048 )) conv=notrunc,sparse status=none
-  dd if="$work/os.verity" of="$work/disk.raw" bs=1M seek=$(( (2048 + esp + os) / 2048 )) conv=notrunc status=none
+  # The file systems before the OS data, as kiln does: mkfs.vfat and
+  # mkfs.ext4 fsync the whole file when done.
   mkfs.vfat -F 32 -s 1 --offset=2048 "$work/disk.raw" $(( esp / 2 )) >/dev/null 2>&1
   MTOOLS_SKIP_CHECK=1 mcopy -i "$work/disk.raw@@$(( 2048 * 512 ))" -s -m -Q \
     "$work/esp/EFI" "$work/esp/loader" "$work/esp/vmlinuz" "$work/esp/initrd.img" ::/
   mkfs.ext4 -q -F -E offset=$(( (2048 + esp + os + ver) * 512 )) "$work/disk.raw" "$(( state / 2 ))k"
+  dd if="$work/os.erofs" of="$work/disk.raw" bs=1M seek=$(( (2048 + esp) / 2048 )) conv=notrunc,sparse status=none
+  dd if="$work/os.verity" of="$work/disk.raw" bs=1M seek=$(( (2048 + esp + os) / 2048 )) conv=notrunc status=none
   qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
-  sync -f "$work/disk.qcow2"
+  # The two disks on disk, as kiln syncs its artifacts (not the whole file
+  # system, which would also write back the temporary tree and OS image).
+  sync "$work/disk.raw" "$work/disk.qcow2"
 }
 kiln_ns=(); shell_ns=(); linked_ns=(); hashed_ns=()
 for _ in $(seq "$runs"); do
