@@ -19,6 +19,7 @@ use crate::node_toml::etcd_members;
 use crate::output;
 use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
 use crate::progress::Progress;
+use crate::render::deflate::{self, DeflateCache};
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
 use crate::secrets::Secrets;
 
@@ -156,6 +157,13 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         }
         prepared.push((role, base, layer, etcd_version));
     }
+    let deflate = loaded
+        .profile
+        .images
+        .formats
+        .contains(&OutputFormat::Rootfs)
+        .then(|| DeflateCache::open(&cache, &deflate::compressor_id()))
+        .flatten();
     let (loaded, staging_dir) = (&loaded, staging.path());
     let jobs: Vec<_> = prepared
         .iter()
@@ -163,6 +171,7 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
             let target = RoleTarget {
                 base,
                 cache: &cache,
+                deflate: deflate.as_ref(),
                 // The image is the same for every cluster: so is its disk.
                 seed: format!("kiln/{role}"),
             };
@@ -179,6 +188,9 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
     fs::write(&manifest_path, manifest.to_json())
         .with_context(|| format!("writing {}", manifest_path.display()))?;
     output::publish(staging.path(), &out)?;
+    if let Some(deflate) = &deflate {
+        deflate.prune();
+    }
     Ok(BuildReport { out, manifest })
 }
 
@@ -258,6 +270,7 @@ fn baked_etcd_version(
 struct RoleTarget<'a> {
     base: &'a RoleBase,
     cache: &'a Path,
+    deflate: Option<&'a DeflateCache>,
     seed: String,
 }
 
@@ -299,7 +312,7 @@ fn write_role(
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
                 OutputFormat::Rootfs => {
-                    write_rootfs(&image, target.base.path(), mtime, &mut file)
+                    write_rootfs(&image, target.base.path(), mtime, target.deflate, &mut file)
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
                 OutputFormat::Raw | OutputFormat::Qcow2 => {
