@@ -10,7 +10,7 @@
 //! another's entries, and a tarball is the same bytes whether its entries
 //! were there or not. Only world-readable files are kept (never a key), each
 //! entry 0600. Entries unused for [`PRUNE_AFTER`] are removed at the end of a
-//! build. All of it is best-effort: a cache that cannot be read or written
+//! build, at most once a day (`<cache>/deflate/pruned` says when). All of it is best-effort: a cache that cannot be read or written
 //! costs time, never a build.
 
 use std::fs;
@@ -23,6 +23,11 @@ use kiln_firstboot::hex::hex;
 
 /// An entry nobody used for this long is removed.
 pub const PRUNE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Pruning reads every entry's stamp (5 ms for the example's 3000): this
+/// often at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+/// The entries' layout, a part of each compressor folder's name.
+const FORMAT: &str = "e1";
 
 const TRAILER: usize = 12;
 
@@ -44,7 +49,7 @@ impl DeflateCache {
     /// The cache for this build's compressor under `cache`, created if
     /// needed; `None` where it cannot be created.
     pub fn open(cache: &Path, compressor: &str) -> Option<DeflateCache> {
-        let dir = cache.join("deflate").join(compressor);
+        let dir = cache.join("deflate").join(format!("{FORMAT}-{compressor}"));
         fs::create_dir_all(&dir).ok()?;
         Some(DeflateCache { dir })
     }
@@ -83,16 +88,29 @@ impl DeflateCache {
     }
 
     /// Removes entries unused for [`PRUNE_AFTER`], and the folders of other
-    /// compressors once they are empty.
+    /// compressors once they are empty; unless that was done in the last
+    /// [`PRUNE_EVERY`].
     pub fn prune(&self) {
         let Some(root) = self.dir.parent() else {
             return;
         };
-        let Some(cutoff) = SystemTime::now().checked_sub(PRUNE_AFTER) else {
+        let now = SystemTime::now();
+        let stamp = root.join("pruned");
+        let last = fs::metadata(&stamp).and_then(|m| m.modified());
+        if last.is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age < PRUNE_EVERY)) {
+            return;
+        }
+        let Some(cutoff) = now.checked_sub(PRUNE_AFTER) else {
             return;
         };
+        if fs::write(&stamp, b"").is_err() {
+            return;
+        }
         for compressor in fs::read_dir(root).into_iter().flatten().flatten() {
             let folder = compressor.path();
+            if !folder.is_dir() {
+                continue;
+            }
             for entry in fs::read_dir(&folder).into_iter().flatten().flatten() {
                 let stale = entry
                     .metadata()
@@ -152,5 +170,13 @@ mod tests {
         assert!(!cache.entry(&digest).exists());
         assert!(!other.dir.exists());
         assert_eq!(cache.load(&fresh).as_deref(), Some(&b"new"[..]));
+        // Not again within a day.
+        let file = fs::File::options()
+            .write(true)
+            .open(cache.entry(&fresh))
+            .unwrap();
+        file.set_modified(long_ago).unwrap();
+        cache.prune();
+        assert!(cache.entry(&fresh).exists());
     }
 }

@@ -274,7 +274,7 @@ fn kept_deflate_data_changes_no_byte_and_never_holds_a_key() {
     let mut plain = Vec::new();
     write_rootfs(&layer, None, 7, None, &mut plain).unwrap();
     assert_eq!(kept, plain);
-    let entries: Vec<_> = fs::read_dir(dir.path().join("deflate/test"))
+    let entries: Vec<_> = fs::read_dir(dir.path().join("deflate/e1-test"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
