@@ -81,8 +81,9 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         eprintln!("warning: {warning}");
     }
     let agent_path = agent_path(options.agent.as_deref())?;
-    let agent = fs::read(&agent_path)
-        .with_context(|| format!("reading the agent binary {}", agent_path.display()))?;
+    let agent: std::sync::Arc<[u8]> = fs::read(&agent_path)
+        .with_context(|| format!("reading the agent binary {}", agent_path.display()))?
+        .into();
     let cluster = &loaded.profile.cluster.name;
     let out = options
         .out

@@ -15,6 +15,7 @@ pub use timers::{add_agent_timer, add_renew_timer, AgentTimer};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kiln_firstboot::node_config::Role;
 
@@ -41,6 +42,9 @@ impl Meta {
 pub enum Contents {
     /// The bytes themselves, carried in every rendering.
     Inline(Vec<u8>),
+    /// Bytes every role carries (the agent's 3 MiB): one copy for the
+    /// build, however often a layer is built or split.
+    Shared(Arc<[u8]>),
 }
 
 impl Contents {
@@ -48,6 +52,7 @@ impl Contents {
     pub fn bytes(&self) -> &[u8] {
         match self {
             Contents::Inline(b) => b,
+            Contents::Shared(b) => b,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! more. Workers never receive a CA private key.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use kiln_firstboot::etcd::config as etcd_config;
@@ -23,7 +24,7 @@ pub struct LayerInputs<'a> {
     pub profile: &'a LoadedProfile,
     pub secrets: &'a Secrets,
     /// The kiln-firstboot binary.
-    pub agent: &'a [u8],
+    pub agent: &'a Arc<[u8]>,
 }
 
 /// Builds the layer of `role`; `containerd` is the configuration format
@@ -84,7 +85,7 @@ fn add_common(layer: &mut RoleLayer, inputs: &LayerInputs) {
         Meta::root(0o644),
         Contents::Inline(config.to_toml().into_bytes()),
     );
-    let agent = Contents::Inline(inputs.agent.to_vec());
+    let agent = Contents::Shared(Arc::clone(inputs.agent));
     layer.add_file(layout::AGENT_BINARY, Meta::root(0o755), agent);
     layer.mark_image([layout::AGENT_BINARY]);
     layer.add_dir(layout::PKI_DIR, Meta::root(0o700));
