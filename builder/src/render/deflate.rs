@@ -144,13 +144,16 @@ pub fn deflate(bytes: &[u8], cache: Option<&DeflateCache>) -> Arc<Deflated> {
 /// [`DeflateCache`]: another compressor (another zlib-rs, level or chunk
 /// size) gets another name, so never another's bytes.
 pub fn compressor_id() -> String {
-    let sample: Vec<u8> = (0..CHUNK as u32)
-        .flat_map(|i| {
-            let word = (i.wrapping_mul(2_654_435_761) >> 20) % 97;
-            format!("kiln {word} ").into_bytes()
-        })
-        .take(CHUNK)
-        .collect();
+    // Written into one buffer: a string per word cost more than the deflate.
+    let mut sample = Vec::with_capacity(CHUNK + 16);
+    for i in 0u32.. {
+        if sample.len() >= CHUNK {
+            break;
+        }
+        let word = (i.wrapping_mul(2_654_435_761) >> 20) % 97;
+        write!(sample, "kiln {word} ").expect("writing into memory");
+    }
+    sample.truncate(CHUNK);
     let digest = Sha256::digest(deflate_chunk(&sample));
     format!("{}-{}k-{}", LEVEL.level(), CHUNK >> 10, &hex(&digest)[..16])
 }
