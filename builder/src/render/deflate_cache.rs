@@ -14,7 +14,7 @@
 //! costs time, never a build.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -60,17 +60,16 @@ impl DeflateCache {
 
     /// The deflate data of the input with SHA-256 `digest`, if kept and whole.
     pub fn load(&self, digest: &[u8; 32]) -> Option<Vec<u8>> {
-        let path = self.entry(digest);
-        let mut data = fs::read(&path).ok()?;
+        let mut file = fs::File::open(self.entry(digest)).ok()?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).ok()?;
         let body = data.len().checked_sub(TRAILER)?;
         if data[body..] != trailer(&data[..body]) {
             return None;
         }
         data.truncate(body);
-        // Marks it used, for pruning.
-        if let Ok(file) = fs::File::options().write(true).open(&path) {
-            let _ = file.set_modified(SystemTime::now());
-        }
+        // Marks it used, for pruning (its owner may, through a read handle).
+        let _ = file.set_modified(SystemTime::now());
         Some(data)
     }
 
