@@ -57,22 +57,46 @@ pub fn ca_of_cluster_info(body: &str) -> Option<Vec<u8>> {
     B64.decode(data).ok()
 }
 
-/// Discovers `endpoint` (host:port), retrying while it does not answer, and
-/// pins its CA to one of `pins` (a mismatch is final, as in kubeadm).
-pub fn discover(endpoint: &str, pins: &[String], retry_for: Duration) -> Result<Trusted> {
-    let base = format!("https://{endpoint}");
-    let insecure = agent(TlsConfig::builder().disable_verification(true).build());
+/// cluster-info's embedded kubeconfig, the part kubeadm compares between
+/// its insecure and its verified fetch.
+fn kubeconfig_of_cluster_info(body: &str) -> Option<String> {
+    let map: Value = serde_json::from_str(body).ok()?;
+    map["data"]["kubeconfig"].as_str().map(str::to_owned)
+}
+
+/// GETs cluster-info through `agent`, retrying a request that fails for
+/// `retry_for`, as kubeadm's `getClusterInfo` polls until the discovery
+/// timeout; `trust` names the TLS used, for the message.
+fn cluster_info(
+    agent: &ureq::Agent,
+    endpoint: &str,
+    retry_for: Duration,
+    trust: &str,
+) -> Result<String> {
+    let url = format!("https://{endpoint}{CLUSTER_INFO}");
     let start = Instant::now();
-    let body = loop {
-        match get(&insecure, &format!("{base}{CLUSTER_INFO}"), None) {
-            Ok((200, body)) => break body,
-            Ok((status, _)) => refuse!("discovery: {base}{CLUSTER_INFO} answered {status}"),
+    loop {
+        match get(agent, &url, None) {
+            Ok((200, body)) => return Ok(body),
+            Ok((status, _)) => refuse!("discovery: {url} answered {status}"),
             Err(e) if start.elapsed() > retry_for => {
-                refuse!("discovery: {endpoint} did not answer within {retry_for:?}: {e}")
+                refuse!("discovery: {endpoint} did not answer {trust} within {retry_for:?}: {e}")
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
-    };
+    }
+}
+
+/// Discovers `endpoint` (host:port) as kubeadm's token discovery does
+/// (cmd/kubeadm/app/discovery/token/token.go, `retrieveValidatedConfigInfo`):
+/// cluster-info fetched without trust, its CA pinned to one of `pins` (a
+/// mismatch is final), then cluster-info fetched again through TLS verified
+/// against that CA, which must carry the same kubeconfig. Both fetches
+/// retry for `retry_for` (the discovery timeout) while the endpoint does
+/// not answer: a VIP that moves between them costs a retry, not the join.
+pub fn discover(endpoint: &str, pins: &[String], retry_for: Duration) -> Result<Trusted> {
+    let insecure = agent(TlsConfig::builder().disable_verification(true).build());
+    let body = cluster_info(&insecure, endpoint, retry_for, "without TLS verification")?;
     let Some(ca_pem) = ca_of_cluster_info(&body) else {
         refuse!("discovery: cluster-info from {endpoint} carries no CA certificate");
     };
@@ -93,13 +117,19 @@ pub fn discover(endpoint: &str, pins: &[String], retry_for: Duration) -> Result<
                 .root_certs(RootCerts::Specific(Arc::new(vec![ca])))
                 .build(),
         ),
-        base,
+        base: format!("https://{endpoint}"),
         ca_pem,
     };
-    match trusted.get("/healthz", None)? {
-        (200, body) if body.trim() == "ok" => Ok(trusted),
-        (status, body) => refuse!("discovery: {endpoint}/healthz answered {status} {body:?}"),
+    let secure = cluster_info(
+        &trusted.agent,
+        endpoint,
+        retry_for,
+        "with the pinned CA (certificate from another CA?)",
+    )?;
+    if kubeconfig_of_cluster_info(&secure) != kubeconfig_of_cluster_info(&body) {
+        refuse!("discovery: the second kubeconfig from cluster-info of {endpoint} (using validated TLS) was different from the first");
     }
+    Ok(trusted)
 }
 
 impl Trusted {
@@ -112,6 +142,22 @@ impl Trusted {
                 self.base
             ))
         })
+    }
+
+    /// A ConfigMap's GET as kubeadm's `GetConfigMapWithShortRetry`
+    /// (cmd/kubeadm/app/util/apiclient/idempotency.go), which
+    /// `getInitConfigurationFromCluster` (cmd/kubeadm/app/util/config/cluster.go)
+    /// reads kubeadm-config with, does it: every failure retried each 50 ms
+    /// for 350 ms, then the last answer.
+    pub fn get_config_map(&self, path: &str, bearer: Option<&str>) -> Result<(u16, String)> {
+        let start = Instant::now();
+        loop {
+            let answer = self.get(path, bearer);
+            if matches!(answer, Ok((200, _))) || start.elapsed() >= Duration::from_millis(350) {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// An empty POST authenticated by the bootstrap token; the status.
@@ -166,5 +212,118 @@ impl Trusted {
             }
             std::thread::sleep(Duration::from_secs(1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::path::Path;
+
+    use super::*;
+    use crate::kubeadm::openssl::{self, Eku};
+
+    /// cluster-info as the API server serves it, carrying `ca_pem`.
+    fn cluster_info_body(ca_pem: &[u8], server: &str) -> String {
+        let kubeconfig = serde_json::json!({"clusters": [{"cluster": {
+            "certificate-authority-data": B64.encode(ca_pem), "server": server}}]});
+        serde_json::json!({"data": {"kubeconfig": kubeconfig.to_string()}}).to_string()
+    }
+
+    /// A TLS endpoint on loopback that answers each connection with the body
+    /// `answers` gives for its number (0, 1, ...), or drops it on `None`.
+    fn endpoint(dir: &Path, answers: fn(usize, &[u8]) -> Option<String>) -> (String, String) {
+        let ca = (dir.join("ca.crt"), dir.join("ca.key"));
+        let leaf = (dir.join("server.crt"), dir.join("server.key"));
+        openssl::self_signed("discovery-test-ca", (&ca.0, &ca.1)).unwrap();
+        openssl::mint(
+            (&ca.0, &ca.1),
+            "server",
+            Eku::Server,
+            &["127.0.0.1".to_owned()],
+            (&leaf.0, &leaf.1),
+        )
+        .unwrap();
+        let ca_pem = std::fs::read(&ca.0).unwrap();
+        let tls = crate::kubeadm::tls::server_config(
+            &std::fs::read(&leaf.0).unwrap(),
+            &std::fs::read(&leaf.1).unwrap(),
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let pin = openssl::spki_sha256(&ca_pem).unwrap();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { continue };
+                let Some(body) = answers(n, &ca_pem) else {
+                    drop(stream);
+                    continue;
+                };
+                let conn = rustls::ServerConnection::new(tls.clone()).unwrap();
+                let mut tls_stream = rustls::StreamOwned::new(conn, stream);
+                let mut line = String::new();
+                let mut reader = BufReader::new(&mut tls_stream);
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = write!(
+                    tls_stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls_stream.flush();
+            }
+        });
+        (address, pin)
+    }
+
+    #[test]
+    fn an_endpoint_lost_between_the_two_fetches_is_retried_like_kubeadm() {
+        let dir = tempfile::tempdir().unwrap();
+        // Connections 1 and 2, the first verified fetch and its first
+        // retry, find nobody: the VIP moving between two masters.
+        let (address, pin) = endpoint(dir.path(), |n, ca| {
+            (n == 0 || n > 2).then(|| cluster_info_body(ca, "https://10.0.0.1:6443"))
+        });
+        let trusted = discover(&address, &[pin], Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{}", e.0));
+        assert!(trusted.ca_pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn a_verified_cluster_info_unlike_the_first_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (address, pin) = endpoint(dir.path(), |n, ca| {
+            Some(cluster_info_body(
+                ca,
+                &format!("https://10.0.0.{}:6443", n + 1),
+            ))
+        });
+        let refused = discover(&address, &[pin], Duration::from_secs(10))
+            .err()
+            .expect("a changed cluster-info was accepted");
+        assert!(
+            refused.0.contains("was different from the first"),
+            "{}",
+            refused.0
+        );
+    }
+
+    #[test]
+    fn an_endpoint_that_stays_away_is_refused_after_the_discovery_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (address, pin) = endpoint(dir.path(), |n, ca| {
+            (n == 0).then(|| cluster_info_body(ca, "https://10.0.0.1:6443"))
+        });
+        let refused = discover(&address, &[pin], Duration::from_secs(2))
+            .err()
+            .expect("discovery outlived its timeout");
+        assert!(
+            refused.0.contains("did not answer with the pinned CA"),
+            "{}",
+            refused.0
+        );
     }
 }

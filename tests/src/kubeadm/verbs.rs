@@ -255,7 +255,7 @@ fn join(root: &Root, plan: config::JoinPlan) -> Outcome {
             format!("{} joined as a worker", plan.node),
         ));
     };
-    let (status, body) = api.get(KUBEADM_CONFIG, Some(&plan.token))?;
+    let (status, body) = api.get_config_map(KUBEADM_CONFIG, Some(&plan.token))?;
     if status != 200 {
         refuse!(
             "discovery: {}{KUBEADM_CONFIG} answered {status}: no init has stored its configuration",
