@@ -12,9 +12,17 @@ use crate::node_config::{ControlPlaneSettings, Vip};
 const FIRST_PRIORITY: u32 = 150;
 /// Masters the profile does not list (scale-out) rank below all listed ones.
 const UNLISTED_PRIORITY: u32 = 100;
-/// Seconds between health checks, and failures before the VIP moves.
+/// Seconds between health checks.
 const CHECK_INTERVAL: u32 = 2;
-const CHECK_FALL: u32 = 2;
+/// Seconds a check may take before keepalived counts it failed: above the
+/// check's own I/O timeout (3 s), so an API server slowed by a busy node
+/// (joins, a membership change) still passes. kubeadm's HA guide
+/// (kubernetes/kubeadm docs/ha-considerations.md) allows a slow check too.
+const CHECK_TIMEOUT: u32 = 5;
+/// Failures in a row before the VIP moves: three, so one slow answer never
+/// moves the VIP to a master with no API server at all. A stopped API server
+/// refuses at once, so it loses the VIP within about 6 s.
+const CHECK_FALL: u32 = 3;
 /// A failing check lowers the priority by this much: below every healthy
 /// master (listed or not), yet the VIP still sits somewhere while no API
 /// server runs at all, which `kubeadm init` needs to reach its own.
@@ -69,7 +77,7 @@ pub fn config(
          vrrp_script kiln_apiserver {{\n\
          \x20   script \"{KEEPALIVED_CHECK}\"\n\
          \x20   interval {CHECK_INTERVAL}\n\
-         \x20   timeout {CHECK_INTERVAL}\n\
+         \x20   timeout {CHECK_TIMEOUT}\n\
          \x20   fall {CHECK_FALL}\n\
          \x20   rise 1\n\
          \x20   weight {CHECK_WEIGHT}\n\
