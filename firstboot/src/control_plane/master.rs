@@ -4,6 +4,8 @@
 //! other control plane answers. Every master then makes sure the bootstrap
 //! token exists.
 
+use std::path::Path;
+
 use anyhow::{bail, Context, Result};
 
 use super::lock::{self, InitKeys, Step};
@@ -83,13 +85,13 @@ fn external(agent: &Agent) -> Result<(String, bool)> {
         },
     )?;
     let held = match choice {
-        Choice::Join(why) => return join(why).map(|s| (s, false)),
+        Choice::Join(why) => return join_external(agent, why),
         Choice::Init(held) => held,
     };
     // Someone may have finished between our look and our lock.
     if let Step::Join(why) = lock::decide(&lock::observe(&kv, &keys)?) {
         drop(held);
-        return join(why).map(|s| (s, false));
+        return join_external(agent, why);
     }
     let sentence =
         format!("{me} holds the init lock and etcd holds no Kubernetes data: running kubeadm init");
@@ -105,6 +107,16 @@ fn external(agent: &Agent) -> Result<(String, bool)> {
         "kubeadm init succeeded; marked the control plane initialized"
     );
     Ok((sentence, true))
+}
+
+/// External etcd, the control plane initialized: waits for the endpoint to
+/// answer with the cluster CA, then joins. Right after an init the VIP is
+/// still moving to the master that ran it (its health check passes a
+/// moment later), and kubeadm reads kubeadm-config, after its discovery,
+/// with a retry of only 350 ms.
+fn join_external(agent: &Agent, why: String) -> Result<(String, bool)> {
+    agent.wait_for_control_plane(Path::new(CLUSTER_CA))?;
+    join(why).map(|s| (s, false))
 }
 
 /// Stacked etcd: no etcd outside the masters to hold a lock in, so the

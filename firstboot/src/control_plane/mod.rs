@@ -19,6 +19,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::agent::NodeContext;
+use crate::backoff::{retry, Attempt};
 use crate::kubeadm::KubeadmInputs;
 use crate::layout::{pki, under_root};
 use crate::node_config::ControlPlaneSettings;
@@ -54,6 +55,30 @@ impl<'a> Agent<'a> {
     pub fn kubeadm_inputs(&self) -> Result<KubeadmInputs<'_>> {
         let me = &self.ctx.me;
         KubeadmInputs::new(&self.ctx.config, &me.name, me.ip, &self.token)
+    }
+
+    /// Waits (bounded) for a verified TLS handshake with the control-plane
+    /// endpoint, trusting the cluster CA certificate at `ca` (under the
+    /// root), and returns the endpoint. One that answers with another CA's
+    /// certificate is refused at once: kubeadm would refuse it too, after
+    /// its whole discovery timeout.
+    pub fn wait_for_control_plane(&self, ca: &Path) -> Result<String> {
+        let endpoint = self.control_plane()?.endpoint.clone();
+        let tls = tls::ClusterTls::new(&self.ctx.path(ca))?;
+        tracing::info!(endpoint, "waiting for the control plane to answer TLS");
+        let what = format!("the control-plane endpoint {endpoint} to answer TLS");
+        let outcome = retry(&what, self.ctx.timeout, || match tls.probe(&endpoint) {
+            tls::Probe::Trusted => Attempt::Done(Ok(())),
+            tls::Probe::Untrusted(sentence) => Attempt::Done(Err(sentence)),
+            tls::Probe::Down(reason) => Attempt::Retry(reason),
+        })?;
+        if let Err(sentence) = outcome {
+            bail!(
+                "refusing to join: {sentence}. The endpoint belongs to another cluster, or \
+                 control_plane.endpoint in the profile points at the wrong address"
+            );
+        }
+        Ok(endpoint)
     }
 }
 
