@@ -203,7 +203,7 @@ pub fn write_raw(tree: &Path, ids: &DiskIds, mtime: u64, out: &Path) -> Result<(
         .with_context(|| format!("writing the partition table of {}", out.display()))?;
     // mkfs.vfat and mkfs.ext4 fsync the whole file when done: before the
     // OS data is in, so that is kilobytes of metadata, not 600 MB waited for.
-    write_esp(out, &esp_dir, stamp, ids, esp_start, esp_sectors)?;
+    write_esp(out, esp_dir.path(), stamp, ids, esp_start, esp_sectors)?;
     write_state(out, stamp, ids, state_start, state_sectors)?;
     for (file, start) in [(&os.erofs, os_start), (&os.hashes, hash_start)] {
         copy_into(&mut disk, file, start * SECTOR)
@@ -215,7 +215,7 @@ pub fn write_raw(tree: &Path, ids: &DiskIds, mtime: u64, out: &Path) -> Result<(
 /// The FAT ESP at sector `start` of `out`, holding the files staged in `dir`.
 fn write_esp(
     out: &Path,
-    dir: &tempfile::TempDir,
+    dir: &Path,
     stamp: u64,
     ids: &DiskIds,
     start: u64,
@@ -248,7 +248,7 @@ fn write_esp(
         .arg(format!("{}@@{}", out.display(), start * SECTOR))
         .args(["-s", "-m", "-Q"]);
     for entry in ["EFI", "loader", "vmlinuz", "initrd.img"] {
-        mcopy.arg(dir.path().join(entry));
+        mcopy.arg(dir.join(entry));
     }
     mcopy.arg("::/");
     run(&mut mcopy, "mcopy", "mtools").map(drop)
