@@ -233,7 +233,7 @@ mod tests {
 
     /// A TLS endpoint on loopback that answers each connection with the body
     /// `answers` gives for its number (0, 1, ...), or drops it on `None`.
-    fn endpoint(dir: &Path, answers: fn(usize, &[u8]) -> Option<String>) -> (String, String) {
+    fn endpoint(dir: &Path, answers: Answers) -> (String, String) {
         let ca = (dir.join("ca.crt"), dir.join("ca.key"));
         let leaf = (dir.join("server.crt"), dir.join("server.key"));
         openssl::self_signed("discovery-test-ca", (&ca.0, &ca.1)).unwrap();
@@ -279,51 +279,61 @@ mod tests {
         (address, pin)
     }
 
+    type Answers = fn(usize, &[u8]) -> Option<String>;
+
+    /// Discovery of a loopback endpoint ([`endpoint`]) answering as `answers`.
+    fn discover_from(answers: Answers, retry_for: Duration) -> Result<Trusted> {
+        let dir = tempfile::tempdir().unwrap();
+        let (address, pin) = endpoint(dir.path(), answers);
+        discover(&address, &[pin], retry_for)
+    }
+
+    /// Why discovery of such an endpoint was refused.
+    fn refusal(answers: Answers, retry_for: Duration) -> String {
+        match discover_from(answers, retry_for) {
+            Ok(_) => panic!("discovery accepted the endpoint"),
+            Err(refused) => refused.0,
+        }
+    }
+
     #[test]
     fn an_endpoint_lost_between_the_two_fetches_is_retried_like_kubeadm() {
-        let dir = tempfile::tempdir().unwrap();
         // Connections 1 and 2, the first verified fetch and its first
         // retry, find nobody: the VIP moving between two masters.
-        let (address, pin) = endpoint(dir.path(), |n, ca| {
-            (n == 0 || n > 2).then(|| cluster_info_body(ca, "https://10.0.0.1:6443"))
-        });
-        let trusted = discover(&address, &[pin], Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{}", e.0));
+        let trusted = discover_from(
+            |n, ca| (n == 0 || n > 2).then(|| cluster_info_body(ca, "https://10.0.0.1:6443")),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|e| panic!("{}", e.0));
         assert!(trusted.ca_pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
     }
 
     #[test]
     fn a_verified_cluster_info_unlike_the_first_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let (address, pin) = endpoint(dir.path(), |n, ca| {
-            Some(cluster_info_body(
-                ca,
-                &format!("https://10.0.0.{}:6443", n + 1),
-            ))
-        });
-        let refused = discover(&address, &[pin], Duration::from_secs(10))
-            .err()
-            .expect("a changed cluster-info was accepted");
+        let refused = refusal(
+            |n, ca| {
+                Some(cluster_info_body(
+                    ca,
+                    &format!("https://10.0.0.{}:6443", n + 1),
+                ))
+            },
+            Duration::from_secs(10),
+        );
         assert!(
-            refused.0.contains("was different from the first"),
-            "{}",
-            refused.0
+            refused.contains("was different from the first"),
+            "{refused}"
         );
     }
 
     #[test]
     fn an_endpoint_that_stays_away_is_refused_after_the_discovery_timeout() {
-        let dir = tempfile::tempdir().unwrap();
-        let (address, pin) = endpoint(dir.path(), |n, ca| {
-            (n == 0).then(|| cluster_info_body(ca, "https://10.0.0.1:6443"))
-        });
-        let refused = discover(&address, &[pin], Duration::from_secs(2))
-            .err()
-            .expect("discovery outlived its timeout");
+        let refused = refusal(
+            |n, ca| (n == 0).then(|| cluster_info_body(ca, "https://10.0.0.1:6443")),
+            Duration::from_secs(2),
+        );
         assert!(
-            refused.0.contains("did not answer with the pinned CA"),
-            "{}",
-            refused.0
+            refused.contains("did not answer with the pinned CA"),
+            "{refused}"
         );
     }
 }
