@@ -160,58 +160,79 @@ impl Trusted {
         }
     }
 
-    /// An empty POST authenticated by the bootstrap token; the status.
+    /// An empty POST authenticated by the bootstrap token, retried as an
+    /// API call ([`api_call`]); the status.
     pub fn post(&self, path: &str, token: &str) -> Result<u16> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .agent
-            .post(&url)
-            .header("authorization", format!("Bearer {token}"))
-            .send_empty()
-            .map_err(|e| Refused(format!("POST {url} with the pinned CA failed: {e}")))?;
-        Ok(response.status().as_u16())
+        let (status, ()) = api_call(&format!("POST {url}"), || {
+            self.agent
+                .post(&url)
+                .header("authorization", format!("Bearer {token}"))
+                .send_empty()
+                .map(|response| (response.status().as_u16(), ()))
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(status)
     }
 
     /// The client URLs of the cluster's etcd members (stacked topology),
-    /// which real kubeadm reads from the etcd pods' annotations.
+    /// which real kubeadm reads from the etcd pods' annotations, retried as
+    /// an API call ([`api_call`]).
     pub fn etcd_endpoints(&self, token: &str) -> Result<Vec<String>> {
-        let path = super::apiserver::ETCD_ENDPOINTS;
-        let (status, body) = self.get(path, Some(token))?;
+        let url = format!("{}{}", self.base, super::apiserver::ETCD_ENDPOINTS);
+        let (status, body) = api_call(&url, || get(&self.agent, &url, Some(token)))?;
         let endpoints: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| serde_json::from_value(v["endpoints"].clone()).ok())
             .unwrap_or_default();
         if status != 200 || endpoints.is_empty() {
-            refuse!(
-                "discovery: {}{path} answered {status} {body:?}: no etcd members to join",
-                self.base
-            );
+            refuse!("discovery: {url} answered {status} {body:?}: no etcd members to join");
         }
         Ok(endpoints)
     }
 
     /// Whether the API server knows `token` (id.secret) as a bootstrap
-    /// token. A server error or a request that timed out is retried for a
-    /// while, as kubeadm's discovery retries until its timeout (an API
-    /// server whose etcd is busy with a membership change, or a loaded
-    /// node, answers 500 or late for a moment).
+    /// token, retried as an API call ([`api_call`]).
     pub fn token_known(&self, token: &str) -> Result<bool> {
-        const RETRY_FOR: Duration = Duration::from_secs(60);
         let id = token.split('.').next().unwrap_or_default();
         let url = format!("{}/kiln-standin/tokens/{id}", self.base);
-        let start = Instant::now();
-        loop {
-            let retry = start.elapsed() < RETRY_FOR;
-            match get(&self.agent, &url, Some(token)) {
-                Ok((200, _)) => return Ok(true),
-                Ok((404 | 401, _)) => return Ok(false),
-                Ok((status, _)) if status >= 500 && retry => {}
-                Err(e) if e.contains("timeout") && retry => {}
-                Ok((status, body)) => refuse!("discovery: token check answered {status}: {body}"),
-                Err(e) => refuse!("discovery: {url} failed with the pinned CA (certificate from another CA?): {e}"),
-            }
-            std::thread::sleep(Duration::from_secs(1));
+        match api_call(&url, || get(&self.agent, &url, Some(token)))? {
+            (200, _) => Ok(true),
+            (404 | 401, _) => Ok(false),
+            (status, body) => refuse!("discovery: token check answered {status}: {body}"),
         }
+    }
+}
+
+/// kubeadm's `KubernetesAPICallTimeout` and `KubernetesAPICallRetryInterval`
+/// (cmd/kubeadm/app/constants/constants.go): its API calls poll this long.
+const API_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const API_CALL_RETRY: Duration = Duration::from_millis(500);
+
+/// Runs `call` (an answer's status and body, or why no answer came) until
+/// it gets an answer below 500, for at most [`API_CALL_TIMEOUT`], as
+/// kubeadm polls its API calls: a VIP moving between masters, an API server
+/// whose etcd is busy with a membership change, or a loaded node answer
+/// late, 5xx or not at all for a moment.
+fn api_call<T>(
+    what: &str,
+    mut call: impl FnMut() -> std::result::Result<(u16, T), String>,
+) -> Result<(u16, T)> {
+    let start = Instant::now();
+    loop {
+        let answer = call();
+        let retries = match &answer {
+            Ok((status, _)) => *status >= 500,
+            Err(_) => true,
+        };
+        if !retries || start.elapsed() >= API_CALL_TIMEOUT {
+            return answer.map_err(|e| {
+                Refused(format!(
+                    "discovery: {what} failed with the pinned CA (certificate from another CA?) for {API_CALL_TIMEOUT:?}: {e}"
+                ))
+            });
+        }
+        std::thread::sleep(API_CALL_RETRY);
     }
 }
 
