@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use kiln_firstboot::etcd::version::EtcdVersion;
-use kiln_firstboot::node_config::{Role, Topology};
+use kiln_node::node_config::{Role, Topology};
 
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
 use crate::layer::{build_layer, ContainerdConfig, Contents, LayerInputs, Meta, RoleLayer};
@@ -147,11 +147,11 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         // Beside the binary: the agent reads it instead of starting etcd.
         if let Some(version) = etcd_version {
             layer.add_file(
-                kiln_firstboot::layout::ETCD_VERSION_FILE,
+                kiln_node::layout::ETCD_VERSION_FILE,
                 Meta::root(0o644),
                 Contents::Inline(format!("{version}\n").into_bytes()),
             );
-            layer.mark_image([kiln_firstboot::layout::ETCD_VERSION_FILE]);
+            layer.mark_image([kiln_node::layout::ETCD_VERSION_FILE]);
         }
         if let RoleBase::Debian(_) = base {
             image::add_os_files(&mut layer);
@@ -227,9 +227,7 @@ fn baked_etcd_version(
     // Only kiln's own base is run from: a base folder the profile names may
     // hold anything, and its binaries are not run on the build host.
     let baked = match base {
-        RoleBase::Debian(p) => {
-            Some(p.join(kiln_firstboot::layout::ETCD_BINARY.trim_start_matches('/')))
-        }
+        RoleBase::Debian(p) => Some(p.join(kiln_node::layout::ETCD_BINARY.trim_start_matches('/'))),
         RoleBase::Profile(_) | RoleBase::None => None,
     };
     let version = match (baked, etcd) {
@@ -291,7 +289,7 @@ fn write_role(
     let rendered = render_ignition(&config)
         .with_context(|| format!("rendering the {role} Ignition config"))?;
     if loaded.profile.images.embed_config {
-        image.add_secret(kiln_firstboot::layout::EMBEDDED_CONFIG, rendered.clone());
+        image.add_secret(kiln_node::layout::EMBEDDED_CONFIG, rendered.clone());
     }
     // Each artifact is hashed for the manifest and synced to disk beside
     // the making of the next (the raw disk's SHA-256 and writeback while

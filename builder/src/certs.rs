@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use kiln_firstboot::control_plane::tls::ClusterTls;
-use kiln_firstboot::pki::CertInfo;
+use kiln_node::pki::CertInfo;
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -117,7 +117,7 @@ pub fn endpoint_rows(
             match presented {
                 Ok((der, info)) => {
                     let mut row = CertRow::of(url.clone(), &info, now, renew_before);
-                    let trusted = kiln_firstboot::pki::verify_chain_der(&ca_pem, &der);
+                    let trusted = kiln_node::pki::verify_chain_der(&ca_pem, &der);
                     if trusted.is_err() && row.standing != Standing::Expired {
                         row.standing = Standing::Untrusted;
                     }
@@ -213,7 +213,7 @@ pub fn report(rows: &[CertRow], as_json: bool) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_firstboot::pki::{Authority, KeyAlgorithm, LeafSpec, Usage};
+    use kiln_node::pki::{Authority, KeyAlgorithm, LeafSpec, Usage};
 
     #[test]
     fn rows_are_judged_against_the_renewal_window() {

@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use kiln_firstboot::etcd::client::{EtcdClient, MemberInfo};
 use kiln_firstboot::etcd::membership::{unseen_by_cluster, ClusterView};
 use kiln_firstboot::etcd::watch::{parse_reports, Report};
-use kiln_firstboot::layout;
-use kiln_firstboot::node_config::{endpoint_url, url_for};
+use kiln_node::layout;
+use kiln_node::node_config::{endpoint_url, url_for};
 use serde_json::json;
 
 use crate::node_toml::etcd_members;

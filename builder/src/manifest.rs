@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
 use serde::Serialize;
@@ -105,7 +105,7 @@ fn sparse_sha256(file: &mut File) -> io::Result<(u64, String)> {
         }
         pos = hole;
     }
-    Ok((size, kiln_firstboot::hex::hex(&hasher.finalize())))
+    Ok((size, kiln_node::hex::hex(&hasher.finalize())))
 }
 
 /// The next data extent at or after `pos`, as (start, end); (size, size)
@@ -160,7 +160,7 @@ mod tests {
             }
             drop(file);
             let all = std::fs::read(&path).unwrap();
-            let expected = kiln_firstboot::hex::hex(&Sha256::digest(&all));
+            let expected = kiln_node::hex::hex(&Sha256::digest(&all));
             let got = Artifact::of(dir.path(), &format!("f{i}"), false).unwrap();
             assert_eq!(
                 (got.size, got.sha256),

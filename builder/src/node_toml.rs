@@ -1,10 +1,10 @@
 //! From the profile to each role's `/etc/kiln/node.toml`, the agent's contract
-//! (its types are `kiln_firstboot::node_config`).
+//! (its types are `kiln_node::node_config`).
 
 use std::path::PathBuf;
 
-use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
-use kiln_firstboot::node_config::{
+use kiln_node::layout::etcd::BAKED_SNAPSHOT;
+use kiln_node::node_config::{
     BackupSettings, ControlPlaneSettings, EtcdSettings, Member, NodeConfig, PkiSettings, Role,
     Topology,
 };

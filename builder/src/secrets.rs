@@ -8,9 +8,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::fsutil::{create_dir_all_mode, write_atomic};
-use kiln_firstboot::node_config::{endpoint_host, Member};
-use kiln_firstboot::pki::{member_sans, Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
+use kiln_node::fsutil::{create_dir_all_mode, write_atomic};
+use kiln_node::node_config::{endpoint_host, Member};
+use kiln_node::pki::{member_sans, Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
@@ -158,7 +158,7 @@ fn create(dir: &Path, profile: &Profile) -> Result<()> {
     store.write_pair(CLUSTER_CA, &cluster_pair.into())?;
     let (_, front_proxy) = Authority::generate("front-proxy-ca", alg, pki.ca_validity_days)?;
     store.write_pair(FRONT_PROXY_CA, &front_proxy.into())?;
-    let (sa_key, sa_pub) = kiln_firstboot::pki::generate_key_pair(alg)?;
+    let (sa_key, sa_pub) = kiln_node::pki::generate_key_pair(alg)?;
     store.write(&format!("{SERVICE_ACCOUNT}.key"), &sa_key, KEY_MODE)?;
     store.write(&format!("{SERVICE_ACCOUNT}.pub"), &sa_pub, CERT_MODE)?;
     for (stem, common_name) in CLIENT_LEAVES {

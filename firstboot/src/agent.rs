@@ -10,10 +10,10 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
 use crate::identity::{identify, HostFacts, NodeIdentity};
-use crate::layout::{self, under_root};
-use crate::node_config::{Member, NodeConfig, Role};
 use crate::status::{self, Phase, Status};
 use crate::{control_plane, etcd, renew};
+use kiln_node::layout::{self, under_root};
+use kiln_node::node_config::{Member, NodeConfig, Role};
 
 /// kiln's first-boot agent: makes this node converge into its cluster.
 #[derive(Parser, Debug)]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use anyhow::{bail, Context, Result};
 
-use crate::node_config::Member;
+use kiln_node::node_config::Member;
 
 /// What the node can observe about itself.
 #[derive(Debug, Clone)]

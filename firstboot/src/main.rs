@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kiln_firstboot::agent::{self, Cli};
-use kiln_firstboot::node_config::NodeConfigError;
+use kiln_node::node_config::NodeConfigError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

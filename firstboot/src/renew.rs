@@ -13,11 +13,11 @@ use time::OffsetDateTime;
 use crate::control_plane::renewal;
 use crate::etcd::client::EtcdClient;
 use crate::etcd::kv::KvCluster;
-use crate::fsutil::write_atomic;
-use crate::layout::etcd::{cert_path, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
-use crate::layout::{kube, pki, under_root};
-use crate::node_config::{NodeConfig, Role};
-use crate::pki::{
+use kiln_node::fsutil::write_atomic;
+use kiln_node::layout::etcd::{cert_path, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
+use kiln_node::layout::{kube, pki, under_root};
+use kiln_node::node_config::{NodeConfig, Role};
+use kiln_node::pki::{
     public_key_of, requested_common_name, signing_request, Authority, CertInfo, LeafSpec, Usage,
 };
 
@@ -158,7 +158,7 @@ fn acceptable(
     spec: &LeafSpec,
     current: &CertInfo,
 ) -> Result<(), String> {
-    crate::pki::verify_chain(ca_pem, pem)?;
+    kiln_node::pki::verify_chain(ca_pem, pem)?;
     let info = CertInfo::from_pem(pem)?;
     if info.public_key != key {
         return Err("it is for another key".into());

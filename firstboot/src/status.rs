@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_with_parents;
-use crate::layout::{under_root, DONE_MARKER, STATUS_FILE};
+use kiln_node::fsutil::write_with_parents;
+use kiln_node::layout::{under_root, DONE_MARKER, STATUS_FILE};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

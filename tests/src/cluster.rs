@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 
 use crate::artifacts::Build;
 use crate::bootnet::{addr, BootNet};

@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 
 use kiln_firstboot::etcd::config::parse_env;
 use kiln_firstboot::etcd::version::EtcdVersion;
-use kiln_firstboot::layout::etcd::ENV_FILE;
-use kiln_firstboot::layout::{kube, pki as paths, under_root, NODE_CONFIG};
-use kiln_firstboot::node_config::{
+use kiln_node::layout::etcd::ENV_FILE;
+use kiln_node::layout::{kube, pki as paths, under_root, NODE_CONFIG};
+use kiln_node::node_config::{
     DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology,
 };
-use kiln_firstboot::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage};
+use kiln_node::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage};
 
 use crate::netns::{Host, Lab};
 
@@ -84,7 +84,7 @@ impl Release {
                 std::os::unix::fs::symlink(&target, &link).unwrap();
             }
         }
-        let recorded = under_root(root, Path::new(kiln_firstboot::layout::ETCD_VERSION_FILE));
+        let recorded = under_root(root, Path::new(kiln_node::layout::ETCD_VERSION_FILE));
         fs::create_dir_all(recorded.parent().unwrap()).unwrap();
         fs::write(recorded, format!("{}\n", self.version())).unwrap();
     }
@@ -217,7 +217,7 @@ impl Fixture {
             ..self.config.clone()
         };
         let target = under_root(root, Path::new(NODE_CONFIG));
-        kiln_firstboot::fsutil::write_atomic(&target, config.to_toml().as_bytes(), 0o644).unwrap();
+        kiln_node::fsutil::write_atomic(&target, config.to_toml().as_bytes(), 0o644).unwrap();
         fs::remove_file(under_root(root, &paths::etcd_ca_key())).unwrap();
         let ca = Authority::load(&self.ca.cert_pem, &self.ca.key_pem).unwrap();
         let client = leaf(
@@ -233,7 +233,7 @@ impl Fixture {
         ] {
             let target = under_root(root, Path::new(path));
             fs::create_dir_all(target.parent().unwrap()).unwrap();
-            kiln_firstboot::fsutil::write_atomic(&target, pem.as_bytes(), mode).unwrap();
+            kiln_node::fsutil::write_atomic(&target, pem.as_bytes(), mode).unwrap();
         }
     }
 
@@ -243,7 +243,7 @@ impl Fixture {
         let put = |path: &Path, text: &str, mode: u32| {
             let target = under_root(root, path);
             fs::create_dir_all(target.parent().unwrap()).unwrap();
-            kiln_firstboot::fsutil::write_atomic(&target, text.as_bytes(), mode).unwrap();
+            kiln_node::fsutil::write_atomic(&target, text.as_bytes(), mode).unwrap();
         };
         put(Path::new(NODE_CONFIG), &self.config.to_toml(), 0o644);
         put(&paths::etcd_ca_cert(), &self.ca.cert_pem, 0o644);

@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use kiln_e2e::etcd::{agent_binary, Fixture};
 use kiln_e2e::{kiln, run};
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::node_config::DiscoverySource;
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

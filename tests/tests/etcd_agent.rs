@@ -10,7 +10,7 @@ use kiln_e2e::etcd::scenario::{
     converged, get, peer_urls, put, started_voting, stderr, Node, Scenario,
 };
 use kiln_e2e::etcd::{self, agent, assert_ok, members, start_etcd, wait_healthy};
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::node_config::DiscoverySource;
 
 /// Scenario 1: three listed members start at once and form a healthy cluster
 /// with mutual TLS; a client without a certificate is refused.

@@ -15,8 +15,8 @@ use kiln_e2e::etcd::backup::{
 use kiln_e2e::etcd::scenario::{started_voting, stderr, Node};
 use kiln_e2e::etcd::{self, agent, assert_ok, members, wait_healthy};
 use kiln_e2e::tree;
-use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
-use kiln_firstboot::layout::{under_root, NODE_CONFIG};
+use kiln_node::layout::etcd::BAKED_SNAPSHOT;
+use kiln_node::layout::{under_root, NODE_CONFIG};
 use serde_json::Value;
 
 /// 1000 keys, `kiln backup`, all three members destroyed, a new cluster
@@ -180,7 +180,7 @@ fn snapshot_timer_takes_verifies_and_prunes() {
     use kiln_e2e::nspawn::Container;
     use kiln_firstboot::etcd::backup::{file_name, taken_at};
     use kiln_firstboot::etcd::snapshot::{db_status, verify_trailer};
-    use kiln_firstboot::layout::etcd::SNAPSHOT_DIR;
+    use kiln_node::layout::etcd::SNAPSHOT_DIR;
     use std::time::{Duration, Instant};
 
     let build = Build::new();

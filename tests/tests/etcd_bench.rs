@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use kiln_e2e::etcd::scenario::{stderr, Node, Scenario};
 use kiln_e2e::etcd::{self, agent, assert_ok, etcdctl, members, start_etcd};
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::node_config::DiscoverySource;
 
 /// etcd's start-to-healthy time is bimodal (about 0.4 s, or 2-3 s after a
 /// split first election), so formations are many and interleaved.
@@ -305,7 +305,7 @@ fn new_address_with_agent(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> Du
 /// started with state existing, until all three answer.
 fn new_address_by_runbook(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> Duration {
     use kiln_e2e::kubeadm::openssl::{mint, Eku};
-    use kiln_firstboot::layout::{pki, under_root};
+    use kiln_node::layout::{pki, under_root};
     let dead = member_id(&nodes[0], all[0], "etcd2");
     std::thread::sleep(SETTLE);
     sc.destroy(&nodes[1]);

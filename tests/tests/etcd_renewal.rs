@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kiln_e2e::etcd::backup::operator_files;
 use kiln_e2e::etcd::scenario::{started_voting, Node, Scenario};
 use kiln_e2e::etcd::{self, agent, assert_ok, etcdctl, members, wait_healthy, Lifetimes};
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::node_config::DiscoverySource;
 
 /// Every distinct content a (root, file) held, in order.
 type Versions = BTreeMap<(usize, &'static str), Vec<Vec<u8>>>;

@@ -117,7 +117,7 @@ fn cached(cache: &Path) -> Vec<String> {
 fn release_tarball_is_verified_cached_and_its_version_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let body = release_tarball(dir.path());
-    let sha256 = kiln_firstboot::hex::hex(&Sha256::digest(&body));
+    let sha256 = kiln_node::hex::hex(&Sha256::digest(&body));
     let server = Server::start(body);
     let cache = dir.path().join("cache");
     let profile = example_with(

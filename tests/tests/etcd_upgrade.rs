@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kiln_e2e::etcd::scenario::{get, peer_urls, put, started_voting, stderr, Node, Scenario};
 use kiln_e2e::etcd::{self, agent, etcdctl, members, wait_healthy, Release};
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::node_config::DiscoverySource;
 
 /// `/version` of every endpoint: (etcdserver, etcdcluster).
 fn versions(node: &Node, endpoints: &[Ipv4Addr]) -> Vec<(String, String)> {

@@ -15,7 +15,7 @@ use kiln::layer::{Contents, Meta, RoleLayer, Unit};
 use kiln::render::{render_ignition, render_rootfs};
 use kiln_e2e::artifacts::{ignition_files, tarball_files, Build};
 use kiln_e2e::{ignition, profile, tree};
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 
 /// A layer using every feature both renderers must carry, with file
 /// contents that take each of the three data URL encodings.

@@ -117,7 +117,7 @@ fn copy_tree(base: &Path, dest: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::layer::Contents;
-    use kiln_firstboot::node_config::Role;
+    use kiln_node::node_config::Role;
     use std::os::unix::fs::MetadataExt;
 
     #[test]

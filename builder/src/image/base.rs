@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::node_config::{Role, Topology};
+use kiln_node::node_config::{Role, Topology};
 use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
@@ -151,7 +151,7 @@ impl DebianBase {
             hash.update(format!("package {package}\n"));
         }
         if let Some(apt) = &self.kubernetes {
-            let key = kiln_firstboot::hex::hex(&Sha256::digest(&apt.key));
+            let key = kiln_node::hex::hex(&Sha256::digest(&apt.key));
             hash.update(format!("repository {}\nkey {key}\n", apt.repository));
         }
         if let Some(etcd) = &self.etcd {
@@ -160,7 +160,7 @@ impl DebianBase {
         for (path, script) in INITRAMFS {
             hash.update(format!("initramfs {path}\n{script}\n"));
         }
-        kiln_firstboot::hex::hex(&hash.finalize()[..12])
+        kiln_node::hex::hex(&hash.finalize()[..12])
     }
 
     /// The cached root filesystem folder, built first if missing. Parallel

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::hex::hex;
+use kiln_node::hex::hex;
 use sha2::{Digest, Sha256};
 
 use super::gpt::{self, Partition, SECTOR};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use kiln_firstboot::etcd::version::EtcdVersion;
-use kiln_firstboot::hex::hex;
+use kiln_node::hex::hex;
 use sha2::{Digest, Sha256};
 
 use super::base::cache_lock;

@@ -16,7 +16,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 
 pub use apt::KubernetesApt;
 pub use bake::bake_tree;

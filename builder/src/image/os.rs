@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use kiln_firstboot::layout;
+use kiln_node::layout;
 
 use crate::layer::{Contents, Meta, RoleLayer, Unit};
 

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 
 /// Owner and permission bits of a node in the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

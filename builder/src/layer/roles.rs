@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use kiln_firstboot::etcd::config as etcd_config;
-use kiln_firstboot::layout::etcd::{PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
-use kiln_firstboot::layout::kube::{
+use kiln_node::layout::etcd::{PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
+use kiln_node::layout::kube::{
     CLUSTER_CA, CLUSTER_CA_KEY, ETCD_CA, ETCD_CA_KEY, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY,
     FRONT_PROXY_CA, FRONT_PROXY_CA_KEY, SERVICE_ACCOUNT_KEY, SERVICE_ACCOUNT_PUB,
 };
-use kiln_firstboot::layout::{self, pki};
-use kiln_firstboot::node_config::{Role, Topology};
+use kiln_node::layout::{self, pki};
+use kiln_node::node_config::{Role, Topology};
 
 use super::{kube, Contents, Meta, RoleLayer, Unit};
 use crate::node_toml::node_config;

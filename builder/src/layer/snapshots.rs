@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use kiln_firstboot::etcd::snapshot::verify_trailer;
-use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
+use kiln_node::layout::etcd::BAKED_SNAPSHOT;
 use std::path::Path;
 
 use super::{AgentTimer, Meta, RoleLayer};
@@ -55,7 +55,7 @@ mod tests {
 
     #[test]
     fn timer_runs_the_agent_at_the_interval() {
-        let mut layer = RoleLayer::new(kiln_firstboot::node_config::Role::Etcd);
+        let mut layer = RoleLayer::new(kiln_node::node_config::Role::Etcd);
         add_timer(&mut layer, 5);
         let timer = layer.units[SNAPSHOT_TIMER].contents.clone().unwrap();
         assert!(timer.contains("OnUnitActiveSec=5s\n") && timer.contains("AccuracySec=1s\n"));

@@ -1,7 +1,7 @@
 //! The agent's periodic jobs as systemd timers: etcd snapshots
 //! (`kiln-snapshot.timer`) and certificate renewal (`kiln-renew.timer`).
 
-use kiln_firstboot::layout;
+use kiln_node::layout;
 
 use super::{RoleLayer, Unit};
 
@@ -85,7 +85,7 @@ pub fn add_renew_timer(layer: &mut RoleLayer, renew_before_seconds: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_firstboot::node_config::Role;
+    use kiln_node::node_config::Role;
 
     #[test]
     fn renewal_looks_four_times_per_window() {

@@ -22,10 +22,7 @@ pub fn load(path: &Path) -> Result<LoadedProfile, ProfileError> {
             hint: "pass the path of a cluster profile, like profiles/example.toml".into(),
         }])
     })?;
-    let digest = format!(
-        "sha256:{}",
-        kiln_firstboot::hex::hex(&Sha256::digest(&bytes))
-    );
+    let digest = format!("sha256:{}", kiln_node::hex::hex(&Sha256::digest(&bytes)));
     let src = std::str::from_utf8(&bytes).map_err(|e| {
         let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
         let (line, column) = line_column(valid, valid.len());

@@ -12,7 +12,7 @@ pub mod versions;
 
 use std::path::{Path, PathBuf};
 
-use kiln_firstboot::node_config::{Role, Topology};
+use kiln_node::node_config::{Role, Topology};
 
 pub use diagnostic::{Diagnostic, ProfileError, Severity};
 pub use load::load;

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use kiln_firstboot::node_config::{DiscoverySource, Role, Topology, Vip};
-use kiln_firstboot::pki::KeyAlgorithm;
+use kiln_node::node_config::{DiscoverySource, Role, Topology, Vip};
+use kiln_node::pki::KeyAlgorithm;
 use serde::Deserialize;
 
 use super::types::{Cidr, KubeVersion, Span};
@@ -464,7 +464,7 @@ fn default_true() -> bool {
     true
 }
 fn default_replace_dead_after() -> Span {
-    Span::from_secs(kiln_firstboot::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS)
+    Span::from_secs(kiln_node::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS)
 }
 fn default_backup_interval() -> Span {
     "1h".parse().expect("valid default")

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
-use kiln_firstboot::hex::hex;
+use kiln_node::hex::hex;
 use sha2::{Digest, Sha256};
 
 pub use super::deflate_cache::DeflateCache;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use flate2::Crc;
-use kiln_firstboot::hex::hex;
+use kiln_node::hex::hex;
 
 /// An entry nobody used for this long is removed.
 pub const PRUNE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);

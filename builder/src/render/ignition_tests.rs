@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use base64::Engine;
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 use serde_json::{json, Value};
 
 use super::*;

@@ -184,7 +184,7 @@ fn add_implied_parents(tree: &mut BTreeMap<PathBuf, TreeEntry<'_>>) -> Result<()
 mod tests {
     use super::*;
     use crate::layer::{Contents, Unit};
-    use kiln_firstboot::node_config::Role;
+    use kiln_node::node_config::Role;
 
     #[test]
     fn tree_holds_nodes_units_and_implied_parents_in_path_order() {

@@ -6,7 +6,7 @@ use std::io::{self, BufWriter, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use kiln_firstboot::fsutil::replace_atomically;
+use kiln_node::fsutil::replace_atomically;
 use tar::{EntryType, Header};
 
 use super::base::{Base, BaseKind};

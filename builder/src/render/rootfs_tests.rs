@@ -6,7 +6,7 @@ use std::io::Read;
 use std::os::unix::fs::{chown, symlink, PermissionsExt};
 use std::process::Command;
 
-use kiln_firstboot::node_config::Role;
+use kiln_node::node_config::Role;
 
 use super::*;
 use crate::layer::{Contents, RoleLayer, Unit};
@@ -278,6 +278,6 @@ fn kept_deflate_data_changes_no_byte_and_never_holds_a_key() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    let digest = kiln_firstboot::hex::hex(&<sha2::Sha256 as sha2::Digest>::digest(&public));
+    let digest = kiln_node::hex::hex(&<sha2::Sha256 as sha2::Digest>::digest(&public));
     assert_eq!(entries, [digest], "the public file only, by its SHA-256");
 }

@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 
 use super::Agent;
-use crate::fsutil::{create_dir_all_mode, write_with_parents};
-use crate::layout::kube::{
+use kiln_node::fsutil::{create_dir_all_mode, write_with_parents};
+use kiln_node::layout::kube::{
     KUBEADM_DIR, KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG, KUBELET_DEFAULTS,
 };
 

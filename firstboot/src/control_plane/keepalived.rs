@@ -5,8 +5,8 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use crate::layout::{kube::KEEPALIVED_CHECK, AGENT_BINARY};
-use crate::node_config::{ControlPlaneSettings, Vip};
+use kiln_node::layout::{kube::KEEPALIVED_CHECK, AGENT_BINARY};
+use kiln_node::node_config::{ControlPlaneSettings, Vip};
 
 /// Priority of the first listed master; each next one gets 10 less.
 const FIRST_PRIORITY: u32 = 150;
@@ -126,7 +126,7 @@ pub fn check_script() -> String {
 mod tests {
     use super::*;
     use crate::kubeadm::config::tests::sample_config;
-    use crate::node_config::Role;
+    use kiln_node::node_config::Role;
 
     #[test]
     fn a_failing_check_ranks_below_every_healthy_master() {

@@ -17,14 +17,14 @@ use crate::etcd::client::EtcdClient;
 use crate::etcd::kv::KvCluster;
 use crate::etcd::lease_lock::{self, HeldLock};
 use crate::etcd::membership::Decision;
-use crate::fsutil::write_with_parents;
 use crate::kubeadm::command;
 use crate::kubeadm::config::API_SERVER_PORT;
-use crate::layout::kube::{
+use kiln_node::fsutil::write_with_parents;
+use kiln_node::layout::kube::{
     CLUSTER_CA, ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY, KEEPALIVED_CHECK, KEEPALIVED_CONFIG,
     KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG,
 };
-use crate::node_config::Topology;
+use kiln_node::node_config::Topology;
 
 /// What this master does: initialize the control plane, or join it.
 enum Choice {
@@ -130,7 +130,12 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
             cp.masters
                 .iter()
                 .filter(|m| m.name != agent.ctx.me.name && m.ip != agent.ctx.me.ip)
-                .map(|m| format!("{}:{API_SERVER_PORT}", crate::node_config::bracketed(m.ip))),
+                .map(|m| {
+                    format!(
+                        "{}:{API_SERVER_PORT}",
+                        kiln_node::node_config::bracketed(m.ip)
+                    )
+                }),
         )
         .collect();
     let answering = || {

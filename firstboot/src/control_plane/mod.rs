@@ -21,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use crate::agent::NodeContext;
 use crate::backoff::{retry, Attempt};
 use crate::kubeadm::KubeadmInputs;
-use crate::layout::{pki, under_root};
-use crate::node_config::ControlPlaneSettings;
+use kiln_node::layout::{pki, under_root};
+use kiln_node::node_config::ControlPlaneSettings;
 
 /// This node as a master or worker.
 pub struct Agent<'a> {
@@ -95,7 +95,7 @@ fn is_token(token: &str) -> bool {
 /// `kiln-firstboot check-apiserver`: keepalived's health check of the
 /// local API server.
 pub fn check_apiserver(root: &Path) -> Result<()> {
-    let ca = under_root(root, Path::new(crate::layout::kube::CLUSTER_CA));
+    let ca = under_root(root, Path::new(kiln_node::layout::kube::CLUSTER_CA));
     let endpoint = format!("127.0.0.1:{}", crate::kubeadm::config::API_SERVER_PORT);
     if tls::ClusterTls::new(&ca)?.healthz(&endpoint)? {
         Ok(())

@@ -21,16 +21,16 @@ use super::tls::ClusterTls;
 use crate::backoff::{retry, Attempt};
 use crate::etcd::kv::KvCluster;
 use crate::etcd::lease_lock::{self, HeldLock};
-use crate::fsutil::{create_dir_all_mode, write_with_parents};
 use crate::kubeadm::command;
 use crate::kubeadm::config::API_SERVER_PORT;
-use crate::layout::kube::{
+use kiln_node::fsutil::{create_dir_all_mode, write_with_parents};
+use kiln_node::layout::kube::{
     CLUSTER_CA, KUBEADM_CERTS, KUBEADM_KUBECONFIGS, KUBEADM_PKI, KUBEADM_STACKED_ETCD_CERTS,
     MANIFESTS, MANIFESTS_ASIDE, RESTART_PENDING,
 };
-use crate::layout::under_root;
-use crate::node_config::{NodeConfig, Topology};
-use crate::pki::CertInfo;
+use kiln_node::layout::under_root;
+use kiln_node::node_config::{NodeConfig, Topology};
+use kiln_node::pki::CertInfo;
 
 /// The kubelet notices a manifest's removal within its fileCheckFrequency
 /// (20 s) and then gives the pod its termination grace period (30 s).

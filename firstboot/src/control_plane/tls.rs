@@ -17,7 +17,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
 
 use crate::kubeadm::config::endpoint_port;
-use crate::node_config::endpoint_host;
+use kiln_node::node_config::endpoint_host;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -23,9 +23,9 @@ use crate::agent::NodeContext;
 use crate::backoff::{every_beat, retry, Attempt, Beat};
 use crate::etcd;
 use crate::etcd::kv::{KeptLease, KvCluster};
-use crate::fsutil::write_with_parents;
-use crate::layout::{self, kube::KEEPALIVED_CONFIG};
-use crate::node_config::{ControlPlaneSettings, Vip};
+use kiln_node::fsutil::write_with_parents;
+use kiln_node::layout::{self, kube::KEEPALIVED_CONFIG};
+use kiln_node::node_config::{ControlPlaneSettings, Vip};
 
 /// How often a master registers itself and looks at the others.
 pub const BEAT: Duration = Duration::from_secs(2);

@@ -5,8 +5,8 @@ use anyhow::Result;
 
 use super::{host, Agent};
 use crate::kubeadm::command;
-use crate::layout::kube::KUBEADM_JOIN_CONFIG;
-use crate::layout::pki;
+use kiln_node::layout::kube::KUBEADM_JOIN_CONFIG;
+use kiln_node::layout::pki;
 
 /// `run` on a worker: the host, then kubeadm join; returns the decision as
 /// logged.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, ensure, Context, Result};
 
 use super::PeerSource;
-use crate::layout::under_root;
-use crate::node_config::{url_for, NodeConfig};
+use kiln_node::layout::under_root;
+use kiln_node::node_config::{url_for, NodeConfig};
 
 const TYPE_A: u16 = 1;
 const TYPE_AAAA: u16 = 28;

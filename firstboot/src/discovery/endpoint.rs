@@ -3,7 +3,7 @@
 //! node finds the cluster after every listed address is gone.
 
 use super::PeerSource;
-use crate::node_config::endpoint_url;
+use kiln_node::node_config::endpoint_url;
 
 pub struct Endpoint {
     endpoint: String,

@@ -9,7 +9,7 @@ mod static_list;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use crate::node_config::{DiscoverySource, NodeConfig};
+use kiln_node::node_config::{DiscoverySource, NodeConfig};
 
 /// A source of candidate etcd client URLs to probe.
 pub trait PeerSource: Send + Sync {

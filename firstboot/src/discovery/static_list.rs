@@ -1,7 +1,7 @@
 //! Discovery from the initial members listed in the node configuration.
 
 use super::PeerSource;
-use crate::node_config::NodeConfig;
+use kiln_node::node_config::NodeConfig;
 
 pub struct StaticList {
     urls: Vec<String>,

@@ -11,11 +11,11 @@ use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::node::Node;
 use super::snapshot::{db_status, verify_trailer};
-use crate::fsutil::{create_dir_all_mode, replace_atomically};
-use crate::layout::etcd::SNAPSHOT_DIR;
-use crate::layout::under_root;
-use crate::node_config::BackupSettings;
 use crate::status;
+use kiln_node::fsutil::{create_dir_all_mode, replace_atomically};
+use kiln_node::layout::etcd::SNAPSHOT_DIR;
+use kiln_node::layout::under_root;
+use kiln_node::node_config::BackupSettings;
 
 const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;

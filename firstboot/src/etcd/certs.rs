@@ -6,14 +6,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::fsutil::{create_dir_all_mode, write_atomic};
 use crate::identity::NodeIdentity;
-use crate::layout::etcd::{
+use kiln_node::fsutil::{create_dir_all_mode, write_atomic};
+use kiln_node::layout::etcd::{
     cert_path, CA_CERT, CERT_DIR, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY,
 };
-use crate::layout::{pki, under_root};
-use crate::node_config::NodeConfig;
-use crate::pki::{member_sans, Authority, LeafSpec, Usage};
+use kiln_node::layout::{pki, under_root};
+use kiln_node::node_config::NodeConfig;
+use kiln_node::pki::{member_sans, Authority, LeafSpec, Usage};
 
 /// The user Debian's etcd.service runs as.
 const ETCD_USER: &str = "etcd";
@@ -100,7 +100,7 @@ pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
     }
     for (cert, key) in pairs {
         private(root, &key)?;
-        crate::pki::verify_chain(&ca, &read(&cert)?).map_err(|e| {
+        kiln_node::pki::verify_chain(&ca, &read(&cert)?).map_err(|e| {
             anyhow::anyhow!(
                 "{} is not a valid certificate of this cluster's etcd CA {}: {e}; the image \
                  mixes certificates of two clusters or they expired: rebuild it from one \

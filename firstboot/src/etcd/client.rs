@@ -79,7 +79,7 @@ impl EtcdClient {
     /// The agent's own client: the etcd CA and the agent's client
     /// certificate baked into the node under `root`.
     pub fn for_agent(root: &Path) -> Result<EtcdClient> {
-        use crate::layout::{pki, under_root};
+        use kiln_node::layout::{pki, under_root};
         EtcdClient::new(
             &under_root(root, &pki::etcd_ca_cert()),
             &under_root(root, &pki::etcd_agent_client_cert()),

@@ -16,9 +16,9 @@ use super::node::Node;
 use super::version::{cluster_version, join_refusal, EtcdVersion};
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
-use crate::layout::{self, etcd::SNAPSHOT_DIR};
-use crate::node_config::DiscoverySource;
 use crate::status::{self, Phase, Status};
+use kiln_node::layout::{self, etcd::SNAPSHOT_DIR};
+use kiln_node::node_config::DiscoverySource;
 
 /// How long no member may answer before an initial member bootstraps,
 /// unless every peer's host refuses the connection (nothing listens: the
@@ -405,7 +405,7 @@ fn listed_cluster(node: &Node) -> Vec<(String, String)> {
         .etcd
         .members
         .iter()
-        .map(|m| (m.name.clone(), crate::node_config::url_for(m.ip, port)))
+        .map(|m| (m.name.clone(), kiln_node::node_config::url_for(m.ip, port)))
         .collect()
 }
 
@@ -502,7 +502,7 @@ pub(super) fn move_aside(data_dir: &Path) -> Result<()> {
 }
 
 fn prepare_data_dir(data_dir: &Path) -> Result<()> {
-    crate::fsutil::create_dir_all_mode(data_dir, 0o700)
+    kiln_node::fsutil::create_dir_all_mode(data_dir, 0o700)
         .with_context(|| format!("creating the etcd data dir {}", data_dir.display()))?;
     if let Some(owner) = certs::etcd_owner() {
         certs::give_to_etcd(data_dir, owner)?;

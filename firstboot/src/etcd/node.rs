@@ -13,8 +13,8 @@ use super::watch::{beat, parse_reports, Report};
 use crate::agent::NodeContext;
 use crate::backoff::{retry_steady, Attempt};
 use crate::discovery::Sources;
-use crate::layout;
-use crate::node_config::url_for;
+use kiln_node::layout;
+use kiln_node::node_config::url_for;
 
 /// A host that is up refuses a connection at once; one that does not
 /// answer in this long counts as "may be there".

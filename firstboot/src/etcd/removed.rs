@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use super::configure::{describe, move_aside};
 use super::membership::{decide, ClusterView};
 use super::node::Node;
-use crate::layout::{self, etcd::ENV_FILE};
 use crate::status::{self, Phase, Status};
 use crate::systemd::systemctl;
+use kiln_node::layout::{self, etcd::ENV_FILE};
 
 /// The cluster's view when it shows that this member was removed: the node
 /// converged and has a write-ahead log, the cluster answers with a leader,

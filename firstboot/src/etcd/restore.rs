@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use super::certs;
 use super::node::Node;
 use super::snapshot::{etcd_tool, verify_trailer, VerifiedSnapshot};
-use crate::fsutil::sync_parent;
-use crate::layout::under_root;
+use kiln_node::fsutil::sync_parent;
+use kiln_node::layout::under_root;
 
 /// A verified snapshot this member will restore from.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::client::EtcdClient;
-use crate::fsutil::replace_atomically;
+use kiln_node::fsutil::replace_atomically;
 
 /// A large cluster's snapshot takes a while; a stalled stream still ends.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -151,13 +151,13 @@ pub fn verify_trailer(path: &Path) -> Result<VerifiedSnapshot> {
             "snapshot {} is corrupt: its SHA-256 is {} but etcd recorded {}; \
              use another copy (the nodes keep hourly and daily ones)",
             path.display(),
-            crate::hex::hex(&digest),
-            crate::hex::hex(&trailer)
+            kiln_node::hex::hex(&digest),
+            kiln_node::hex::hex(&trailer)
         );
     }
     Ok(VerifiedSnapshot {
         size,
-        sha256: crate::hex::hex(&trailer),
+        sha256: kiln_node::hex::hex(&trailer),
     })
 }
 

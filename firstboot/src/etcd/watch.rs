@@ -18,7 +18,7 @@ use super::client::MemberInfo;
 use super::kv::{KeptLease, KvCluster};
 use super::node::Node;
 use crate::backoff::{every_beat, Beat};
-use crate::layout;
+use kiln_node::layout;
 
 /// What one watcher publishes at `layout::keys::watch_report(cluster, its ID)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::layout::kube::ADMIN_KUBECONFIG;
+use kiln_node::layout::kube::ADMIN_KUBECONFIG;
 
 /// Test images put a stand-in elsewhere; release images use kubeadm on PATH.
 const KUBEADM_ENV: &str = "KILN_KUBEADM";

@@ -9,9 +9,9 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 
 use super::yaml::{documents, Node};
-use crate::layout::kube::{ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY};
-use crate::node_config::{endpoint_host, ControlPlaneSettings, NodeConfig, Topology};
-use crate::pki::KeyAlgorithm;
+use kiln_node::layout::kube::{ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY};
+use kiln_node::node_config::{endpoint_host, ControlPlaneSettings, NodeConfig, Topology};
+use kiln_node::pki::KeyAlgorithm;
 
 /// Where every API server of the cluster listens on its own node.
 pub const API_SERVER_PORT: i64 = 6443;

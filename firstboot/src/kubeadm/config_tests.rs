@@ -1,10 +1,10 @@
 //! Golden output of the kubeadm configuration for both API versions.
 
 use super::*;
-use crate::node_config::{
+use kiln_node::node_config::{
     ControlPlaneSettings, DiscoverySource, EtcdSettings, Member, PkiSettings, Role, Vip,
 };
-use crate::pki::KeyAlgorithm;
+use kiln_node::pki::KeyAlgorithm;
 
 fn member(name: &str, ip: &str) -> Member {
     Member {
@@ -37,7 +37,7 @@ pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
             backup: None,
             restore_from: None,
             size: None,
-            replace_dead_after_seconds: crate::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS,
+            replace_dead_after_seconds: kiln_node::node_config::DEFAULT_REPLACE_DEAD_AFTER_SECONDS,
             endpoint: None,
         },
         control_plane: Some(ControlPlaneSettings {

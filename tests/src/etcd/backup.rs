@@ -8,9 +8,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use kiln_firstboot::layout::etcd::BAKED_SNAPSHOT;
-use kiln_firstboot::layout::{pki, under_root, NODE_CONFIG};
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::layout::etcd::BAKED_SNAPSHOT;
+use kiln_node::layout::{pki, under_root, NODE_CONFIG};
+use kiln_node::node_config::DiscoverySource;
 use serde_json::Value;
 
 use super::scenario::{Node, Scenario};
@@ -143,7 +143,7 @@ pub fn restoring_node(sc: &Scenario, host: crate::netns::Host, snapshot: &Path) 
     let write = |path: &Path, bytes: &[u8], mode: u32| {
         let target = under_root(&node.root, path);
         fs::create_dir_all(target.parent().unwrap()).unwrap();
-        kiln_firstboot::fsutil::write_atomic(&target, bytes, mode).unwrap();
+        kiln_node::fsutil::write_atomic(&target, bytes, mode).unwrap();
     };
     write(Path::new(NODE_CONFIG), config.to_toml().as_bytes(), 0o644);
     write(

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 
-use kiln_firstboot::layout::pki as paths;
+use kiln_node::layout::pki as paths;
 
 /// The runbook's hand-written etcd configuration for listed member `name`:
 /// the builder's certificates used in place, `--initial-cluster` given.

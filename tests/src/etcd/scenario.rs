@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use kiln_firstboot::node_config::DiscoverySource;
+use kiln_node::node_config::DiscoverySource;
 use tempfile::TempDir;
 
 use super::{agent, assert_ok, etcdctl, start_etcd, Fixture, Release};

@@ -20,7 +20,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use kiln_firstboot::pki::{Authority, CertInfo, KeyAlgorithm, LeafSpec, Usage};
+use kiln_node::pki::{Authority, CertInfo, KeyAlgorithm, LeafSpec, Usage};
 use serde_json::Value;
 
 use super::cli::ADMIN_CONF;
@@ -189,7 +189,7 @@ fn spec(
 /// Writes a certificate (0644) and its new key (0600).
 fn write_pair(root: &Root, stem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
     let cert_path = root.path(&format!("{PKI}/{stem}.crt"));
-    kiln_firstboot::fsutil::write_atomic(&cert_path, cert_pem.as_bytes(), 0o644)
+    kiln_node::fsutil::write_atomic(&cert_path, cert_pem.as_bytes(), 0o644)
         .map_err(|e| Refused(format!("writing {PKI}/{stem}.crt: {e}")))?;
     super::write_private(root, &format!("{PKI}/{stem}.key"), key_pem)
 }
@@ -341,7 +341,7 @@ fn info(pem: &str, path: &str) -> Result<CertInfo> {
 /// to the cluster CA: what a component checks of its kubeconfig at start.
 pub fn usable(root: &Root, pem: &str, what: &str) -> Result<()> {
     let ca = read(root, &format!("{PKI}/ca.crt"))?;
-    kiln_firstboot::pki::verify_chain(&ca, pem).map_err(|e| Refused(format!("{what}: {e}")))?;
+    kiln_node::pki::verify_chain(&ca, pem).map_err(|e| Refused(format!("{what}: {e}")))?;
     let cert = info(pem, what)?;
     let now = time::OffsetDateTime::now_utc();
     if cert.not_after <= now {

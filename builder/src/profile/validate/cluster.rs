@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use kiln_firstboot::layout::kiln_owner;
-use kiln_firstboot::node_config::Topology;
+use kiln_node::layout::kiln_owner;
+use kiln_node::node_config::Topology;
 
 use super::images::is_clean_absolute;
 use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};

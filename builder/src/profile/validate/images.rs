@@ -7,7 +7,7 @@ use std::path::Component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln_firstboot::layout::{kiln_owner, KILN_UNIT_PREFIX};
+use kiln_node::layout::{kiln_owner, KILN_UNIT_PREFIX};
 
 use super::Checker;
 use crate::profile::model::{

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 
 use kiln_firstboot::kubeadm::ApiVersion;
-use kiln_firstboot::pki::KeyAlgorithm;
+use kiln_node::pki::KeyAlgorithm;
 
 use super::images::is_package_name;
 use super::Checker;
