@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use kiln_firstboot::etcd::version::EtcdVersion;
+use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::node_config::{Role, Topology};
 
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use kiln_firstboot::control_plane::tls::ClusterTls;
 use kiln_node::pki::CertInfo;
+use kiln_node::tls::ClusterTls;
 use serde::Serialize;
 use time::OffsetDateTime;
 

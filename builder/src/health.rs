@@ -9,9 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::etcd::client::{EtcdClient, MemberInfo};
-use kiln_firstboot::etcd::membership::{unseen_by_cluster, ClusterView};
-use kiln_firstboot::etcd::watch::{parse_reports, Report};
+use kiln_node::etcd::client::{EtcdClient, MemberInfo};
+use kiln_node::etcd::reports::{parse_reports, unseen_by_cluster, ClusterView, Report};
 use kiln_node::layout;
 use kiln_node::node_config::{endpoint_url, url_for};
 use serde_json::json;

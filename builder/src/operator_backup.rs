@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use kiln_firstboot::etcd::client::EtcdClient;
-use kiln_firstboot::etcd::snapshot::{db_status, VerifiedSnapshot};
+use kiln_node::etcd::client::EtcdClient;
+use kiln_node::etcd::snapshot::{db_status, VerifiedSnapshot};
 
 /// Progress lines come this many bytes apart.
 const PROGRESS_STEP: u64 = 16 << 20;
@@ -16,7 +16,7 @@ pub struct BackupReport {
     pub endpoint: String,
     pub snapshot: VerifiedSnapshot,
     /// Revision and key count as etcd's own tool reads the file, when installed.
-    pub db: Option<kiln_firstboot::etcd::snapshot::DbStatus>,
+    pub db: Option<kiln_node::etcd::snapshot::DbStatus>,
 }
 
 /// Takes the snapshot from the first of `endpoints` that delivers one.

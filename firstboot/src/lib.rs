@@ -5,14 +5,15 @@
 //! node configuration, the node layout, certificate issuance) is the
 //! contract crate `kiln-node`.
 
-pub mod agent;
-pub mod backoff;
-pub mod control_plane;
-pub mod discovery;
-pub mod etcd;
-pub mod identity;
-pub mod kubeadm;
-pub mod logging;
-pub mod renew;
-pub mod status;
-pub mod systemd;
+mod agent;
+mod backoff;
+mod control_plane;
+mod discovery;
+mod etcd;
+mod identity;
+mod kubeadm;
+mod renew;
+mod status;
+mod systemd;
+
+pub use agent::{run, Cli};

@@ -3,16 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln_firstboot::agent::{self, Cli};
+use kiln_firstboot::{run, Cli};
 use kiln_node::node_config::NodeConfigError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    kiln_firstboot::logging::init(
+    kiln_node::logging::init(
         tracing::level_filters::LevelFilter::INFO,
         cli.is_first_boot(),
     );
-    match agent::run(&cli) {
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

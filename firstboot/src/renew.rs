@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
 use crate::control_plane::renewal;
-use crate::etcd::client::EtcdClient;
-use crate::etcd::kv::KvCluster;
+use kiln_node::etcd::client::EtcdClient;
+use kiln_node::etcd::kv::KvCluster;
 use kiln_node::fsutil::write_atomic;
 use kiln_node::layout::etcd::{cert_path, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
 use kiln_node::layout::{kube, pki, under_root};

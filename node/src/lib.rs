@@ -7,10 +7,14 @@
 //! the agent when a node mints its own. A change here is a change of the
 //! contract: images built by one side must keep working with the other.
 
+pub mod etcd;
 pub mod fsutil;
 pub mod hex;
 pub mod layout;
+pub mod logging;
 pub mod node_config;
 pub mod pki;
+pub mod tls;
+pub mod versions;
 
 pub use node_config::NodeConfig;

@@ -264,6 +264,17 @@ pub fn endpoint_url(endpoint: &str) -> String {
     format!("https://{endpoint}")
 }
 
+/// Where every API server of the cluster listens on its own node.
+pub const API_SERVER_PORT: u16 = 6443;
+
+/// The port of `host:port`; kubeadm's default when there is none.
+pub fn endpoint_port(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit_once(':')
+        .and_then(|(_, port)| port.parse().ok())
+        .unwrap_or(API_SERVER_PORT)
+}
+
 /// The host of `host:port` (an IPv6 host without its brackets).
 pub fn endpoint_host(endpoint: &str) -> &str {
     match endpoint.strip_prefix('[') {
@@ -288,6 +299,15 @@ pub fn bracketed(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_split_into_host_and_port() {
+        assert_eq!(endpoint_host("10.0.0.20:6443"), "10.0.0.20");
+        assert_eq!(endpoint_host("[fd00::20]:8443"), "fd00::20");
+        assert_eq!(endpoint_host("api.kiln.test"), "api.kiln.test");
+        assert_eq!(endpoint_port("[fd00::20]:8443"), 8443);
+        assert_eq!(endpoint_port("api.kiln.test"), 6443);
+    }
 
     #[test]
     fn round_trips_through_toml() {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kiln_firstboot::etcd::config::parse_env;
-use kiln_firstboot::etcd::version::EtcdVersion;
+use kiln_node::etcd::config::parse_env;
+use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::layout::etcd::ENV_FILE;
 use kiln_node::layout::{kube, pki as paths, under_root, NODE_CONFIG};
 use kiln_node::node_config::{

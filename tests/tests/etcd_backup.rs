@@ -178,8 +178,8 @@ fn snapshot_timer_takes_verifies_and_prunes() {
     use kiln_e2e::artifacts::{ignition_files, Build};
     use kiln_e2e::bootnet::{addr, BootNet};
     use kiln_e2e::nspawn::Container;
-    use kiln_firstboot::etcd::backup::{file_name, taken_at};
-    use kiln_firstboot::etcd::snapshot::{db_status, verify_trailer};
+    use kiln_node::etcd::snapshot::{db_status, verify_trailer};
+    use kiln_node::etcd::snapshot::{file_name, taken_at};
     use kiln_node::layout::etcd::SNAPSHOT_DIR;
     use std::time::{Duration, Instant};
 

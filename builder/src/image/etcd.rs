@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use kiln_firstboot::etcd::version::EtcdVersion;
+use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::hex::hex;
 use sha2::{Digest, Sha256};
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use kiln_firstboot::etcd::config as etcd_config;
+use kiln_node::etcd::config as etcd_config;
 use kiln_node::layout::etcd::{PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
 use kiln_node::layout::kube::{
     CLUSTER_CA, CLUSTER_CA_KEY, ETCD_CA, ETCD_CA_KEY, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY,

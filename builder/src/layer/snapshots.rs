@@ -3,7 +3,7 @@
 //! members restore from when the profile bakes one in.
 
 use anyhow::{Context, Result};
-use kiln_firstboot::etcd::snapshot::verify_trailer;
+use kiln_node::etcd::snapshot::verify_trailer;
 use kiln_node::layout::etcd::BAKED_SNAPSHOT;
 use std::path::Path;
 

@@ -3,8 +3,8 @@
 //! and the kubeadm config API kiln writes for it. Validation, the image
 //! layers and the agent's config all read these rows; change a value here.
 
-use kiln_firstboot::etcd::version::EtcdVersion;
-use kiln_firstboot::kubeadm::ApiVersion;
+use kiln_node::etcd::version::EtcdVersion;
+use kiln_node::versions::ApiVersion;
 
 use super::types::KubeVersion;
 
@@ -46,13 +46,7 @@ const fn row(
         supported: minor >= 35,
         min_external_etcd,
         pause,
-        // v1beta4 from 1.31 (kubernetes PR #125029), the only API 1.36
-        // reads (PR #136016 removed v1beta3); v1beta3 before 1.31.
-        api: if minor >= 31 {
-            ApiVersion::V1beta4
-        } else {
-            ApiVersion::V1beta3
-        },
+        api: ApiVersion::for_minor(minor),
     }
 }
 

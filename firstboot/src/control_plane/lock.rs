@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 
-use crate::etcd::kv::KvCluster;
+use kiln_node::etcd::kv::KvCluster;
 
 /// Where the API server keeps everything: any key here means a cluster exists.
 pub const REGISTRY_PREFIX: &str = "/registry/";

@@ -9,22 +9,22 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::lock::{self, InitKeys, Step};
-use super::tls::{ClusterTls, Probe};
 use super::{host, keepalived, vip, Agent};
 use crate::backoff::{retry, Attempt};
 use crate::etcd;
-use crate::etcd::client::EtcdClient;
-use crate::etcd::kv::KvCluster;
 use crate::etcd::lease_lock::{self, HeldLock};
 use crate::etcd::membership::Decision;
 use crate::kubeadm::command;
-use crate::kubeadm::config::API_SERVER_PORT;
+use kiln_node::etcd::client::EtcdClient;
+use kiln_node::etcd::kv::KvCluster;
 use kiln_node::fsutil::write_with_parents;
 use kiln_node::layout::kube::{
     CLUSTER_CA, ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY, KEEPALIVED_CHECK, KEEPALIVED_CONFIG,
     KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG,
 };
 use kiln_node::node_config::Topology;
+use kiln_node::node_config::API_SERVER_PORT;
+use kiln_node::tls::{ClusterTls, Probe};
 
 /// What this master does: initialize the control plane, or join it.
 enum Choice {

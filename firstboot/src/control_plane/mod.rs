@@ -10,13 +10,13 @@ pub mod keepalived;
 pub mod lock;
 pub mod master;
 pub mod renewal;
-pub mod tls;
 pub mod vip;
 pub mod worker;
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use kiln_node::tls;
 
 use crate::agent::NodeContext;
 use crate::backoff::{retry, Attempt};
@@ -96,7 +96,7 @@ fn is_token(token: &str) -> bool {
 /// local API server.
 pub fn check_apiserver(root: &Path) -> Result<()> {
     let ca = under_root(root, Path::new(kiln_node::layout::kube::CLUSTER_CA));
-    let endpoint = format!("127.0.0.1:{}", crate::kubeadm::config::API_SERVER_PORT);
+    let endpoint = format!("127.0.0.1:{}", kiln_node::node_config::API_SERVER_PORT);
     if tls::ClusterTls::new(&ca)?.healthz(&endpoint)? {
         Ok(())
     } else {

@@ -17,20 +17,20 @@ use anyhow::{bail, Context, Result};
 use base64::Engine;
 use time::OffsetDateTime;
 
-use super::tls::ClusterTls;
 use crate::backoff::{retry, Attempt};
-use crate::etcd::kv::KvCluster;
 use crate::etcd::lease_lock::{self, HeldLock};
 use crate::kubeadm::command;
-use crate::kubeadm::config::API_SERVER_PORT;
+use kiln_node::etcd::kv::KvCluster;
 use kiln_node::fsutil::{create_dir_all_mode, write_with_parents};
 use kiln_node::layout::kube::{
     CLUSTER_CA, KUBEADM_CERTS, KUBEADM_KUBECONFIGS, KUBEADM_PKI, KUBEADM_STACKED_ETCD_CERTS,
     MANIFESTS, MANIFESTS_ASIDE, RESTART_PENDING,
 };
 use kiln_node::layout::under_root;
+use kiln_node::node_config::API_SERVER_PORT;
 use kiln_node::node_config::{NodeConfig, Topology};
 use kiln_node::pki::CertInfo;
+use kiln_node::tls::ClusterTls;
 
 /// The kubelet notices a manifest's removal within its fileCheckFrequency
 /// (20 s) and then gives the pod its termination grace period (30 s).
@@ -54,7 +54,7 @@ struct Component {
 const COMPONENTS: [Component; 3] = [
     Component {
         name: "kube-apiserver",
-        port: API_SERVER_PORT as u16,
+        port: API_SERVER_PORT,
         serves_api: true,
     },
     Component {

@@ -22,7 +22,7 @@ use super::keepalived;
 use crate::agent::NodeContext;
 use crate::backoff::{every_beat, retry, Attempt, Beat};
 use crate::etcd;
-use crate::etcd::kv::{KeptLease, KvCluster};
+use kiln_node::etcd::kv::{KeptLease, KvCluster};
 use kiln_node::fsutil::write_with_parents;
 use kiln_node::layout::{self, kube::KEEPALIVED_CONFIG};
 use kiln_node::node_config::{ControlPlaneSettings, Vip};

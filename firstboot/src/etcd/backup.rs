@@ -7,11 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::node::Node;
-use super::snapshot::{db_status, verify_trailer};
 use crate::status;
+use kiln_node::etcd::snapshot::{db_status, file_name, taken_at, verify_trailer};
 use kiln_node::fsutil::{create_dir_all_mode, replace_atomically};
 use kiln_node::layout::etcd::SNAPSHOT_DIR;
 use kiln_node::layout::under_root;
@@ -60,50 +59,6 @@ pub fn run(node: &Node) -> Result<()> {
         tracing::info!(to = %target_dir.display(), "copied the snapshot to the destination");
     }
     Ok(())
-}
-
-/// `<member>-<UTC YYYYMMDDTHHMMSSZ>.db`: sorts by time, names its source.
-pub fn file_name(member: &str, now: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{member}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
-/// The time in a name [`file_name`] made for `member`; `None` for other files.
-pub fn taken_at(member: &str, name: &str) -> Option<i64> {
-    let stamp = name
-        .strip_prefix(member)?
-        .strip_prefix('-')?
-        .strip_suffix("Z.db")?;
-    let (date, clock) = stamp.split_once('T')?;
-    if date.len() != 8
-        || clock.len() != 6
-        || !stamp.replace('T', "").bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let num = |s: &str| s.parse::<u32>().ok();
-    let month = Month::try_from(u8::try_from(num(&date[4..6])?).ok()?).ok()?;
-    let date =
-        Date::from_calendar_date(num(&date[..4])? as i32, month, num(&date[6..])? as u8).ok()?;
-    let clock = Time::from_hms(
-        num(&clock[..2])? as u8,
-        num(&clock[2..4])? as u8,
-        num(&clock[4..])? as u8,
-    )
-    .ok()?;
-    Some(
-        PrimitiveDateTime::new(date, clock)
-            .assume_utc()
-            .unix_timestamp(),
-    )
 }
 
 /// Which of the snapshots taken at `taken` to delete at `now`: all but the

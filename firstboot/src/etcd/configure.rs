@@ -7,16 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::client::{EtcdRefused, MemberInfo};
-use super::config::{self, ClusterState, EtcdSettings};
-use super::kv::KvCluster;
 use super::lease_lock::{self, HeldLock};
 use super::membership::{decide, Decision, Plan};
 use super::node::Node;
-use super::version::{cluster_version, join_refusal, EtcdVersion};
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
+use kiln_node::etcd::client::{EtcdRefused, MemberInfo};
+use kiln_node::etcd::config::{self, ClusterState, EtcdSettings};
+use kiln_node::etcd::kv::KvCluster;
+use kiln_node::etcd::version::{cluster_version, join_refusal, EtcdVersion};
 use kiln_node::layout::{self, etcd::SNAPSHOT_DIR};
 use kiln_node::node_config::DiscoverySource;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::kv::KvCluster;
 use crate::backoff::{retry, Attempt, TimedOut};
+use kiln_node::etcd::kv::KvCluster;
 
 /// The lock's lease lives this long without a keepalive.
 pub const LEASE_TTL_SECONDS: i64 = 15;

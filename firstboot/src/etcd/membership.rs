@@ -5,20 +5,8 @@
 
 use std::time::Duration;
 
-use super::client::MemberInfo;
-use super::watch::Report;
-
-/// What the node saw of the cluster.
-#[derive(Debug, Clone)]
-pub struct ClusterView {
-    pub members: Vec<MemberInfo>,
-    /// IDs of members that answered a status call.
-    pub alive: Vec<String>,
-    /// Whether some answering member knows a leader.
-    pub has_leader: bool,
-    /// What the members' watchers publish: whom they have not seen for how long.
-    pub reports: Vec<Report>,
-}
+use kiln_node::etcd::client::MemberInfo;
+use kiln_node::etcd::reports::{unseen_by_cluster, ClusterView};
 
 /// The profile's rules for changing the membership.
 #[derive(Debug, Clone, Copy)]
@@ -100,33 +88,6 @@ pub struct Plan {
 
 fn quorum(voting: usize) -> usize {
     voting / 2 + 1
-}
-
-/// How long the cluster has not seen member `id` answer: the shortest time
-/// any reporting voter has not seen it. `None` when nobody can tell: no
-/// voter reports, or a voter that answers has not reported on it (its
-/// watcher is not running yet). A member that reports itself is alive: its
-/// report went through the cluster's quorum.
-pub fn unseen_by_cluster(view: &ClusterView, id: &str) -> Option<Duration> {
-    if view.reports.iter().any(|r| r.observer == id) {
-        return Some(Duration::ZERO);
-    }
-    let mut shortest: Option<u64> = None;
-    let voters = view
-        .members
-        .iter()
-        .filter(|m| !m.is_learner && m.is_started() && m.id != id);
-    for voter in voters {
-        match view.reports.iter().find(|r| r.observer == voter.id) {
-            Some(report) => {
-                let seconds = *report.unseen_seconds.get(id)?;
-                shortest = Some(shortest.map_or(seconds, |s| s.min(seconds)));
-            }
-            None if view.alive.contains(&voter.id) => return None,
-            None => {}
-        }
-    }
-    shortest.map(Duration::from_secs)
 }
 
 /// A voting member this node cannot reach, as the cluster sees it.
@@ -315,6 +276,7 @@ fn check_quorum(view: &ClusterView, dead: Option<&MemberInfo>) -> Option<Decisio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kiln_node::etcd::reports::Report;
 
     fn member(id: u32, name: &str, learner: bool) -> MemberInfo {
         MemberInfo {

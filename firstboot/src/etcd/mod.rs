@@ -18,18 +18,13 @@
 
 pub mod backup;
 mod certs;
-pub mod client;
-pub mod config;
 mod configure;
-pub mod kv;
 pub mod lease_lock;
 pub mod membership;
 mod node;
 mod removed;
 pub mod restore;
 mod settle;
-pub mod snapshot;
-pub mod version;
 pub mod watch;
 
 pub use configure::{describe, plan, plan_under_lock, remove_dead, run};

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::client::{EtcdClient, EtcdRefused, MemberInfo};
-use super::membership::{ClusterView, Me, Policy};
-use super::watch::{beat, parse_reports, Report};
+use super::membership::{Me, Policy};
 use crate::agent::NodeContext;
 use crate::backoff::{retry_steady, Attempt};
 use crate::discovery::Sources;
+use kiln_node::etcd::client::{EtcdClient, EtcdRefused, MemberInfo};
+use kiln_node::etcd::reports::{beat, parse_reports, ClusterView, Report};
 use kiln_node::layout;
 use kiln_node::node_config::url_for;
 
@@ -224,12 +224,6 @@ impl<'a> Node<'a> {
             Attempt::Retry(last)
         })?;
         outcome
-    }
-}
-
-impl MemberInfo {
-    fn client_url_differs(&self, own: &str) -> bool {
-        !self.client_urls.iter().any(|u| u == own)
     }
 }
 

@@ -10,10 +10,11 @@
 use anyhow::{Context, Result};
 
 use super::configure::{describe, move_aside};
-use super::membership::{decide, ClusterView};
+use super::membership::decide;
 use super::node::Node;
 use crate::status::{self, Phase, Status};
 use crate::systemd::systemctl;
+use kiln_node::etcd::reports::ClusterView;
 use kiln_node::layout::{self, etcd::ENV_FILE};
 
 /// The cluster's view when it shows that this member was removed: the node

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::certs;
 use super::node::Node;
-use super::snapshot::{etcd_tool, verify_trailer, VerifiedSnapshot};
+use kiln_node::etcd::snapshot::{etcd_tool, verify_trailer};
 use kiln_node::fsutil::sync_parent;
 use kiln_node::layout::under_root;
 
@@ -19,7 +19,6 @@ use kiln_node::layout::under_root;
 pub struct Restore {
     /// The file under the agent's root.
     pub file: PathBuf,
-    pub snapshot: VerifiedSnapshot,
     /// `--initial-cluster-token` of the restored cluster.
     pub token: String,
 }
@@ -55,11 +54,7 @@ pub fn prepare(node: &Node) -> Result<Option<Restore>> {
         snapshot = %file.display(), sha256 = %snapshot.sha256, size = snapshot.size,
         token = %token, "verified the snapshot to restore the cluster from"
     );
-    Ok(Some(Restore {
-        file,
-        snapshot,
-        token,
-    }))
+    Ok(Some(Restore { file, token }))
 }
 
 /// Restores the snapshot into the (absent or empty) data dir.
@@ -85,7 +80,7 @@ pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)
         .arg(format!("--name={}", node.ctx.me.name))
         .arg(format!(
             "--initial-cluster={}",
-            super::config::initial_cluster(initial_cluster)
+            kiln_node::etcd::config::initial_cluster(initial_cluster)
         ))
         .arg(format!("--initial-cluster-token={}", restore.token))
         .arg(format!("--initial-advertise-peer-urls={}", node.peer_url))

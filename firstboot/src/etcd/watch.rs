@@ -5,49 +5,24 @@
 //! publishes through its own member, on a lease that ends three beats after
 //! its last report, for how long it has not seen each member answer. A
 //! member is dead to the cluster only when every reporting voter says so
-//! ([`super::membership::unseen_by_cluster`]); a new node that cannot reach
+//! ([`kiln_node::etcd::reports::unseen_by_cluster`]); a new node that cannot reach
 //! a member itself never makes it dead.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
-use super::client::MemberInfo;
-use super::kv::{KeptLease, KvCluster};
 use super::node::Node;
 use crate::backoff::{every_beat, Beat};
+use kiln_node::etcd::client::MemberInfo;
+use kiln_node::etcd::kv::{KeptLease, KvCluster};
+use kiln_node::etcd::reports::{beat, Report};
 use kiln_node::layout;
-
-/// What one watcher publishes at `layout::keys::watch_report(cluster, its ID)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    /// The reporting member's ID (decimal, as the member list has it).
-    pub observer: String,
-    /// Member ID -> whole seconds since the observer last saw it answer
-    /// (or, when it never did, since the observer first saw it listed: a
-    /// member that just joined is not dead for having joined).
-    pub unseen_seconds: BTreeMap<String, u64>,
-}
-
-/// Six looks per grace period, between 1 and 10 s apart.
-pub fn beat(replace_dead_after: Duration) -> Duration {
-    (replace_dead_after / 6).clamp(Duration::from_secs(1), Duration::from_secs(10))
-}
 
 /// A report dies three beats after it was written.
 fn report_ttl(beat: Duration) -> i64 {
     i64::try_from(beat.as_secs() * 3).unwrap_or(30).max(3)
-}
-
-/// Parses the reports a prefix read found; a report kiln cannot read
-/// (another version's) is left out, which only makes members less dead.
-pub fn parse_reports(values: impl IntoIterator<Item = String>) -> Vec<Report> {
-    values
-        .into_iter()
-        .filter_map(|v| serde_json::from_str(&v).ok())
-        .collect()
 }
 
 /// The watcher's memory between beats.
@@ -141,18 +116,5 @@ mod tests {
         assert_eq!(beat(Duration::from_secs(3)), Duration::from_secs(1));
         assert_eq!(report_ttl(Duration::from_secs(2)), 6);
         assert_eq!(report_ttl(Duration::from_secs(1)), 3);
-    }
-
-    #[test]
-    fn reports_round_trip_and_unreadable_ones_are_left_out() {
-        let report = Report {
-            observer: "1".into(),
-            unseen_seconds: BTreeMap::from([("1".into(), 0), ("2".into(), 40)]),
-        };
-        let text = serde_json::to_string(&report).unwrap();
-        assert_eq!(
-            parse_reports([text, "{\"observer\": 3}".to_owned()]),
-            vec![report]
-        );
     }
 }

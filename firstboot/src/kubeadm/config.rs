@@ -6,64 +6,32 @@
 
 use std::net::IpAddr;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use super::yaml::{documents, Node};
 use kiln_node::layout::kube::{ETCD_CA, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY};
-use kiln_node::node_config::{endpoint_host, ControlPlaneSettings, NodeConfig, Topology};
+use kiln_node::node_config::{
+    endpoint_host, ControlPlaneSettings, NodeConfig, Topology, API_SERVER_PORT,
+};
 use kiln_node::pki::KeyAlgorithm;
+pub use kiln_node::versions::ApiVersion;
 
-/// Where every API server of the cluster listens on its own node.
-pub const API_SERVER_PORT: i64 = 6443;
 const CRI_SOCKET: &str = "unix:///var/run/containerd/containerd.sock";
 const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiVersion {
-    V1beta3,
-    V1beta4,
-}
-
-impl ApiVersion {
-    /// v1beta4 is read by kubeadm 1.31 and later (the only API from 1.36);
-    /// v1beta3 by earlier ones.
-    pub fn for_kubernetes(version: &str) -> Result<ApiVersion> {
-        let bare = version.trim_start_matches('v');
-        let mut parts = bare.split('.').map(str::parse::<u32>);
-        let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
-            bail!(
-                "kubernetes_version {version:?} in the node configuration is not MAJOR.MINOR.PATCH; \
-                 set cluster.kubernetes_version in the profile to e.g. \"1.36.2\" and rebuild"
-            );
-        };
-        Ok(if (major, minor) >= (1, 31) {
-            ApiVersion::V1beta4
-        } else {
-            ApiVersion::V1beta3
-        })
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            ApiVersion::V1beta3 => "kubeadm.k8s.io/v1beta3",
-            ApiVersion::V1beta4 => "kubeadm.k8s.io/v1beta4",
-        }
-    }
-
-    /// Extra arguments: a list of {name, value} in v1beta4, a map before.
-    fn args(self, args: &[(&'static str, String)]) -> Node {
-        match self {
-            ApiVersion::V1beta4 => Node::List(
-                args.iter()
-                    .map(|(k, v)| Node::Map(vec![("name", Node::str(*k)), ("value", Node::str(v))]))
-                    .collect(),
-            ),
-            ApiVersion::V1beta3 => Node::Map(
-                args.iter()
-                    .map(|(k, v)| (*k, Node::str(v.clone())))
-                    .collect(),
-            ),
-        }
+/// Extra arguments: a list of {name, value} in v1beta4, a map before.
+fn extra_args(api: ApiVersion, args: &[(&'static str, String)]) -> Node {
+    match api {
+        ApiVersion::V1beta4 => Node::List(
+            args.iter()
+                .map(|(k, v)| Node::Map(vec![("name", Node::str(*k)), ("value", Node::str(v))]))
+                .collect(),
+        ),
+        ApiVersion::V1beta3 => Node::Map(
+            args.iter()
+                .map(|(k, v)| (*k, Node::str(v.clone())))
+                .collect(),
+        ),
     }
 }
 
@@ -111,7 +79,7 @@ impl<'a> KubeadmInputs<'a> {
             ("criSocket", Node::str(CRI_SOCKET)),
             (
                 "kubeletExtraArgs",
-                self.version.args(&[("node-ip", self.ip.to_string())]),
+                extra_args(self.version, &[("node-ip", self.ip.to_string())]),
             ),
         ])
     }
@@ -119,7 +87,7 @@ impl<'a> KubeadmInputs<'a> {
     fn local_endpoint(&self) -> Node {
         Node::Map(vec![
             ("advertiseAddress", Node::str(self.ip.to_string())),
-            ("bindPort", Node::Int(API_SERVER_PORT)),
+            ("bindPort", Node::Int(i64::from(API_SERVER_PORT))),
         ])
     }
 
@@ -303,14 +271,6 @@ fn go_seconds(seconds: u64) -> String {
         seconds % 3600 / 60,
         seconds % 60
     )
-}
-
-/// The port of `host:port`; kubeadm's default when there is none.
-pub fn endpoint_port(endpoint: &str) -> u16 {
-    endpoint
-        .rsplit_once(':')
-        .and_then(|(_, port)| port.parse().ok())
-        .unwrap_or(API_SERVER_PORT as u16)
 }
 
 #[cfg(test)]

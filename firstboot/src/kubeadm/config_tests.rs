@@ -199,12 +199,3 @@ fn a_worker_without_control_plane_settings_is_told_what_to_fix() {
         "{err}"
     );
 }
-
-#[test]
-fn endpoints_split_into_host_and_port() {
-    assert_eq!(endpoint_host("10.0.0.20:6443"), "10.0.0.20");
-    assert_eq!(endpoint_host("[fd00::20]:8443"), "fd00::20");
-    assert_eq!(endpoint_host("api.kiln.test"), "api.kiln.test");
-    assert_eq!(endpoint_port("[fd00::20]:8443"), 8443);
-    assert_eq!(endpoint_port("api.kiln.test"), 6443);
-}

@@ -5,4 +5,4 @@ pub mod command;
 pub mod config;
 pub mod yaml;
 
-pub use config::{ApiVersion, KubeadmInputs};
+pub use config::KubeadmInputs;

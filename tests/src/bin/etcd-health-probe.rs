@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use kiln_firstboot::etcd::client::EtcdClient;
+use kiln_node::etcd::client::EtcdClient;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

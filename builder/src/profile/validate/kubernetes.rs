@@ -6,8 +6,8 @@
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 
-use kiln_firstboot::kubeadm::ApiVersion;
 use kiln_node::pki::KeyAlgorithm;
+use kiln_node::versions::ApiVersion;
 
 use super::images::is_package_name;
 use super::Checker;

@@ -16,8 +16,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
 
-use crate::kubeadm::config::endpoint_port;
-use kiln_node::node_config::endpoint_host;
+use crate::node_config::{endpoint_host, endpoint_port};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::client::{EtcdClient, EtcdRefused};
+use crate::etcd::client::{EtcdClient, EtcdRefused};
 
 /// One key as etcd holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,6 +35,11 @@ pub struct MemberInfo {
 }
 
 impl MemberInfo {
+    /// Whether this member does not advertise `own` as a client URL.
+    pub fn client_url_differs(&self, own: &str) -> bool {
+        !self.client_urls.iter().any(|u| u == own)
+    }
+
     pub fn is_started(&self) -> bool {
         !self.client_urls.is_empty()
     }
@@ -79,7 +84,7 @@ impl EtcdClient {
     /// The agent's own client: the etcd CA and the agent's client
     /// certificate baked into the node under `root`.
     pub fn for_agent(root: &Path) -> Result<EtcdClient> {
-        use kiln_node::layout::{pki, under_root};
+        use crate::layout::{pki, under_root};
         EtcdClient::new(
             &under_root(root, &pki::etcd_ca_cert()),
             &under_root(root, &pki::etcd_agent_client_cert()),

@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
-use kiln_node::layout::{under_root, ETCD_BINARY, ETCD_VERSION_FILE};
+use crate::layout::{under_root, ETCD_BINARY, ETCD_VERSION_FILE};
 
 /// `MAJOR.MINOR.PATCH` of an etcd release (a cluster version has patch 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -8,11 +8,11 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::version::{version_settings, EtcdVersion};
-use kiln_node::fsutil::write_with_parents;
-use kiln_node::layout::etcd::{
+use crate::fsutil::write_with_parents;
+use crate::layout::etcd::{
     cert_path, CA_CERT, DROP_IN, ENV_FILE, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY,
 };
-use kiln_node::layout::under_root;
+use crate::layout::under_root;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {

@@ -13,9 +13,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::client::EtcdClient;
-use kiln_node::fsutil::replace_atomically;
+use crate::fsutil::replace_atomically;
 
 /// A large cluster's snapshot takes a while; a stalled stream still ends.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -151,13 +152,13 @@ pub fn verify_trailer(path: &Path) -> Result<VerifiedSnapshot> {
             "snapshot {} is corrupt: its SHA-256 is {} but etcd recorded {}; \
              use another copy (the nodes keep hourly and daily ones)",
             path.display(),
-            kiln_node::hex::hex(&digest),
-            kiln_node::hex::hex(&trailer)
+            crate::hex::hex(&digest),
+            crate::hex::hex(&trailer)
         );
     }
     Ok(VerifiedSnapshot {
         size,
-        sha256: kiln_node::hex::hex(&trailer),
+        sha256: crate::hex::hex(&trailer),
     })
 }
 
@@ -208,6 +209,50 @@ fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// `<member>-<UTC YYYYMMDDTHHMMSSZ>.db`: sorts by time, names its source.
+pub fn file_name(member: &str, now: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(now).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{member}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.db",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The time in a name [`file_name`] made for `member`; `None` for other files.
+pub fn taken_at(member: &str, name: &str) -> Option<i64> {
+    let stamp = name
+        .strip_prefix(member)?
+        .strip_prefix('-')?
+        .strip_suffix("Z.db")?;
+    let (date, clock) = stamp.split_once('T')?;
+    if date.len() != 8
+        || clock.len() != 6
+        || !stamp.replace('T', "").bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let num = |s: &str| s.parse::<u32>().ok();
+    let month = Month::try_from(u8::try_from(num(&date[4..6])?).ok()?).ok()?;
+    let date =
+        Date::from_calendar_date(num(&date[..4])? as i32, month, num(&date[6..])? as u8).ok()?;
+    let clock = Time::from_hms(
+        num(&clock[..2])? as u8,
+        num(&clock[2..4])? as u8,
+        num(&clock[4..])? as u8,
+    )
+    .ok()?;
+    Some(
+        PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 #[cfg(test)]
