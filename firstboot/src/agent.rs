@@ -9,11 +9,11 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
-use crate::identity::{identify, HostFacts, NodeIdentity};
+use crate::context::NodeContext;
 use crate::status::{self, Phase, Status};
 use crate::{control_plane, etcd, renew};
 use kiln_node::layout::{self, under_root};
-use kiln_node::node_config::{Member, NodeConfig, Role};
+use kiln_node::node_config::{NodeConfig, Role};
 
 /// kiln's first-boot agent: makes this node converge into its cluster.
 #[derive(Parser, Debug)]
@@ -72,50 +72,6 @@ impl Cli {
     }
 }
 
-/// This node as every role path sees it: its configuration, who it is,
-/// and how the agent was asked to run.
-pub struct NodeContext {
-    pub config: NodeConfig,
-    pub root: PathBuf,
-    pub me: NodeIdentity,
-    /// Every wait of the agent ends after this long.
-    pub timeout: Duration,
-    /// Start services (etcd, keepalived) through systemctl; off in tests.
-    pub start: bool,
-}
-
-impl NodeContext {
-    /// Finds out who this node is among the members its role lists.
-    pub fn new(config: NodeConfig, root: &Path, timeout: Duration, start: bool) -> Result<Self> {
-        let me = identify(&HostFacts::detect()?, listed_members(&config))?;
-        Ok(NodeContext {
-            config,
-            root: root.to_owned(),
-            me,
-            timeout,
-            start,
-        })
-    }
-
-    /// A node path under the agent's root.
-    pub fn path(&self, node_path: impl AsRef<Path>) -> PathBuf {
-        under_root(&self.root, node_path.as_ref())
-    }
-}
-
-/// Whom identity matches the host against: the members the profile lists
-/// for the node's role (workers are never listed).
-fn listed_members(config: &NodeConfig) -> &[Member] {
-    match config.role {
-        Role::Etcd => &config.etcd.members,
-        Role::Master => config
-            .control_plane
-            .as_ref()
-            .map_or(&[], |cp| cp.masters.as_slice()),
-        Role::Worker => &[],
-    }
-}
-
 const ALREADY_CONVERGED: &str = "already converged (done marker present): nothing to do";
 
 /// `kiln-firstboot [COMMAND]`.
@@ -135,20 +91,20 @@ pub fn run(cli: &Cli) -> Result<()> {
             if status::is_done(&cli.root) {
                 println!("{ALREADY_CONVERGED}");
             } else {
-                println!("{}", etcd::plan(&etcd::Node::new(&node(config)?)?)?);
+                println!("{}", etcd::plan(&etcd::EtcdMember::new(&node(config)?)?)?);
             }
         }
         Command::Settle => {
             etcd_only(&config, &path)?;
             if !already_converged(&cli.root) {
                 let node = node(config)?;
-                let decision = etcd::settle(&etcd::Node::new(&node)?)?;
+                let decision = etcd::settle(&etcd::EtcdMember::new(&node)?)?;
                 record_converged(&node, decision)?;
             }
         }
         Command::Snapshot => {
             etcd_only(&config, &path)?;
-            etcd::backup::run(&etcd::Node::new(&node(config)?)?)?;
+            etcd::backup::run(&etcd::EtcdMember::new(&node(config)?)?)?;
         }
         Command::Watch => {
             if !config.runs_etcd() {
@@ -159,7 +115,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                     config.etcd.topology
                 );
             }
-            etcd::watch::run(&etcd::Node::new(&node(config)?)?)?;
+            etcd::watch::run(&etcd::EtcdMember::new(&node(config)?)?)?;
         }
         Command::VipPeers => {
             if config.role != Role::Master {
@@ -183,13 +139,13 @@ fn converge(config: NodeConfig, root: &Path, timeout: Duration, start: bool) -> 
     }
     let node = NodeContext::new(config, root, timeout, start)?;
     let decision = match node.config.role {
-        Role::Etcd => match etcd::run(&etcd::Node::new(&node)?)? {
+        Role::Etcd => match etcd::run(&etcd::EtcdMember::new(&node)?)? {
             Some(decision) => decision,
             // Configured, not started: `settle` finishes once etcd runs.
             None => return Ok(()),
         },
-        Role::Master => control_plane::master::converge(&control_plane::Agent::new(&node)?)?,
-        Role::Worker => control_plane::worker::converge(&control_plane::Agent::new(&node)?)?,
+        Role::Master => control_plane::master::converge(&control_plane::KubeNode::new(&node)?)?,
+        Role::Worker => control_plane::worker::converge(&control_plane::KubeNode::new(&node)?)?,
     };
     record_converged(&node, decision)
 }

@@ -7,6 +7,7 @@
 
 mod agent;
 mod backoff;
+mod context;
 mod control_plane;
 mod discovery;
 mod etcd;

@@ -10,10 +10,10 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use kiln_node::node_config::{Role, Topology};
-use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest, Sha256};
 
 use super::apt::KubernetesApt;
+use super::cache::cache_lock;
 use super::etcd::EtcdBinaries;
 use super::mirror::Mirrors;
 use crate::profile::Suite;
@@ -304,16 +304,6 @@ fn write_initramfs_tree(tree: &Path) -> Result<()> {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).with_context(what)?;
     }
     Ok(())
-}
-
-/// Holds `path` (a lock file in the cache) exclusively until dropped, so
-/// parallel builds sharing a cache wait for one another's work.
-pub fn cache_lock(path: &Path) -> Result<Flock<File>> {
-    let file = File::create(path)
-        .with_context(|| format!("creating the cache lock {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("locking {}", path.display()))
 }
 
 /// `$XDG_CACHE_HOME/kiln`, `~/.cache/kiln`, or /var/cache/kiln for root.

@@ -15,7 +15,7 @@ use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::hex::hex;
 use sha2::{Digest, Sha256};
 
-use super::base::cache_lock;
+use super::cache::cache_lock;
 use super::mirror::Mirrors;
 use crate::profile::{EtcdRelease, EtcdSource, LoadedProfile};
 

@@ -5,6 +5,7 @@
 mod apt;
 mod bake;
 mod base;
+mod cache;
 mod disk;
 mod etcd;
 mod gpt;

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 
-use super::Agent;
+use super::KubeNode;
 use kiln_node::fsutil::{create_dir_all_mode, write_with_parents};
 use kiln_node::layout::kube::{
     KUBEADM_DIR, KUBEADM_INIT_CONFIG, KUBEADM_JOIN_CONFIG, KUBELET_DEFAULTS,
@@ -12,7 +12,7 @@ use kiln_node::layout::kube::{
 
 /// `master`: a master's files (kubeadm init's configuration, the
 /// control-plane join), else a worker's.
-pub fn prepare(agent: &Agent, master: bool) -> Result<()> {
+pub fn prepare(agent: &KubeNode, master: bool) -> Result<()> {
     let inputs = agent.kubeadm_inputs()?;
     // kubelet would otherwise pick the first interface's address, which on
     // multi-homed nodes is not the one the cluster reaches it by.

@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::lock::{self, InitKeys, Step};
-use super::{host, keepalived, vip, Agent};
+use super::{host, keepalived, vip, KubeNode};
 use crate::backoff::{retry, Attempt};
 use crate::etcd;
 use crate::etcd::lease_lock::{self, HeldLock};
@@ -34,7 +34,7 @@ enum Choice {
 
 /// `run` on a master: the host, keepalived, then kubeadm init or join;
 /// returns the decision as logged.
-pub fn converge(agent: &Agent) -> Result<String> {
+pub fn converge(agent: &KubeNode) -> Result<String> {
     host::prepare(agent, true)?;
     setup_keepalived(agent)?;
     let (sentence, initialized) = match agent.ctx.config.etcd.topology {
@@ -51,7 +51,7 @@ pub fn converge(agent: &Agent) -> Result<String> {
 }
 
 /// External etcd: decide through the init lock and marker.
-fn external(agent: &Agent) -> Result<(String, bool)> {
+fn external(agent: &KubeNode) -> Result<(String, bool)> {
     let kv = KvCluster {
         client: EtcdClient::new(
             &agent.ctx.path(ETCD_CA),
@@ -114,7 +114,7 @@ fn external(agent: &Agent) -> Result<(String, bool)> {
 /// still moving to the master that ran it (its health check passes a
 /// moment later), and kubeadm reads kubeadm-config, after its discovery,
 /// with a retry of only 350 ms.
-fn join_external(agent: &Agent, why: String) -> Result<(String, bool)> {
+fn join_external(agent: &KubeNode, why: String) -> Result<(String, bool)> {
     agent.wait_for_control_plane(Path::new(CLUSTER_CA))?;
     join(why).map(|s| (s, false))
 }
@@ -122,7 +122,7 @@ fn join_external(agent: &Agent, why: String) -> Result<(String, bool)> {
 /// Stacked etcd: no etcd outside the masters to hold a lock in, so the
 /// first listed master initializes, and only when no other control plane
 /// answers (a replacement of it joins the others).
-fn stacked(agent: &Agent) -> Result<(String, bool)> {
+fn stacked(agent: &KubeNode) -> Result<(String, bool)> {
     let cp = agent.control_plane()?;
     let tls = ClusterTls::new(&agent.ctx.path(CLUSTER_CA))?;
     let others: Vec<String> = std::iter::once(cp.endpoint.clone())
@@ -182,8 +182,8 @@ fn stacked(agent: &Agent) -> Result<(String, bool)> {
 /// time (two joins at once race each other's adds), a master replacing a
 /// dead one removes the members dead to the cluster first (etcd refuses
 /// kubeadm's `member add` while they count), and none joins past etcd.size.
-fn join_stacked(agent: &Agent, why: String) -> Result<(String, bool)> {
-    let node = etcd::Node::new(agent.ctx)?;
+fn join_stacked(agent: &KubeNode, why: String) -> Result<(String, bool)> {
+    let node = etcd::EtcdMember::new(agent.ctx)?;
     let (plan, members, held) = etcd::plan_under_lock(&node)?;
     match &plan.decision {
         Decision::Bootstrap => {
@@ -212,7 +212,7 @@ fn join(why: String) -> Result<String> {
 
 /// Writes keepalived's configuration and health check and starts it, when
 /// the profile gives the masters a VIP.
-fn setup_keepalived(agent: &Agent) -> Result<()> {
+fn setup_keepalived(agent: &KubeNode) -> Result<()> {
     let cp = agent.control_plane()?;
     let Some(vip) = &cp.vip else {
         return Ok(());

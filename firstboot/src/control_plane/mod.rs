@@ -18,21 +18,21 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use kiln_node::tls;
 
-use crate::agent::NodeContext;
 use crate::backoff::{retry, Attempt};
+use crate::context::NodeContext;
 use crate::kubeadm::KubeadmInputs;
 use kiln_node::layout::{pki, under_root};
 use kiln_node::node_config::ControlPlaneSettings;
 
 /// This node as a master or worker.
-pub struct Agent<'a> {
+pub struct KubeNode<'a> {
     pub ctx: &'a NodeContext,
     /// The bootstrap token baked into the image.
     pub token: String,
 }
 
-impl<'a> Agent<'a> {
-    pub fn new(ctx: &'a NodeContext) -> Result<Agent<'a>> {
+impl<'a> KubeNode<'a> {
+    pub fn new(ctx: &'a NodeContext) -> Result<KubeNode<'a>> {
         let token_file = ctx.path(pki::bootstrap_token());
         let token = std::fs::read_to_string(&token_file)
             .with_context(|| format!("reading the bootstrap token {}", token_file.display()))?
@@ -45,7 +45,7 @@ impl<'a> Agent<'a> {
                 token_file.display()
             );
         }
-        Ok(Agent { ctx, token })
+        Ok(KubeNode { ctx, token })
     }
 
     pub fn control_plane(&self) -> Result<&ControlPlaneSettings> {

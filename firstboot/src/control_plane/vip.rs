@@ -19,8 +19,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::keepalived;
-use crate::agent::NodeContext;
 use crate::backoff::{every_beat, retry, Attempt, Beat};
+use crate::context::NodeContext;
 use crate::etcd;
 use kiln_node::etcd::kv::{KeptLease, KvCluster};
 use kiln_node::fsutil::write_with_parents;
@@ -42,7 +42,7 @@ pub struct Registration {
 
 /// The masters with a VIP, as this command needs them.
 struct Registrar<'a> {
-    node: etcd::Node<'a>,
+    node: etcd::EtcdMember<'a>,
     cp: &'a ControlPlaneSettings,
     vip: &'a Vip,
     lease: KeptLease,
@@ -73,7 +73,7 @@ pub fn run(ctx: &NodeContext) -> Result<()> {
         );
     };
     let mut registrar = Registrar {
-        node: etcd::Node::new(ctx)?,
+        node: etcd::EtcdMember::new(ctx)?,
         cp,
         vip,
         lease: KeptLease::new(REGISTRATION_TTL, "VIP registration's"),
@@ -162,7 +162,7 @@ fn reload_keepalived() -> Result<()> {
 }
 
 /// The etcd cluster through its voting members, found by discovery.
-fn cluster(node: &etcd::Node) -> Result<KvCluster> {
+fn cluster(node: &etcd::EtcdMember) -> Result<KvCluster> {
     let members = node
         .members_now()
         .context("no etcd member answers through discovery")?;
@@ -203,7 +203,7 @@ fn not_knowing(registered: &BTreeMap<String, Registration>, me: &str, ip: IpAddr
 /// Waits (at most the agent's timeout) until this master is registered and
 /// every other registered master has it as a keepalived peer.
 pub fn wait_until_known(ctx: &NodeContext) -> Result<()> {
-    let node = etcd::Node::new(ctx)?;
+    let node = etcd::EtcdMember::new(ctx)?;
     let me = &ctx.me;
     retry(
         "every registered master to have this one as a keepalived peer",

@@ -3,14 +3,14 @@
 
 use anyhow::Result;
 
-use super::{host, Agent};
+use super::{host, KubeNode};
 use crate::kubeadm::command;
 use kiln_node::layout::kube::KUBEADM_JOIN_CONFIG;
 use kiln_node::layout::pki;
 
 /// `run` on a worker: the host, then kubeadm join; returns the decision as
 /// logged.
-pub fn converge(agent: &Agent) -> Result<String> {
+pub fn converge(agent: &KubeNode) -> Result<String> {
     host::prepare(agent, false)?;
     let endpoint = agent.wait_for_control_plane(&pki::cluster_ca_cert())?;
     let sentence = format!(

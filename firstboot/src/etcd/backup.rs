@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use super::node::Node;
+use super::node::EtcdMember;
 use crate::status;
 use kiln_node::etcd::snapshot::{db_status, file_name, taken_at, verify_trailer};
 use kiln_node::fsutil::{create_dir_all_mode, replace_atomically};
@@ -20,7 +20,7 @@ const HOUR: i64 = 3_600;
 const DAY: i64 = 86_400;
 
 /// Takes, verifies, prunes and copies one snapshot.
-pub fn run(node: &Node) -> Result<()> {
+pub fn run(node: &EtcdMember) -> Result<()> {
     let now = i64::try_from(status::now()).unwrap_or(i64::MAX);
     if !status::is_done(&node.ctx.root) {
         // The timer may fire before first boot converged: nothing to save yet.

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 use super::lease_lock::{self, HeldLock};
 use super::membership::{decide, Decision, Plan};
-use super::node::Node;
+use super::node::EtcdMember;
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
@@ -53,7 +53,7 @@ impl Silence {
 
 /// Observes the cluster until a decision other than "wait" is possible (for
 /// at most `budget`); returns it with the member list it was made on.
-fn make_plan(node: &Node, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
+fn make_plan(node: &EtcdMember, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
     let policy = node.policy();
     let mut said = String::new();
@@ -122,7 +122,7 @@ fn make_plan(node: &Node, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
 }
 
 /// The decision as the sentence an operator reads in the journal.
-pub fn describe(node: &Node, plan: &Plan) -> String {
+pub fn describe(node: &EtcdMember, plan: &Plan) -> String {
     let name = &node.ctx.me.name;
     let size = plan.cluster_size;
     let aside = if plan.move_aside_data {
@@ -193,7 +193,11 @@ fn names(members: &[MemberInfo]) -> String {
 /// Takes the cluster-wide etcd membership lock (waiting at most `within`),
 /// through the voting members of `members`: whoever holds it is the only
 /// node changing the membership.
-fn membership_lock(node: &Node, members: &[MemberInfo], within: Duration) -> Result<HeldLock> {
+fn membership_lock(
+    node: &EtcdMember,
+    members: &[MemberInfo],
+    within: Duration,
+) -> Result<HeldLock> {
     let kv = KvCluster {
         client: node.client.clone(),
         endpoints: node.voting_endpoints(members),
@@ -211,7 +215,7 @@ fn membership_lock(node: &Node, members: &[MemberInfo], within: Duration) -> Res
 /// at a time, cluster-wide. Under the lock the node looks once more, on
 /// what the cluster holds after the previous change; a plan that no longer
 /// changes the membership gives the lock back and waits outside it.
-pub fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLock>)> {
+pub fn plan_under_lock(node: &EtcdMember) -> Result<(Plan, Vec<MemberInfo>, Option<HeldLock>)> {
     let deadline = Instant::now() + node.ctx.timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -243,7 +247,7 @@ pub fn plan_under_lock(node: &Node) -> Result<(Plan, Vec<MemberInfo>, Option<Hel
 }
 
 /// `kiln-firstboot plan`: prints the decision and why, changes nothing.
-pub fn plan(node: &Node) -> Result<String> {
+pub fn plan(node: &EtcdMember) -> Result<String> {
     let (plan, members) = make_plan(node, node.ctx.timeout)?;
     check_before_change(node, &plan, &members)?;
     Ok(describe(node, &plan))
@@ -252,7 +256,7 @@ pub fn plan(node: &Node) -> Result<String> {
 /// `kiln-firstboot run` on an etcd node: configures etcd and, when the
 /// agent starts services, starts it and settles. Returns the decision once
 /// the member converged; `None` when it is left configured for `settle`.
-pub fn run(node: &Node) -> Result<Option<String>> {
+pub fn run(node: &EtcdMember) -> Result<Option<String>> {
     let (plan, members, mut lock) = plan_under_lock(node)?;
     let sentence = describe(node, &plan);
     if matches!(
@@ -345,7 +349,11 @@ pub fn run(node: &Node) -> Result<Option<String>> {
 
 /// What `run` checks before it changes anything, and `plan` reports alike:
 /// the certificates, and the etcd version against the cluster's.
-fn check_before_change(node: &Node, plan: &Plan, members: &[MemberInfo]) -> Result<EtcdVersion> {
+fn check_before_change(
+    node: &EtcdMember,
+    plan: &Plan,
+    members: &[MemberInfo],
+) -> Result<EtcdVersion> {
     if plan.decision != Decision::Restart {
         certs::preflight(&node.ctx.root, &node.ctx.me)?;
     }
@@ -368,7 +376,7 @@ fn joins_running_cluster(decision: &Decision) -> bool {
 /// Refuses, before any change, an etcd the cluster's version cannot take:
 /// etcd would fail to start after the membership change (a downgrade), or
 /// run a cluster two minors apart.
-fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
+fn check_version(node: &EtcdMember, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
     // Every member asked at once: a dead one may take a whole timeout.
     let answers: Vec<_> = std::thread::scope(|s| {
         let asked: Vec<_> = members
@@ -398,7 +406,7 @@ fn check_version(node: &Node, mine: EtcdVersion, members: &[MemberInfo]) -> Resu
     Ok(())
 }
 
-fn listed_cluster(node: &Node) -> Vec<(String, String)> {
+fn listed_cluster(node: &EtcdMember) -> Vec<(String, String)> {
     let port = node.ctx.config.etcd.peer_port;
     node.ctx
         .config
@@ -411,7 +419,7 @@ fn listed_cluster(node: &Node) -> Vec<(String, String)> {
 
 /// `--initial-cluster` for joining: the current membership, with this
 /// node's (unstarted, nameless) entry named.
-fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)> {
+fn current_cluster(node: &EtcdMember, members: &[MemberInfo]) -> Vec<(String, String)> {
     members
         .iter()
         .flat_map(|m| {
@@ -428,7 +436,7 @@ fn current_cluster(node: &Node, members: &[MemberInfo]) -> Vec<(String, String)>
 
 /// Adds this node as a learner (`members`: the list before, as far as
 /// known); returns its ID and the member list with it.
-fn add_self(node: &Node, members: Vec<MemberInfo>) -> Result<(String, Vec<MemberInfo>)> {
+fn add_self(node: &EtcdMember, members: Vec<MemberInfo>) -> Result<(String, Vec<MemberInfo>)> {
     let (id, members) = node.cluster_call(
         "add this node as a learner",
         Some(members),
@@ -452,7 +460,7 @@ fn add_self(node: &Node, members: Vec<MemberInfo>) -> Result<(String, Vec<Member
 /// decision was made on, under the membership lock); returns the list
 /// without them.
 pub fn remove_dead(
-    node: &Node,
+    node: &EtcdMember,
     decision: &Decision,
     mut members: Vec<MemberInfo>,
 ) -> Result<Vec<MemberInfo>> {
@@ -463,7 +471,7 @@ pub fn remove_dead(
     Ok(members)
 }
 
-fn remove_member(node: &Node, dead: &MemberInfo, members: Vec<MemberInfo>) -> Result<()> {
+fn remove_member(node: &EtcdMember, dead: &MemberInfo, members: Vec<MemberInfo>) -> Result<()> {
     node.cluster_call(
         "remove the dead member",
         Some(members),

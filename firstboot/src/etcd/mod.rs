@@ -28,5 +28,5 @@ mod settle;
 pub mod watch;
 
 pub use configure::{describe, plan, plan_under_lock, remove_dead, run};
-pub use node::Node;
+pub use node::EtcdMember;
 pub use settle::settle;

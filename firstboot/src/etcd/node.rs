@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::membership::{Me, Policy};
-use crate::agent::NodeContext;
 use crate::backoff::{retry_steady, Attempt};
+use crate::context::NodeContext;
 use crate::discovery::Sources;
 use kiln_node::etcd::client::{EtcdClient, EtcdRefused, MemberInfo};
 use kiln_node::etcd::reports::{beat, parse_reports, ClusterView, Report};
@@ -26,7 +26,7 @@ const REFUSAL_PROBE: Duration = Duration::from_secs(1);
 const CALL_PACE: Duration = Duration::from_millis(4);
 const STEADY_CALLS_FOR: Duration = Duration::from_secs(2);
 
-pub struct Node<'a> {
+pub struct EtcdMember<'a> {
     pub ctx: &'a NodeContext,
     pub peer_url: String,
     pub client_url: String,
@@ -34,10 +34,10 @@ pub struct Node<'a> {
     sources: Sources,
 }
 
-impl<'a> Node<'a> {
-    pub fn new(ctx: &'a NodeContext) -> Result<Node<'a>> {
+impl<'a> EtcdMember<'a> {
+    pub fn new(ctx: &'a NodeContext) -> Result<EtcdMember<'a>> {
         let etcd = &ctx.config.etcd;
-        Ok(Node {
+        Ok(EtcdMember {
             peer_url: url_for(ctx.me.ip, etcd.peer_port),
             client_url: url_for(ctx.me.ip, etcd.client_port),
             client: EtcdClient::for_agent(&ctx.root)?,
@@ -133,7 +133,7 @@ impl<'a> Node<'a> {
         self.first_member_list().map(|(_, members)| members)
     }
 
-    /// [`Node::members_now`], with the client URL of the peer that answered.
+    /// [`EtcdMember::members_now`], with the client URL of the peer that answered.
     fn first_member_list(&self) -> Option<(String, Vec<MemberInfo>)> {
         let (answers, first) = std::sync::mpsc::channel();
         for url in self.sources.candidate_urls(&self.client_url) {

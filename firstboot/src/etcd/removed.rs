@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 
 use super::configure::{describe, move_aside};
 use super::membership::decide;
-use super::node::Node;
+use super::node::EtcdMember;
 use crate::status::{self, Phase, Status};
 use crate::systemd::systemctl;
 use kiln_node::etcd::reports::ClusterView;
@@ -21,7 +21,7 @@ use kiln_node::layout::{self, etcd::ENV_FILE};
 /// converged and has a write-ahead log, the cluster answers with a leader,
 /// and no member has this node's peer URL. `None` otherwise, including
 /// when the cluster cannot be asked.
-fn removed_by(node: &Node) -> Option<ClusterView> {
+fn removed_by(node: &EtcdMember) -> Option<ClusterView> {
     if !status::is_done(&node.ctx.root) || !node.has_wal() {
         return None;
     }
@@ -35,7 +35,7 @@ fn removed_by(node: &Node) -> Option<ClusterView> {
 
 /// Checks whether this member was removed, and if so leaves the cluster's
 /// way as described above; true when it did.
-pub fn leave_if_removed(node: &Node) -> Result<bool> {
+pub fn leave_if_removed(node: &EtcdMember) -> Result<bool> {
     let Some(view) = removed_by(node) else {
         return Ok(false);
     };

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::certs;
-use super::node::Node;
+use super::node::EtcdMember;
 use kiln_node::etcd::snapshot::{etcd_tool, verify_trailer};
 use kiln_node::fsutil::sync_parent;
 use kiln_node::layout::under_root;
@@ -38,7 +38,7 @@ pub fn token_for(cluster: &str, sha256: &str) -> String {
 
 /// For a member about to bootstrap: the profile's snapshot, verified.
 /// Runs before the agent writes anything, so a corrupt file changes nothing.
-pub fn prepare(node: &Node) -> Result<Option<Restore>> {
+pub fn prepare(node: &EtcdMember) -> Result<Option<Restore>> {
     let Some(path) = &node.ctx.config.etcd.restore_from else {
         return Ok(None);
     };
@@ -62,7 +62,11 @@ pub fn prepare(node: &Node) -> Result<Option<Restore>> {
 /// `snapshot restore` writes a folder beside the data dir, which is renamed
 /// into place only when complete: killed half-way, the next run finds no
 /// WAL, removes the leftover and restores again.
-pub fn apply(node: &Node, restore: &Restore, initial_cluster: &[(String, String)]) -> Result<()> {
+pub fn apply(
+    node: &EtcdMember,
+    restore: &Restore,
+    initial_cluster: &[(String, String)],
+) -> Result<()> {
     let data_dir = node.data_dir();
     let staging = staging_dir(&data_dir);
     if staging.exists() {

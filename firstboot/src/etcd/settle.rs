@@ -4,14 +4,14 @@
 
 use anyhow::{bail, Context, Result};
 
-use super::node::Node;
+use super::node::EtcdMember;
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Status};
 
 /// `kiln-firstboot settle` (also the tail of `run` when it starts etcd).
 /// Returns the decision of the `run` that configured the member, for the
 /// agent to record.
-pub fn settle(node: &Node) -> Result<String> {
+pub fn settle(node: &EtcdMember) -> Result<String> {
     let url = &node.client_url;
     let configured = status::read_status(&node.ctx.root);
     // A learner `run` added is promoted as soon as it caught up; otherwise

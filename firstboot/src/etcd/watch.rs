@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::node::Node;
+use super::node::EtcdMember;
 use crate::backoff::{every_beat, Beat};
 use kiln_node::etcd::client::MemberInfo;
 use kiln_node::etcd::kv::{KeptLease, KvCluster};
@@ -27,7 +27,7 @@ fn report_ttl(beat: Duration) -> i64 {
 
 /// The watcher's memory between beats.
 struct Watcher<'a> {
-    node: &'a Node<'a>,
+    node: &'a EtcdMember<'a>,
     /// The local member only: a report proves this member reaches quorum.
     local: KvCluster,
     /// When each member was first seen listed, and last seen answering.
@@ -38,7 +38,7 @@ struct Watcher<'a> {
 
 /// Runs until stopped: one report per beat. Failed beats are logged when
 /// their reason changes, and the next beat tries again.
-pub fn run(node: &Node) -> Result<()> {
+pub fn run(node: &EtcdMember) -> Result<()> {
     let beat = beat(node.policy().replace_dead_after);
     let mut watcher = Watcher {
         node,
