@@ -10,15 +10,13 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::config::{Cluster, ExternalEtcd, LocalEndpoint};
-use super::discovery::{CLUSTER_INFO, KUBEADM_CONFIG};
+use super::discovery::{CLUSTER_INFO, ETCD_ENDPOINTS, KUBEADM_CONFIG};
 use super::etcd::{self, Etcd};
 use super::{certs, kubelet, tokens, Refused, Result, Root};
 use crate::refuse;
 
 const DIR: &str = "/etc/kubernetes/kiln-standin";
 pub const CONFIG: &str = "/etc/kubernetes/kiln-standin/apiserver.json";
-/// Where a stacked control-plane join finds the cluster's etcd members.
-pub const ETCD_ENDPOINTS: &str = "/kiln-standin/etcd";
 /// The API server's static pod.
 pub const NAME: &str = "kube-apiserver";
 

@@ -24,8 +24,9 @@ use kiln_node::pki::{Authority, CertInfo, KeyAlgorithm, LeafSpec, Usage};
 use serde_json::Value;
 
 use super::cli::ADMIN_CONF;
-use super::config::{str_at, Cluster};
+use super::config::Cluster;
 use super::etcd::{self, Etcd};
+use super::yaml::str_at;
 use super::{rules, tokens, Refused, Result, Root};
 use crate::refuse;
 

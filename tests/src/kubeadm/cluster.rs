@@ -5,8 +5,8 @@
 
 use serde_json::Value;
 
-use super::config::str_at;
 use super::networking::{self, Cidr};
+use super::yaml::str_at;
 use super::{rules, Refused, Result};
 use crate::refuse;
 

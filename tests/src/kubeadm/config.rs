@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 pub use super::cluster::{cluster, Cluster, ExternalEtcd};
+use super::yaml::str_at;
 use super::{networking, rules, schema, yaml, Refused, Result, Root};
 use crate::refuse;
 
@@ -44,10 +45,6 @@ pub struct JoinPlan {
     pub control_plane: Option<LocalEndpoint>,
     /// JoinConfiguration.caCertPath: where the join leaves the CA it discovered.
     pub ca_cert_path: String,
-}
-
-pub(super) fn str_at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(doc, |v, k| v.get(k))?.as_str()
 }
 
 /// Parses and schema-checks every document; all must share one apiVersion.

@@ -15,6 +15,8 @@ use crate::refuse;
 
 pub const CLUSTER_INFO: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 pub const KUBEADM_CONFIG: &str = "/api/v1/namespaces/kube-system/configmaps/kubeadm-config";
+/// Where a stacked control-plane join finds the cluster's etcd members.
+pub const ETCD_ENDPOINTS: &str = "/kiln-standin/etcd";
 
 /// An API server session that verifies the pinned cluster CA.
 pub struct Trusted {
@@ -179,7 +181,7 @@ impl Trusted {
     /// which real kubeadm reads from the etcd pods' annotations, retried as
     /// an API call ([`api_call`]).
     pub fn etcd_endpoints(&self, token: &str) -> Result<Vec<String>> {
-        let url = format!("{}{}", self.base, super::apiserver::ETCD_ENDPOINTS);
+        let url = format!("{}{}", self.base, ETCD_ENDPOINTS);
         let (status, body) = api_call(&url, || get(&self.agent, &url, Some(token)))?;
         let endpoints: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
             .ok()

@@ -113,7 +113,7 @@ fn stacked_member<'a>(
     Ok(stacked::Member {
         node,
         ip,
-        data_dir: config::str_at(&cluster.doc, &["etcd", "local", "dataDir"])
+        data_dir: super::yaml::str_at(&cluster.doc, &["etcd", "local", "dataDir"])
             .unwrap_or("/var/lib/etcd"),
     })
 }

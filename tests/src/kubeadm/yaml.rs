@@ -5,6 +5,11 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use serde_norway::Value as Yaml;
 
+/// The string at `path` (a list of map keys) in a parsed document.
+pub fn str_at<'a>(doc: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(doc, |v, k| v.get(k))?.as_str()
+}
+
 /// Parses every `---`-separated document of `text`; empty documents (a
 /// leading `---`, a trailing one, comments only) are skipped as kubeadm does.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
