@@ -14,6 +14,7 @@ pub mod layout;
 pub mod logging;
 pub mod node_config;
 pub mod pki;
+pub mod renewal;
 pub mod tls;
 pub mod versions;
 

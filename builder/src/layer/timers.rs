@@ -1,7 +1,7 @@
 //! The agent's periodic jobs as systemd timers: etcd snapshots
 //! (`kiln-snapshot.timer`) and certificate renewal (`kiln-renew.timer`).
 
-use kiln_node::layout;
+use kiln_node::{layout, renewal};
 
 use super::{RoleLayer, Unit};
 
@@ -66,9 +66,9 @@ pub fn add_agent_timer(layer: &mut RoleLayer, timer: AgentTimer) {
     );
 }
 
-/// `kiln-renew.timer`: looks at the node's certificates four times per
-/// renewal window (at least every 30 s, at most hourly), so a leaf is
-/// renewed well before it expires even when a run fails.
+/// `kiln-renew.timer`: looks at the node's certificates
+/// [`renewal::LOOKS_PER_WINDOW`] times per renewal window, within the
+/// period bounds of [`renewal::timer_period`].
 pub fn add_renew_timer(layer: &mut RoleLayer, renew_before_seconds: u64) {
     add_agent_timer(
         layer,
@@ -77,7 +77,7 @@ pub fn add_renew_timer(layer: &mut RoleLayer, renew_before_seconds: u64) {
             what: "renew this node's kiln-issued certificates before they expire",
             command: "renew",
             after: "network-online.target",
-            interval: (renew_before_seconds / 4).clamp(30, 3_600),
+            interval: renewal::timer_period(renew_before_seconds),
         },
     );
 }

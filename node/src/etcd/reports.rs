@@ -20,10 +20,21 @@ pub struct Report {
     pub unseen_seconds: BTreeMap<String, u64>,
 }
 
-/// Six looks per grace period, between 1 and 10 s apart.
+/// Looks per grace period (`etcd.replace_dead_after`).
+pub const BEATS_PER_GRACE: u32 = 6;
+/// The watchers' shortest and longest beat.
+pub const SHORTEST_BEAT: Duration = Duration::from_secs(1);
+const LONGEST_BEAT: Duration = Duration::from_secs(10);
+
+/// [`BEATS_PER_GRACE`] looks per grace period, within the beat bounds.
 pub fn beat(replace_dead_after: Duration) -> Duration {
-    (replace_dead_after / 6).clamp(Duration::from_secs(1), Duration::from_secs(10))
+    (replace_dead_after / BEATS_PER_GRACE).clamp(SHORTEST_BEAT, LONGEST_BEAT)
 }
+
+/// The shortest grace that tells a dead member from a slow one: a full set
+/// of beats at the shortest beat, twice over.
+pub const MIN_REPLACE_DEAD_AFTER: Duration =
+    Duration::from_secs(SHORTEST_BEAT.as_secs() * BEATS_PER_GRACE as u64 * 2);
 
 /// Parses the reports a prefix read found; a report kiln cannot read
 /// (another version's) is left out, which only makes members less dead.
@@ -76,6 +87,13 @@ pub fn unseen_by_cluster(view: &ClusterView, id: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortest_grace_is_two_rounds_of_the_shortest_beat() {
+        assert_eq!(MIN_REPLACE_DEAD_AFTER, Duration::from_secs(12));
+        assert_eq!(beat(MIN_REPLACE_DEAD_AFTER), Duration::from_secs(2));
+        assert_eq!(beat(MIN_REPLACE_DEAD_AFTER / 2), SHORTEST_BEAT);
+    }
 
     #[test]
     fn reports_round_trip_and_unreadable_ones_are_left_out() {

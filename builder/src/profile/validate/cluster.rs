@@ -6,6 +6,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use kiln_node::etcd::reports::{BEATS_PER_GRACE, MIN_REPLACE_DEAD_AFTER, SHORTEST_BEAT};
 use kiln_node::layout::kiln_owner;
 use kiln_node::node_config::Topology;
 
@@ -318,14 +319,18 @@ fn check_etcd(profile: &Profile, check: &mut Checker<'_>) {
         }
         None => (count, field),
     };
-    if etcd.replace_dead_after.as_secs() < MIN_REPLACE_DEAD_AFTER_SECONDS {
+    if etcd.replace_dead_after.as_duration() < MIN_REPLACE_DEAD_AFTER {
         check.error(
             "etcd.replace_dead_after",
             format!(
-                "{} is too short to tell a dead member from a slow one: the members' watchers look six times per period, at least a second apart",
-                etcd.replace_dead_after
+                "{} is too short to tell a dead member from a slow one: the members' watchers look {BEATS_PER_GRACE} times per period, at least {} s apart",
+                etcd.replace_dead_after,
+                SHORTEST_BEAT.as_secs()
             ),
-            format!("write at least \"{MIN_REPLACE_DEAD_AFTER_SECONDS}s\"; the default is \"2m\""),
+            format!(
+                "write at least \"{}s\"; the default is \"2m\"",
+                MIN_REPLACE_DEAD_AFTER.as_secs()
+            ),
         );
     }
     if let Some(endpoint) = &etcd.endpoint {
@@ -363,9 +368,6 @@ fn check_etcd_endpoint(endpoint: &str, topology: Topology, check: &mut Checker<'
         );
     }
 }
-
-/// `etcd.replace_dead_after`'s floor: six beats of a second, twice over.
-const MIN_REPLACE_DEAD_AFTER_SECONDS: u64 = 12;
 
 /// Folders under /var that belong to the system, not to etcd.
 const SYSTEM_FOLDERS: [&str; 8] = [

@@ -9,6 +9,8 @@ mod snapshots;
 
 use std::path::Path;
 
+use kiln_node::renewal;
+
 use super::diagnostic::{Diagnostic, Severity};
 use super::locate::SourceMap;
 use super::model::{PkiSection, Profile};
@@ -84,8 +86,6 @@ pub fn validate(profile: &Profile, map: &SourceMap<'_>, base_dir: &Path) -> Vec<
 /// A hundred years: longer lives are typing errors, and past year 9999 an
 /// X.509 validity cannot even be written.
 const MAX_VALIDITY_DAYS: u32 = 36_500;
-/// Four looks of kiln-renew.timer at its shortest period (30 s).
-const MIN_RENEWAL_WINDOW: u64 = 120;
 
 fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
     for (field, days) in [
@@ -122,7 +122,7 @@ fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
         );
     }
     let window = pki.renew_before_seconds();
-    if window < MIN_RENEWAL_WINDOW && leaf >= 60 {
+    if window < renewal::MIN_WINDOW && leaf >= 60 {
         let field = if pki.renew_before.is_some() {
             "pki.renew_before"
         } else {
@@ -131,9 +131,11 @@ fn check_pki(pki: &PkiSection, check: &mut Checker<'_>) {
         check.error(
             field,
             format!(
-                "a renewal window of {window} s is shorter than {MIN_RENEWAL_WINDOW} s: nodes look at \
-                 their certificates every 30 s at the shortest, and a master needs three looks (its \
-                 request, an etcd node's signature, its install)"
+                "a renewal window of {window} s is shorter than {} s: nodes look at their \
+                 certificates every {} s at the shortest, and a master needs three looks (its \
+                 request, an etcd node's signature, its install)",
+                renewal::MIN_WINDOW,
+                renewal::SHORTEST_PERIOD
             ),
             "give renew_before at least \"2m\" (the default is a third of the leaf validity, so \
              leaf_validity = \"6m\" or more works alone)",
