@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::lease_lock::{self, HeldLock};
-use super::membership::{decide, Decision, Plan};
+use super::membership::{decide, Decision, Plan, WaitReason};
 use super::node::EtcdMember;
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
@@ -56,7 +56,7 @@ impl Silence {
 fn make_plan(node: &EtcdMember, budget: Duration) -> Result<(Plan, Vec<MemberInfo>)> {
     let me = node.as_member();
     let policy = node.policy();
-    let mut said = String::new();
+    let mut said: Option<WaitReason> = None;
     let mut saw_cluster = false;
     let mut silence = Silence::default();
     retry("an etcd cluster to answer", budget, || {
@@ -65,22 +65,19 @@ fn make_plan(node: &EtcdMember, budget: Duration) -> Result<(Plan, Vec<MemberInf
         let silent_long_enough = silence.long_enough(view.is_some(), Instant::now());
         let mut plan = decide(&me, view.as_ref(), &policy);
         if plan.decision == Decision::Bootstrap && !silent_long_enough && !node.nothing_listens() {
-            plan.decision = Decision::Wait(format!(
-                "no etcd member answers, and some peer does not refuse the connection either \
-                 (slow, unreachable or not up yet); {} bootstraps a new cluster once none has \
-                 answered for {}s",
-                me.name,
-                BOOTSTRAP_SILENCE.as_secs()
-            ));
+            plan.decision = Decision::Wait(WaitReason::BootstrapSilence {
+                me: me.name.to_owned(),
+                silence: BOOTSTRAP_SILENCE,
+            });
         }
         match plan.decision {
             Decision::Wait(reason) => {
                 // Once per new reason: the journal shows why the node waits.
-                if reason != said {
+                if said.as_ref() != Some(&reason) {
                     tracing::info!(reason = %reason, "waiting");
-                    said.clone_from(&reason);
+                    said = Some(reason.clone());
                 }
-                Attempt::Retry(reason)
+                Attempt::Retry(reason.to_string())
             }
             _ => Attempt::Done((plan, view.map(|v| v.members).unwrap_or_default())),
         }

@@ -3,6 +3,7 @@
 //! (never bootstrap alone, never a change that loses quorum, never past the
 //! desired size, never remove a member the cluster still sees).
 
+use std::fmt;
 use std::time::Duration;
 
 use kiln_node::etcd::client::MemberInfo;
@@ -53,7 +54,7 @@ pub enum Decision {
     },
     /// Nothing answers and we may not bootstrap, or the cluster is still
     /// forming: look again later.
-    Wait(String),
+    Wait(WaitReason),
     /// The cluster answers but cannot reach quorum: change nothing.
     QuorumLost { alive: usize, voting: usize },
     /// Another live member already uses our name or address.
@@ -77,6 +78,129 @@ impl Decision {
     }
 }
 
+/// Why a node changes nothing yet and looks again later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// A voter does not answer and the cluster has seen it dead for less
+    /// than the grace.
+    NotDeadLongEnough {
+        member: Box<MemberInfo>,
+        unseen: Duration,
+        grace: Duration,
+    },
+    /// A voter does not answer and no live member reports on it.
+    Unreported { member: Box<MemberInfo> },
+    /// The cluster is at its size with the members that answer or may come back.
+    AtSize {
+        staying: usize,
+        size: usize,
+        me: String,
+        grace: Duration,
+    },
+    /// No member answers and this node is not an initial member.
+    NotAnInitialMember,
+    /// A member with this node's name is alive to the cluster but does not
+    /// answer this node.
+    NameAliveElsewhere {
+        member: Box<MemberInfo>,
+        seen_within: Duration,
+        me: String,
+        grace: Duration,
+    },
+    /// Too few voters answer for a change, but unstarted ones may come up.
+    Forming { alive: usize, voting: usize },
+    /// No member answers, but some peer does not refuse the connection.
+    BootstrapSilence { me: String, silence: Duration },
+}
+
+/// `member NAME (id HEX, peer URLS)`, and the hex ID etcdctl takes.
+fn described(m: &MemberInfo) -> (String, String) {
+    let hex_id =
+        m.id.parse::<u64>()
+            .map_or_else(|_| m.id.clone(), |id| format!("{id:x}"));
+    let who = format!(
+        "member {} (id {hex_id}, peer {})",
+        m.name,
+        m.peer_urls.join(",")
+    );
+    (who, hex_id)
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitReason::NotDeadLongEnough {
+                member,
+                unseen,
+                grace,
+            } => write!(
+                f,
+                "{} does not answer; the cluster has not seen it for {}s, and it counts as dead \
+                 after etcd.replace_dead_after = {}s: nothing changes until then (or until it is \
+                 back), since etcd adds no member while a voting member is unreachable",
+                described(member).0,
+                unseen.as_secs(),
+                grace.as_secs()
+            ),
+            WaitReason::Unreported { member } => {
+                let (who, hex_id) = described(member);
+                write!(
+                    f,
+                    "{who} does not answer, and no live member reports how long it has been gone \
+                     (kiln-watch.service runs on every etcd member; check `journalctl -u \
+                     kiln-watch` on the live ones), so it is not counted dead; etcd adds no member \
+                     while a voting member is unreachable. Boot {}'s replacement with its name or \
+                     address (its agent removes the dead member), or remove it by hand: `etcdctl \
+                     member remove {hex_id}`",
+                    member.name
+                )
+            }
+            WaitReason::AtSize {
+                staying,
+                size,
+                me,
+                grace,
+            } => write!(
+                f,
+                "the cluster has {staying} members that answer or may come back, and etcd.size is \
+                 {size}: {me} takes no one's place (a member counts as dead after the cluster has \
+                 not seen it for etcd.replace_dead_after = {}s); raise etcd.size to grow the cluster",
+                grace.as_secs()
+            ),
+            WaitReason::NotAnInitialMember => {
+                f.write_str("no etcd member answers and this node is not an initial member")
+            }
+            WaitReason::NameAliveElsewhere {
+                member,
+                seen_within,
+                me,
+                grace,
+            } => write!(
+                f,
+                "member {} at {} is alive to the cluster (seen within the last {}s) but does not \
+                 answer this node: it died a moment ago, or two machines claim the name {me}; \
+                 waiting until the cluster has not seen it for etcd.replace_dead_after = {}s",
+                member.name,
+                member.peer_urls.join(","),
+                seen_within.as_secs(),
+                grace.as_secs()
+            ),
+            WaitReason::Forming { alive, voting } => write!(
+                f,
+                "the cluster is not ready for a membership change ({alive} of {voting} voting \
+                 members answer)"
+            ),
+            WaitReason::BootstrapSilence { me, silence } => write!(
+                f,
+                "no etcd member answers, and some peer does not refuse the connection either \
+                 (slow, unreachable or not up yet); {me} bootstraps a new cluster once none has \
+                 answered for {}s",
+                silence.as_secs()
+            ),
+        }
+    }
+}
+
 /// The decision and whether a stale data dir must be moved aside first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -97,37 +221,22 @@ enum Unreachable<'a> {
     /// The cluster sees it answer: only this node is cut off from it.
     SeenByCluster,
     /// Not (yet) dead long enough, or nobody can tell: blocks any change.
-    Blocking(String),
+    Blocking(WaitReason),
 }
 
 fn classify<'a>(view: &ClusterView, policy: &Policy, m: &'a MemberInfo) -> Unreachable<'a> {
     let grace = policy.replace_dead_after;
-    let hex_id =
-        m.id.parse::<u64>()
-            .map_or_else(|_| m.id.clone(), |id| format!("{id:x}"));
-    let who = format!(
-        "member {} (id {hex_id}, peer {})",
-        m.name,
-        m.peer_urls.join(",")
-    );
     match unseen_by_cluster(view, &m.id) {
         Some(unseen) if unseen >= grace => Unreachable::Dead(m),
         Some(unseen) if unseen <= policy.beat * 3 => Unreachable::SeenByCluster,
-        Some(unseen) => Unreachable::Blocking(format!(
-            "{who} does not answer; the cluster has not seen it for {}s, and it counts as dead \
-             after etcd.replace_dead_after = {}s: nothing changes until then (or until it is \
-             back), since etcd adds no member while a voting member is unreachable",
-            unseen.as_secs(),
-            grace.as_secs()
-        )),
-        None => Unreachable::Blocking(format!(
-            "{who} does not answer, and no live member reports how long it has been gone \
-             (kiln-watch.service runs on every etcd member; check `journalctl -u kiln-watch` on \
-             the live ones), so it is not counted dead; etcd adds no member while a voting \
-             member is unreachable. Boot {}'s replacement with its name or address (its agent \
-             removes the dead member), or remove it by hand: `etcdctl member remove {hex_id}`",
-            m.name
-        )),
+        Some(unseen) => Unreachable::Blocking(WaitReason::NotDeadLongEnough {
+            member: Box::new(m.clone()),
+            unseen,
+            grace,
+        }),
+        None => Unreachable::Blocking(WaitReason::Unreported {
+            member: Box::new(m.clone()),
+        }),
     }
 }
 
@@ -137,7 +246,7 @@ fn dead_voters(
     view: &ClusterView,
     policy: &Policy,
     except: Option<&str>,
-) -> Result<Vec<MemberInfo>, String> {
+) -> Result<Vec<MemberInfo>, WaitReason> {
     let mut dead = Vec::new();
     let unreachable = view.members.iter().filter(|m| {
         !m.is_learner
@@ -164,14 +273,12 @@ fn place(me: &Me, view: &ClusterView, policy: &Policy) -> Decision {
     };
     let staying = view.members.len() - dead.len();
     if staying >= policy.size {
-        return Decision::Wait(format!(
-            "the cluster has {staying} members that answer or may come back, and etcd.size is {}: \
-             {} takes no one's place (a member counts as dead after the cluster has not seen it \
-             for etcd.replace_dead_after = {}s); raise etcd.size to grow the cluster",
-            policy.size,
-            me.name,
-            policy.replace_dead_after.as_secs()
-        ));
+        return Decision::Wait(WaitReason::AtSize {
+            staying,
+            size: policy.size,
+            me: me.name.to_owned(),
+            grace: policy.replace_dead_after,
+        });
     }
     Decision::Join { remove: dead }
 }
@@ -189,7 +296,7 @@ pub fn decide(me: &Me, cluster: Option<&ClusterView>, policy: &Policy) -> Plan {
         } else if me.initial_member {
             Decision::Bootstrap
         } else {
-            Decision::Wait("no etcd member answers and this node is not an initial member".into())
+            Decision::Wait(WaitReason::NotAnInitialMember)
         });
     };
     let by_peer = view
@@ -221,16 +328,12 @@ pub fn decide(me: &Me, cluster: Option<&ClusterView>, policy: &Policy) -> Plan {
             if by_peer.is_none()
                 && matches!(classify(view, policy, m), Unreachable::SeenByCluster) =>
         {
-            Decision::Wait(format!(
-                "member {} at {} is alive to the cluster (seen within the last {}s) but does not \
-                 answer this node: it died a moment ago, or two machines claim the name {}; \
-                 waiting until the cluster has not seen it for etcd.replace_dead_after = {}s",
-                m.name,
-                m.peer_urls.join(","),
-                (policy.beat * 3).as_secs(),
-                me.name,
-                policy.replace_dead_after.as_secs()
-            ))
+            Decision::Wait(WaitReason::NameAliveElsewhere {
+                member: Box::new(m.clone()),
+                seen_within: policy.beat * 3,
+                me: me.name.to_owned(),
+                grace: policy.replace_dead_after,
+            })
         }
         Some(dead) => check_quorum(view, Some(dead)).unwrap_or_else(|| {
             match dead_voters(view, policy, Some(&dead.id)) {
@@ -262,10 +365,10 @@ fn check_quorum(view: &ClusterView, dead: Option<&MemberInfo>) -> Option<Decisio
     }
     // Members not started yet may still come up: a cluster that is forming.
     if alive + unstarted >= quorum(voting.len()) {
-        return Some(Decision::Wait(format!(
-            "the cluster is not ready for a membership change ({alive} of {} voting members answer)",
-            voting.len()
-        )));
+        return Some(Decision::Wait(WaitReason::Forming {
+            alive,
+            voting: voting.len(),
+        }));
     }
     Some(Decision::QuorumLost {
         alive,
@@ -457,7 +560,17 @@ mod tests {
         let Decision::Wait(why) = run(3, "etcd3", true, true, Some(&v)).decision else {
             panic!("a cluster at its size takes no one in");
         };
-        assert!(why.contains("etcd.size is 3"), "{why}");
+        assert!(
+            matches!(
+                why,
+                WaitReason::AtSize {
+                    staying: 3,
+                    size: 3,
+                    ..
+                }
+            ),
+            "{why}"
+        );
     }
 
     #[test]
@@ -467,15 +580,27 @@ mod tests {
         let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
             panic!("a member nobody reports on must block the add");
         };
-        assert!(reason.contains("member etcd2 (id 4d2"), "{reason}");
-        assert!(reason.contains("etcdctl member remove 4d2"), "{reason}");
+        assert!(
+            matches!(&reason, WaitReason::Unreported { member } if member.name == "etcd2"),
+            "{reason}"
+        );
+        let said = reason.to_string();
+        assert!(said.contains("member etcd2 (id 4d2"), "{said}");
+        assert!(said.contains("etcdctl member remove 4d2"), "{said}");
 
         report(&mut v, 1, &[(1234, 8)]);
         report(&mut v, 3, &[(1234, 9)]);
         let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
             panic!("dead for 8 s is not dead for 12 s");
         };
-        assert!(reason.contains("not seen it for 8s"), "{reason}");
+        assert!(
+            matches!(
+                &reason,
+                WaitReason::NotDeadLongEnough { member, unseen, .. }
+                    if member.name == "etcd2" && unseen.as_secs() == 8
+            ),
+            "{reason}"
+        );
 
         v.reports.clear();
         report(&mut v, 1, &[(1234, 13)]);
@@ -497,13 +622,16 @@ mod tests {
         let Decision::Wait(reason) = run(9, "etcd9", false, false, Some(&v)).decision else {
             panic!("etcd3 still sees etcd2");
         };
-        assert!(reason.contains("etcd.size is 3"), "{reason}");
+        assert!(
+            matches!(reason, WaitReason::AtSize { size: 3, .. }),
+            "{reason}"
+        );
         // Named after it: it just died, or a second machine claims etcd2.
         let Decision::Wait(reason) = run(9, "etcd2", false, false, Some(&v)).decision else {
             panic!("the cluster still sees etcd2");
         };
         assert!(
-            reason.contains("member etcd2 at") && reason.contains("is alive"),
+            matches!(&reason, WaitReason::NameAliveElsewhere { member, .. } if member.name == "etcd2"),
             "{reason}"
         );
         // A live voter that has not reported yet: nobody can tell.
@@ -559,7 +687,7 @@ mod tests {
         }
         assert!(matches!(
             run_at(5, 2, "etcd2", true, false, Some(&v)).decision,
-            Decision::Wait(why) if why.contains("member etcd3")
+            Decision::Wait(WaitReason::NotDeadLongEnough { member, .. }) if member.name == "etcd3"
         ));
     }
 
