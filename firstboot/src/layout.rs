@@ -1,5 +1,6 @@
 //! Where kiln puts things on a node: one definition shared by builder and agent.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// The node configuration, identical on every node of a role.
@@ -196,15 +197,47 @@ pub const KILN_OWNED: [&str; 8] = [
 /// are named `*-kiln*.conf`.
 pub const KILN_UNIT_PREFIX: &str = "kiln-";
 
-/// The entry of [`KILN_OWNED`] that `path` (absolute, normalized) falls
-/// under, if any.
+/// Links every base kiln builds on has, `(link, target)`: Debian's merged
+/// /usr and /run's old names. Ignition, tar and the agent follow them, so a
+/// write to `/bin/x` lands on `/usr/bin/x`.
+pub const BASE_LINKS: [(&str, &str); 8] = [
+    ("/bin", "/usr/bin"),
+    ("/sbin", "/usr/sbin"),
+    ("/lib", "/usr/lib"),
+    ("/lib32", "/usr/lib32"),
+    ("/lib64", "/usr/lib64"),
+    ("/libx32", "/usr/libx32"),
+    ("/var/run", "/run"),
+    ("/var/lock", "/run/lock"),
+];
+
+/// Whether `path` is `folder` or below it (both absolute, without a
+/// trailing `/`).
+pub fn is_within(path: &str, folder: &str) -> bool {
+    path.strip_prefix(folder)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The path a write to `path` (absolute, clean) lands on, and the entry of
+/// [`BASE_LINKS`] it went through, if any.
+pub fn resolve_base_links(path: &str) -> (Cow<'_, str>, Option<(&'static str, &'static str)>) {
+    match BASE_LINKS.iter().find(|(link, _)| is_within(path, link)) {
+        Some(&(link, target)) => (
+            Cow::Owned(format!("{target}{}", &path[link.len()..])),
+            Some((link, target)),
+        ),
+        None => (Cow::Borrowed(path), None),
+    }
+}
+
+/// The entry of [`KILN_OWNED`] that `path` (absolute, clean) falls under,
+/// if any, after following [`BASE_LINKS`].
 pub fn kiln_owner(path: &str) -> Option<&'static str> {
-    KILN_OWNED.iter().copied().find(|owned| {
-        path == *owned
-            || path
-                .strip_prefix(owned)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
+    let (path, _) = resolve_base_links(path);
+    KILN_OWNED
+        .iter()
+        .copied()
+        .find(|owned| is_within(&path, owned))
 }
 
 /// Joins an absolute node path under `root` (the agent's `--root`, `/` on a node).
@@ -238,6 +271,28 @@ mod tests {
         ] {
             assert_eq!(kiln_owner(free), None, "{free}");
         }
+    }
+
+    #[test]
+    fn links_of_the_base_lead_to_the_owned_paths() {
+        for (alias, real) in [
+            ("/bin/kiln-firstboot", AGENT_BINARY),
+            ("/var/run/kiln/x", "/run/kiln/x"),
+            ("/var/lock/x", "/run/lock/x"),
+            ("/lib64", "/usr/lib64"),
+            ("/sbin/x", "/usr/sbin/x"),
+        ] {
+            assert_eq!(resolve_base_links(alias).0, real, "{alias}");
+        }
+        assert_eq!(kiln_owner("/bin/kiln-firstboot"), Some(AGENT_BINARY));
+        assert_eq!(kiln_owner("/var/run/kiln/status.json"), Some("/run/kiln"));
+        for unchanged in ["/binx/y", "/var/runner/kiln", "/usr/bin/x", "/etc/motd"] {
+            assert_eq!(
+                resolve_base_links(unchanged),
+                (Cow::Borrowed(unchanged), None)
+            );
+        }
+        assert_eq!(kiln_owner("/var/runner/kiln/x"), None);
     }
 
     #[test]

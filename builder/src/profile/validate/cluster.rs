@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use kiln_firstboot::layout::kiln_owner;
+use kiln_firstboot::layout::{kiln_owner, resolve_base_links};
 use kiln_firstboot::node_config::Topology;
 
 use super::images::is_clean_absolute;
@@ -378,8 +378,6 @@ const SYSTEM_FOLDERS: [&str; 8] = [
     "/var/lib/apt",
     "/var/lib/systemd",
 ];
-/// Links to folders of /run on Debian, a tmpfs emptied at every boot.
-const RUN_LINKS: [&str; 2] = ["/var/run", "/var/lock"];
 
 /// The agent creates data_dir and chowns it to the etcd user (and moves a
 /// stale one aside), so data_dir must be a folder of etcd's own: clean,
@@ -427,7 +425,8 @@ fn check_data_dir(data_dir: &Path, check: &mut Checker<'_>) {
             },
             own_folder,
         )
-    } else if let Some(link) = RUN_LINKS.iter().find(|link| below(link)) {
+    } else if let (_, Some((link, _))) = resolve_base_links(&path) {
+        // Below /var only /var/run and /var/lock are links, both into /run.
         (
             format!("data_dir {path} is under {link}, a link into /run: a tmpfs emptied at every boot, so etcd would lose its data"),
             own_folder,

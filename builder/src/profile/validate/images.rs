@@ -7,7 +7,7 @@ use std::path::Component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln_firstboot::layout::{kiln_owner, KILN_UNIT_PREFIX};
+use kiln_firstboot::layout::{kiln_owner, resolve_base_links, KILN_UNIT_PREFIX};
 
 use super::Checker;
 use crate::profile::model::{
@@ -297,15 +297,20 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
              like \"/etc/motd\" (Ignition refuses any other form)",
         );
     } else if let Some(owner) = kiln_owner(&file.path) {
+        let (real, link) = resolve_base_links(&file.path);
+        let whose = if real == owner {
+            "kiln's own on every node".to_owned()
+        } else {
+            format!("under {owner}, which kiln owns on every node")
+        };
         check.error(
             format!("{at}.path"),
-            if owner == file.path {
-                format!("{owner} is kiln's own on every node")
-            } else {
-                format!(
-                    "{} is under {owner}, which kiln owns on every node",
+            match link {
+                None => format!("{real} is {whose}"),
+                Some((link, target)) => format!(
+                    "{} is {real} ({link} links to {target} in the base), {whose}",
                     file.path
-                )
+                ),
             },
             "put the file elsewhere: kiln's configuration, agent, state and PKI cannot be \
              replaced by a profile",
