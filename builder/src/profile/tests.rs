@@ -521,6 +521,7 @@ fn the_data_dir_is_a_folder_of_etcds_own_under_var() {
         ("/var//lib/etcd", "not a clean absolute path"),
         ("/var/lib/./etcd", "not a clean absolute path"),
         ("/var/lib/../../etc", "not a clean absolute path"),
+        ("/var/lib/et\\u0000cd", "not a clean absolute path"),
         ("var/lib/etcd", "not an absolute path"),
         ("", "not an absolute path"),
         ("/var/lib", "is a system folder"),

@@ -274,14 +274,16 @@ pub fn is_package_name(package: &str) -> bool {
 
 /// An absolute path in the form Ignition requires (its validation refuses
 /// paths that `path.Clean` would change): `/` then non-empty components
-/// other than `.` and `..`, no trailing `/`.
+/// other than `.` and `..`, no trailing `/`; and no NUL byte, which no
+/// Linux path holds.
 pub fn is_clean_absolute(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..")
-    })
+    !path.contains('\0')
+        && path.strip_prefix('/').is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..")
+        })
 }
 
 /// Files above this size need `large = true`: they are copied into every
@@ -289,7 +291,17 @@ pub fn is_clean_absolute(path: &str) -> bool {
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
 fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
-    if !is_clean_absolute(&file.path) {
+    if file.path.contains('\0') {
+        check.error(
+            format!("{at}.path"),
+            format!(
+                "{:?} holds a NUL byte, which no Linux path may hold: the system calls that \
+                 write the file end the path there",
+                file.path
+            ),
+            "remove the \\u0000 from the path, like path = \"/etc/motd\"",
+        );
+    } else if !is_clean_absolute(&file.path) {
         check.error(
             format!("{at}.path"),
             format!("{:?} is not a clean absolute file path", file.path),
