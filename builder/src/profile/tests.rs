@@ -603,3 +603,34 @@ fn warn_profile_fixtures_load_with_their_expected_warnings() {
         }
     }
 }
+
+#[test]
+fn extra_files_stay_out_of_the_read_only_os() {
+    let with = |path: &str| {
+        BASE.to_owned()
+            + &format!(
+                "\n[[images.etcd.files]]\npath = \"{path}\"\ncontents = {{ inline = \"x\" }}\n"
+            )
+    };
+    for good in [
+        "/etc/motd",
+        "/var/lib/site/x",
+        "/usr/local/bin/site",
+        "/opt/site/x",
+        "/usrx",
+    ] {
+        assert!(warnings_of(&with(good)).is_empty(), "{good}");
+    }
+    for bad in [
+        "/usr",
+        "/usr/share/x",
+        "/bin/site",
+        "/lib64/x",
+        "/usr/localx",
+    ] {
+        let d = errors_of(&with(bad));
+        let e = find(&d, "images.etcd.files[0].path");
+        assert!(e.message.contains("is under /usr"), "{bad}: {e}");
+        assert!(e.hint.contains("images.etcd.packages"), "{bad}: {e}");
+    }
+}

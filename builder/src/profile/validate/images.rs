@@ -7,9 +7,10 @@ use std::path::Component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln_firstboot::layout::{kiln_owner, resolve_base_links, KILN_UNIT_PREFIX};
+use kiln_firstboot::layout::{is_within, kiln_owner, resolve_base_links, KILN_UNIT_PREFIX};
 
 use super::Checker;
+use crate::image::kept_in_var;
 use crate::profile::model::{
     BaseImage, EtcdRelease, ExtraFile, ExtraUnit, ImagesSection, OutputFormat, RoleImage,
 };
@@ -239,7 +240,7 @@ fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
     let mut paths = HashSet::new();
     for (j, file) in image.files.iter().enumerate() {
         let at = format!("{field}.files[{j}]");
-        check_file(&at, file, check);
+        check_file(field, &at, file, check);
         if !paths.insert(file.path.trim_end_matches('/')) {
             check.error(
                 format!("{at}.path"),
@@ -290,7 +291,13 @@ pub fn is_clean_absolute(path: &str) -> bool {
 /// Ignition config and image of the role.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
+/// `field` is the role's table (`images.worker`), `at` the file's.
+fn check_file(field: &str, at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
+    let (real, link) = resolve_base_links(&file.path);
+    // " (/bin links to /usr/bin in the base)" when the path went through one.
+    let through = link.map_or(String::new(), |(link, target)| {
+        format!(" ({link} links to {target} in the base)")
+    });
     if file.path.contains('\0') {
         check.error(
             format!("{at}.path"),
@@ -309,7 +316,6 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
              like \"/etc/motd\" (Ignition refuses any other form)",
         );
     } else if let Some(owner) = kiln_owner(&file.path) {
-        let (real, link) = resolve_base_links(&file.path);
         let whose = if real == owner {
             "kiln's own on every node".to_owned()
         } else {
@@ -319,13 +325,24 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
             format!("{at}.path"),
             match link {
                 None => format!("{real} is {whose}"),
-                Some((link, target)) => format!(
-                    "{} is {real} ({link} links to {target} in the base), {whose}",
-                    file.path
-                ),
+                Some(_) => format!("{} is {real}{through}, {whose}", file.path),
             },
             "put the file elsewhere: kiln's configuration, agent, state and PKI cannot be \
              replaced by a profile",
+        );
+    } else if is_within(&real, "/usr") && !kept_in_var(&real) {
+        check.error(
+            format!("{at}.path"),
+            format!(
+                "{} is under /usr{through}: kiln's disks hold the OS in a read-only, verified \
+                 partition, so Ignition cannot write the file at first boot",
+                file.path
+            ),
+            format!(
+                "put the file under /etc or /var (or /usr/local, a link into /var); to ship it \
+                 with the OS, install it from a Debian package ({field}.packages) or a base of \
+                 your own ({field}.base)"
+            ),
         );
     }
     let size = match (&file.contents.inline, &file.contents.local) {
