@@ -622,7 +622,7 @@ fn extra_files_stay_out_of_the_read_only_os() {
         assert!(warnings_of(&with(good)).is_empty(), "{good}");
     }
     for bad in [
-        "/usr",
+        "/usr/share",
         "/usr/share/x",
         "/bin/site",
         "/lib64/x",
@@ -632,5 +632,76 @@ fn extra_files_stay_out_of_the_read_only_os() {
         let e = find(&d, "images.etcd.files[0].path");
         assert!(e.message.contains("is under /usr"), "{bad}: {e}");
         assert!(e.hint.contains("images.etcd.packages"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn extra_files_stay_out_of_kilns_units_and_systemds_unit_folders() {
+    let with = |path: &str| {
+        BASE.to_owned()
+            + &format!(
+                "\n[[images.etcd.files]]\npath = \"{path}\"\ncontents = {{ inline = \"x\" }}\n"
+            )
+    };
+    for (bad, words) in [
+        (
+            "/etc/systemd/system/kiln-firstboot.service",
+            "kiln's unit kiln-firstboot.service",
+        ),
+        (
+            "/etc/systemd/system/timers.target.wants/kiln-renew.timer",
+            "enabled through",
+        ),
+        (
+            "/etc/systemd/system/etcd.service.d/05-kiln-gate.conf",
+            "kiln's drop-in",
+        ),
+        (
+            "/etc/systemd/system/etcd.service.d/10-kiln.conf",
+            "kiln's drop-in",
+        ),
+        (
+            "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+            "kiln's drop-in",
+        ),
+        (
+            "/etc/systemd/system/site.service",
+            "a folder of systemd's units",
+        ),
+        (
+            "/etc/systemd/system/site.service.d/50-site.conf",
+            "a folder of systemd's units",
+        ),
+        (
+            "/lib/systemd/system/site.service",
+            "is in /usr/lib/systemd/system",
+        ),
+        (
+            "/usr/lib/systemd/system/site.service.d/x.conf",
+            "a folder of systemd's units",
+        ),
+        (
+            "/run/systemd/system/site.service",
+            "a folder of systemd's units",
+        ),
+        (
+            "/usr/local/lib/systemd/system/site.service",
+            "a folder of systemd's units",
+        ),
+        ("/etc/systemd", "holds /etc/systemd/system"),
+        ("/etc", "holds /etc/kiln"),
+        ("/usr", "holds /usr/"),
+        ("/etc/default/kubelet", "kiln's own"),
+        ("/usr/lib/kiln/embedded.ign", "under /usr/lib/kiln"),
+    ] {
+        let d = errors_of(&with(bad));
+        let e = find(&d, "images.etcd.files[0].path");
+        assert!(e.message.contains(words), "{bad}: {e}");
+    }
+    for good in [
+        "/etc/systemd/network/50-site.network",
+        "/etc/systemd/journald.conf.d/x.conf",
+    ] {
+        assert!(warnings_of(&with(good)).is_empty(), "{good}");
     }
 }

@@ -7,7 +7,10 @@ use std::path::Component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln_firstboot::layout::{is_within, kiln_owner, resolve_base_links, KILN_UNIT_PREFIX};
+use kiln_firstboot::layout::{
+    is_kiln_drop_in, is_kiln_unit, is_within, kiln_owner, resolve_base_links, KILN_OWNED,
+    KILN_UNIT_PREFIX, UNIT_DIRS,
+};
 
 use super::Checker;
 use crate::image::kept_in_var;
@@ -330,6 +333,21 @@ fn check_file(field: &str, at: &str, file: &ExtraFile, check: &mut Checker<'_>) 
             "put the file elsewhere: kiln's configuration, agent, state and PKI cannot be \
              replaced by a profile",
         );
+    } else if let Some(owned) = KILN_OWNED.iter().find(|owned| is_within(owned, &real)) {
+        check.error(
+            format!("{at}.path"),
+            format!(
+                "{}{through} holds {owned}, which kiln owns on every node: a file there would \
+                 replace the folder",
+                file.path
+            ),
+            "put the file elsewhere, like \"/etc/motd\"",
+        );
+    } else if let Some(dir) = UNIT_DIRS
+        .iter()
+        .find(|dir| is_within(&real, dir) || is_within(dir, &real))
+    {
+        check_unit_path(field, at, &file.path, (&real, &through), dir, check);
     } else if is_within(&real, "/usr") && !kept_in_var(&real) {
         check.error(
             format!("{at}.path"),
@@ -389,6 +407,72 @@ fn check_file(field: &str, at: &str, file: &ExtraFile, check: &mut Checker<'_>) 
     }
 }
 
+/// An extra file at `path` (`real` once the base's links are followed)
+/// that is, holds or is inside systemd's unit folder `dir`. The build
+/// refuses a file at the path of a unit (or a parent where a unit needs a
+/// folder) only late, and a file beside them bypasses `units`.
+fn check_unit_path(
+    field: &str,
+    at: &str,
+    path: &str,
+    (real, through): (&str, &str),
+    dir: &str,
+    check: &mut Checker<'_>,
+) {
+    let (message, hint) = if !is_within(real, dir) {
+        (
+            format!(
+                "{path}{through} holds {dir}, a folder of systemd's units: a file there would \
+                 replace it"
+            ),
+            "put the file elsewhere, like \"/etc/motd\"".to_owned(),
+        )
+    } else if let Some(what) = kilns_unit_file(real, dir) {
+        (
+            format!("{path}{through} is kiln's {what}, which a profile cannot replace"),
+            format!(
+                "add a unit or drop-in of your own in [[{field}.units]] instead, under a name \
+                 without \"kiln\", like name = \"site.service\" or a drop-in \"50-site.conf\""
+            ),
+        )
+    } else {
+        (
+            format!(
+                "{path}{through} is in {dir}, a folder of systemd's units: units and drop-ins \
+                 belong in the profile's units, and a file there fails the build where it \
+                 meets one of kiln's"
+            ),
+            format!(
+                "declare it in [[{field}.units]]: name = \"site.service\" with contents (the \
+                 unit file), enabled, and dropins = [{{ name = \"50-site.conf\", contents = \
+                 \"...\" }}] for drop-ins"
+            ),
+        )
+    };
+    check.error(format!("{at}.path"), message, hint);
+}
+
+/// What of kiln's a path in the unit folder `dir` is: one of its units, an
+/// enablement link to one, or one of its drop-ins.
+fn kilns_unit_file(path: &str, dir: &str) -> Option<String> {
+    let rel = path[dir.len()..].trim_start_matches('/');
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts[..] {
+        [unit] if is_kiln_unit(unit) => Some(format!("unit {unit}")),
+        [folder, name] => {
+            if let Some(unit) = folder.strip_suffix(".d") {
+                is_kiln_drop_in(unit, name).then(|| format!("drop-in {name} of {unit}"))
+            } else {
+                let links = [".wants", ".requires", ".upholds"];
+                let target = links.iter().find_map(|s| folder.strip_suffix(s));
+                (target.is_some() && is_kiln_unit(name))
+                    .then(|| format!("unit {name}, enabled through {folder}"))
+            }
+        }
+        _ => None,
+    }
+}
+
 /// A `local` source stays inside the profile's folder, as Butane's
 /// `--files-dir` does: relative, no `..` out of it, no link leading out.
 /// Returns the file's size when it is there.
@@ -430,7 +514,7 @@ fn check_local_source(at: &str, local: &Path, check: &mut Checker<'_>) -> Option
 }
 
 fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
-    if unit.name.starts_with(KILN_UNIT_PREFIX) {
+    if is_kiln_unit(&unit.name) {
         check.error(
             format!("{at}.name"),
             format!("unit names starting with {KILN_UNIT_PREFIX:?} are kiln's own"),
