@@ -705,3 +705,38 @@ fn extra_files_stay_out_of_kilns_units_and_systemds_unit_folders() {
         assert!(warnings_of(&with(good)).is_empty(), "{good}");
     }
 }
+
+#[test]
+fn units_keep_off_kilns_units_drop_ins_and_masks() {
+    let unit = |role: &str, entry: &str| {
+        with_control_plane("", "") + &format!("\n[[images.{role}.units]]\n{entry}\n")
+    };
+    let swap = "name = \"swap.target\"\ncontents = \"[Unit]\\n\"";
+    for role in ["master", "worker"] {
+        let d = errors_of(&unit(role, swap));
+        let e = find(&d, &format!("images.{role}.units[0].name"));
+        assert!(e.message.contains("kiln masks swap.target"), "{e}");
+    }
+    assert!(
+        warnings_of(&unit("etcd", swap)).is_empty(),
+        "etcd nodes mask nothing"
+    );
+    for (name, dropin, words) in [
+        (
+            "kubelet.service",
+            "10-kubeadm.conf",
+            "has a drop-in 10-kubeadm.conf",
+        ),
+        ("etcd.service", "10-kiln.conf", "named *kiln*"),
+        ("etcd.service", "05-kiln-gate.conf", "named *kiln*"),
+    ] {
+        let entry = format!(
+            "name = \"{name}\"\ndropins = [{{ name = \"{dropin}\", contents = \"[Service]\\n\" }}]"
+        );
+        let d = errors_of(&unit("worker", &entry));
+        let e = find(&d, "images.worker.units[0].dropins[0].name");
+        assert!(e.message.contains(words), "{name} {dropin}: {e}");
+    }
+    let own = "name = \"kubelet.service\"\ndropins = [{ name = \"50-site.conf\", contents = \"[Service]\\n\" }]";
+    assert!(warnings_of(&unit("worker", own)).is_empty());
+}

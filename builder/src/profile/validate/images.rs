@@ -7,10 +7,12 @@ use std::path::Component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use kiln_firstboot::layout::kube::MASKED_UNITS;
 use kiln_firstboot::layout::{
     is_kiln_drop_in, is_kiln_unit, is_within, kiln_owner, resolve_base_links, KILN_OWNED,
     KILN_UNIT_PREFIX, UNIT_DIRS,
 };
+use kiln_firstboot::node_config::Role;
 
 use super::Checker;
 use crate::image::kept_in_var;
@@ -63,12 +65,8 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
             "add \"raw\" or \"qcow2\" to images.formats, or remove images.embed_config",
         );
     }
-    for (role, image) in [
-        ("etcd", &images.etcd),
-        ("master", &images.master),
-        ("worker", &images.worker),
-    ] {
-        check_role(&format!("images.{role}"), image, check);
+    for role in [Role::Etcd, Role::Master, Role::Worker] {
+        check_role(role, images.role(role), check);
     }
     check_etcd_source(images, check);
 }
@@ -220,7 +218,8 @@ fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
     }
 }
 
-fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
+fn check_role(role: Role, image: &RoleImage, check: &mut Checker<'_>) {
+    let field = &format!("images.{role}");
     if let Some(base) = &image.base {
         let resolved = check.base_dir.join(base);
         if !resolved.exists() {
@@ -255,7 +254,7 @@ fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
     let mut units = HashSet::new();
     for (j, unit) in image.units.iter().enumerate() {
         let at = format!("{field}.units[{j}]");
-        check_unit(&at, unit, check);
+        check_unit(role, &at, unit, check);
         if !units.insert(unit.name.as_str()) {
             check.error(
                 format!("{at}.name"),
@@ -513,12 +512,22 @@ fn check_local_source(at: &str, local: &Path, check: &mut Checker<'_>) -> Option
     }
 }
 
-fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
+fn check_unit(role: Role, at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
     if is_kiln_unit(&unit.name) {
         check.error(
             format!("{at}.name"),
             format!("unit names starting with {KILN_UNIT_PREFIX:?} are kiln's own"),
             "name the unit differently, like \"site-report.service\"",
+        );
+    } else if role != Role::Etcd && MASKED_UNITS.contains(&unit.name.as_str()) {
+        check.error(
+            format!("{at}.name"),
+            format!(
+                "kiln masks {} on masters and workers (a link to /dev/null: kubelet refuses to \
+                 run with swap on), and this entry would replace the mask",
+                unit.name
+            ),
+            "remove the entry: swap stays off on masters and workers",
         );
     }
     let stem = UNIT_SUFFIXES.iter().find_map(|s| unit.name.strip_suffix(s));
@@ -557,6 +566,16 @@ fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
                     dropin.name
                 ),
                 "name it without \"kiln\", like \"50-site.conf\"",
+            );
+        } else if is_kiln_drop_in(&unit.name, &dropin.name) {
+            check.error(
+                field,
+                format!(
+                    "{} has a drop-in {} on kiln's nodes already, which this one would replace",
+                    unit.name, dropin.name
+                ),
+                "name it differently, like \"50-site.conf\": a later name overrides single \
+                 settings and keeps kiln's drop-in",
             );
         } else if !names.insert(dropin.name.as_str()) {
             check.error(
