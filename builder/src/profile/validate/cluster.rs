@@ -10,7 +10,9 @@ use kiln_firstboot::layout::{kiln_owner, resolve_base_links};
 use kiln_firstboot::node_config::Topology;
 
 use super::images::is_clean_absolute;
-use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};
+use super::{
+    is_dns_label, is_dns_name, is_interface_name, Checker, DNS_LABEL_RULE, INTERFACE_RULE,
+};
 use crate::profile::model::{ClusterSection, ControlPlaneSection, EtcdSection, Profile};
 use crate::profile::types::{Cidr, KubeVersion};
 use crate::profile::versions;
@@ -454,14 +456,11 @@ fn check_control_plane(cp: &ControlPlaneSection, check: &mut Checker<'_>) {
     }
     if let Some(vip) = &cp.vip {
         let name = &vip.interface;
-        if name.is_empty()
-            || name.len() > 15
-            || name.contains(|c: char| c == '/' || c.is_whitespace())
-        {
+        if !is_interface_name(name) {
             check.error(
                 "control_plane.vip.interface",
                 format!("{name:?} is not a network interface name"),
-                "use the interface the VIP lives on, like interface = \"eth0\" (1-15 characters, no '/' or spaces)",
+                format!("use the interface the VIP lives on, like interface = \"eth0\" ({INTERFACE_RULE})"),
             );
         }
     }
