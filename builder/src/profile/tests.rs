@@ -239,10 +239,17 @@ fn the_version_table_decides_errors_and_warnings() {
 
 #[test]
 fn subnets_follow_kubeadms_size_rules() {
+    // An IPv6 subnet comes with an IPv6 one of the other kind: kiln's
+    // clusters are single-stack.
     let with = |field: &str, net: &str| {
+        let other = match (field, net.contains(':')) {
+            ("service_subnet", true) => "\npod_subnet = \"fd00:244::/56\"",
+            ("pod_subnet", true) => "\nservice_subnet = \"fd00:96::/108\"",
+            _ => "",
+        };
         BASE.replace(
             "node_subnets = [\"10.77.0.0/24\"]",
-            &format!("node_subnets = [\"10.77.0.0/24\"]\n{field} = \"{net}\""),
+            &format!("node_subnets = [\"10.77.0.0/24\"]\n{field} = \"{net}\"{other}"),
         )
     };
     // Both ends of each rule: the last accepted and the first refused.
@@ -739,4 +746,49 @@ fn units_keep_off_kilns_units_drop_ins_and_masks() {
     }
     let own = "name = \"kubelet.service\"\ndropins = [{ name = \"50-site.conf\", contents = \"[Service]\\n\" }]";
     assert!(warnings_of(&unit("worker", own)).is_empty());
+}
+
+#[test]
+fn pods_services_and_masters_share_one_address_family() {
+    let v6 = |subnets: &str| {
+        with_control_plane("", "")
+            .replace("10.77.0.0/24", "fd00:77::/64")
+            .replace("10.77.0.11", "fd00:77::11")
+            .replace("10.77.0.21:6443", "[fd00:77::21]:6443")
+            .replace("10.77.0.21", "fd00:77::21")
+            .replace(
+                "node_subnets = [\"fd00:77::/64\"]",
+                &format!("node_subnets = [\"fd00:77::/64\"]\n{subnets}"),
+            )
+    };
+    let d = errors_of(&v6(""));
+    for field in ["cluster.pod_subnet", "cluster.service_subnet"] {
+        let e = find(&d, field);
+        assert!(e.message.contains("(the default) is IPv4"), "{e}");
+        assert!(e.message.contains("fd00:77::21 is IPv6"), "{e}");
+        assert!(e.hint.contains("fd00:10:244::/56"), "{e}");
+    }
+    let both = "pod_subnet = \"fd00:10:244::/56\"\nservice_subnet = \"fd00:10:96::/108\"";
+    assert!(warnings_of(&v6(both)).is_empty());
+    let mixed = "pod_subnet = \"fd00:10:244::/56\"\nservice_subnet = \"10.96.0.0/12\"";
+    let d = errors_of(&v6(mixed));
+    assert!(find(&d, "cluster.service_subnet")
+        .message
+        .contains("is IPv4"));
+    assert!(!d.iter().any(|e| e.field == "cluster.pod_subnet"), "{d:#?}");
+    // Without masters the pod subnet is the reference.
+    let etcd_only = BASE.replace(
+        "node_subnets = [\"10.77.0.0/24\"]",
+        "node_subnets = [\"10.77.0.0/24\"]\nservice_subnet = \"fd00:10:96::/108\"",
+    );
+    let d = errors_of(&etcd_only);
+    let e = find(&d, "cluster.service_subnet");
+    assert!(
+        e.message.contains("pod subnet 10.244.0.0/16 is IPv4"),
+        "{e}"
+    );
+    let v6_etcd = BASE
+        .replace("10.77.0.0/24", "fd00:77::/64")
+        .replace("10.77.0.11", "fd00:77::11");
+    assert!(warnings_of(&v6_etcd).is_empty(), "etcd alone runs no pods");
 }

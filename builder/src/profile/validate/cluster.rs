@@ -32,6 +32,7 @@ const NODE_MASK_V6: u8 = 64;
 
 pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     check_cluster(&profile.cluster, check);
+    check_address_families(profile, check);
     check_etcd(profile, check);
     if let Some(cp) = &profile.control_plane {
         check_control_plane(cp, check);
@@ -115,6 +116,74 @@ fn check_cluster(cluster: &ClusterSection, check: &mut Checker<'_>) {
     }
     check_service_subnet(cluster.service_subnet, check);
     check_pod_subnet(cluster.pod_subnet, check);
+}
+
+/// "IPv4" or "IPv6".
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// kiln builds single-stack clusters: one pod subnet, one service subnet,
+/// one node-ip per node (the agent's kubeadm config and kubelet flags).
+/// kubeadm reads dual-stack only as two CIDRs of different families within
+/// podSubnet or serviceSubnet, and checks each field alone
+/// (ValidateIPNetFromString in
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go); a pod subnet of
+/// one family beside a service subnet or node addresses of the other passes
+/// kubeadm and leaves a cluster whose API server (advertised on the node
+/// address, served on the service subnet's first address), kube-proxy and
+/// pod network disagree. So both subnets must be of the masters' family:
+/// an IPv6 cluster must set them, the defaults are IPv4.
+fn check_address_families(profile: &Profile, check: &mut Checker<'_>) {
+    let cluster = &profile.cluster;
+    let master = (profile.control_plane.as_ref()).and_then(|cp| cp.masters.first());
+    let reference = master.map_or(cluster.pod_subnet.addr, |m| m.ip);
+    let ipv6 = reference.is_ipv6();
+    let hint = format!(
+        "set both subnets to {} ranges in [cluster], like {}",
+        family(reference),
+        if ipv6 {
+            "pod_subnet = \"fd00:10:244::/56\" and service_subnet = \"fd00:10:96::/108\""
+        } else {
+            "pod_subnet = \"10.244.0.0/16\" and service_subnet = \"10.96.0.0/12\""
+        }
+    );
+    let single_stack =
+        "kiln builds single-stack clusters, not dual-stack: nodes, pods and services \
+                        share one address family";
+    for (field, what, net) in [
+        ("cluster.pod_subnet", "pod", cluster.pod_subnet),
+        ("cluster.service_subnet", "service", cluster.service_subnet),
+    ] {
+        if net.addr.is_ipv6() == ipv6 {
+            continue;
+        }
+        let default = if check.is_written(field) {
+            ""
+        } else {
+            " (the default)"
+        };
+        let message = match master {
+            Some(m) => format!(
+                "{what} subnet {net}{default} is {}, but control_plane.masters[0].ip {} is {}: \
+                 {single_stack}",
+                family(net.addr),
+                m.ip,
+                family(m.ip)
+            ),
+            None => format!(
+                "{what} subnet {net} is {} and pod subnet {} is {}: {single_stack}",
+                family(net.addr),
+                cluster.pod_subnet,
+                family(cluster.pod_subnet.addr)
+            ),
+        };
+        check.error(field, message, hint.clone());
+    }
 }
 
 /// The version table decides: a supported minor passes, an older known one
