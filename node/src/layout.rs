@@ -1,5 +1,6 @@
 //! Where kiln puts things on a node: one definition shared by builder and agent.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 /// The node configuration, identical on every node of a role.
@@ -63,10 +64,17 @@ pub mod pki {
 pub mod etcd {
     use std::path::{Path, PathBuf};
 
+    /// Debian's unit of etcd, and kiln's when it installs a release.
+    pub const UNIT: &str = "etcd.service";
     /// etcd's settings, read by the unit through the drop-in.
     pub const ENV_FILE: &str = "/etc/kiln/etcd.env";
+    /// The name of [`DROP_IN`].
+    pub const DROP_IN_NAME: &str = "10-kiln.conf";
     /// Replaces the unit's `EnvironmentFile=-/etc/default/etcd` with [`ENV_FILE`].
     pub const DROP_IN: &str = "/etc/systemd/system/etcd.service.d/10-kiln.conf";
+    /// The etcd image's drop-in that keeps etcd.service from starting
+    /// before the agent configured it.
+    pub const GATE_DROP_IN: &str = "05-kiln-gate.conf";
     /// Where the node's etcd certificates are installed, readable by user etcd.
     pub const CERT_DIR: &str = "/etc/etcd/pki";
     /// The etcd CA's certificate in [`CERT_DIR`].
@@ -127,6 +135,13 @@ pub mod kube {
     pub const KUBEADM_JOIN_CONFIG: &str = "/etc/kiln/kubeadm/join.yaml";
     /// kubelet's per-node flags (node-ip), read by kubeadm's kubelet drop-in.
     pub const KUBELET_DEFAULTS: &str = "/etc/default/kubelet";
+    pub const KUBELET_UNIT: &str = "kubelet.service";
+    /// kubeadm's drop-in of [`KUBELET_UNIT`], as the Kubernetes packages
+    /// ship it and kiln installs it with `images.kubernetes.binaries`.
+    pub const KUBEADM_DROP_IN: &str = "10-kubeadm.conf";
+    /// Units masked (linked to /dev/null) on masters and workers: kubelet
+    /// refuses to run with swap on.
+    pub const MASKED_UNITS: [&str; 1] = ["swap.target"];
     /// The cluster CA certificate where kubeadm keeps it, on masters; a
     /// worker's image holds it at `pki::cluster_ca_cert()` only, since
     /// kubeadm's worker join refuses to run when this file exists.
@@ -179,32 +194,108 @@ pub mod kube {
 }
 
 /// What kiln owns on a node, by folder: the agent, its configuration and
-/// state, the PKI it installs for etcd and kubeadm. A profile's extra files
-/// and units may not touch any of it (the builder's validation reads this
-/// list; the layer code puts its own files only below it).
-pub const KILN_OWNED: [&str; 8] = [
+/// state, the PKI it installs for etcd and kubeadm, the files its units
+/// and the agent read or write (`/usr/lib/kiln`: [`EMBEDDED_CONFIG`],
+/// [`ETCD_VERSION_FILE`], the first boot's Ignition script; kubelet's
+/// node flags). A profile's extra files and units may not touch any of it
+/// (the builder's validation reads this list; the layer code puts its own
+/// files only below it).
+pub const KILN_OWNED: [&str; 10] = [
     "/etc/kiln",
     AGENT_BINARY,
+    "/usr/lib/kiln",
     "/var/lib/kiln",
     "/run/kiln",
     etcd::CERT_DIR,
     kube::KUBERNETES_DIR,
     kube::KEEPALIVED_CONFIG,
     kube::KEEPALIVED_CHECK,
+    kube::KUBELET_DEFAULTS,
 ];
 /// Units kiln installs are named `kiln-*`; etcd.service's drop-ins of kiln
 /// are named `*-kiln*.conf`.
 pub const KILN_UNIT_PREFIX: &str = "kiln-";
+/// Drop-ins kiln puts on units that are not its own, `(unit, drop-in)`:
+/// etcd.service's gate (the etcd image) and settings (written by the agent),
+/// kubelet.service's kubeadm flags.
+pub const KILN_DROP_INS: [(&str, &str); 3] = [
+    (etcd::UNIT, etcd::GATE_DROP_IN),
+    (etcd::UNIT, etcd::DROP_IN_NAME),
+    (kube::KUBELET_UNIT, kube::KUBEADM_DROP_IN),
+];
 
-/// The entry of [`KILN_OWNED`] that `path` (absolute, normalized) falls
-/// under, if any.
+/// Whether `unit` is one of kiln's own units.
+pub fn is_kiln_unit(unit: &str) -> bool {
+    unit.starts_with(KILN_UNIT_PREFIX)
+}
+
+/// Whether drop-in `name` of `unit` is kiln's, or could replace one of
+/// kiln's: listed in [`KILN_DROP_INS`], of a kiln unit, or named `*kiln*`.
+pub fn is_kiln_drop_in(unit: &str, name: &str) -> bool {
+    is_kiln_unit(unit) || name.contains("kiln") || KILN_DROP_INS.contains(&(unit, name))
+}
+
+/// Where Ignition and kiln write systemd units and their drop-ins.
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// The folders systemd loads system units and their `<unit>.d` drop-ins
+/// from (systemd.unit(5), "System Unit Search Path"), after [`BASE_LINKS`]:
+/// /lib/systemd/system is /usr/lib/systemd/system.
+pub const UNIT_DIRS: [&str; 12] = [
+    SYSTEMD_DIR,
+    "/etc/systemd/system.control",
+    "/run/systemd/system.control",
+    "/run/systemd/transient",
+    "/run/systemd/generator.early",
+    "/etc/systemd/system.attached",
+    "/run/systemd/system",
+    "/run/systemd/system.attached",
+    "/run/systemd/generator",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/run/systemd/generator.late",
+];
+
+/// Links every base kiln builds on has, `(link, target)`: Debian's merged
+/// /usr and /run's old names. Ignition, tar and the agent follow them, so a
+/// write to `/bin/x` lands on `/usr/bin/x`.
+pub const BASE_LINKS: [(&str, &str); 8] = [
+    ("/bin", "/usr/bin"),
+    ("/sbin", "/usr/sbin"),
+    ("/lib", "/usr/lib"),
+    ("/lib32", "/usr/lib32"),
+    ("/lib64", "/usr/lib64"),
+    ("/libx32", "/usr/libx32"),
+    ("/var/run", "/run"),
+    ("/var/lock", "/run/lock"),
+];
+
+/// Whether `path` is `folder` or below it (both absolute, without a
+/// trailing `/`).
+pub fn is_within(path: &str, folder: &str) -> bool {
+    path.strip_prefix(folder)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The path a write to `path` (absolute, clean) lands on, and the entry of
+/// [`BASE_LINKS`] it went through, if any.
+pub fn resolve_base_links(path: &str) -> (Cow<'_, str>, Option<(&'static str, &'static str)>) {
+    match BASE_LINKS.iter().find(|(link, _)| is_within(path, link)) {
+        Some(&(link, target)) => (
+            Cow::Owned(format!("{target}{}", &path[link.len()..])),
+            Some((link, target)),
+        ),
+        None => (Cow::Borrowed(path), None),
+    }
+}
+
+/// The entry of [`KILN_OWNED`] that `path` (absolute, clean) falls under,
+/// if any, after following [`BASE_LINKS`].
 pub fn kiln_owner(path: &str) -> Option<&'static str> {
-    KILN_OWNED.iter().copied().find(|owned| {
-        path == *owned
-            || path
-                .strip_prefix(owned)
-                .is_some_and(|rest| rest.starts_with('/'))
-    })
+    let (path, _) = resolve_base_links(path);
+    KILN_OWNED
+        .iter()
+        .copied()
+        .find(|owned| is_within(&path, owned))
 }
 
 /// Joins an absolute node path under `root` (the agent's `--root`, `/` on a node).
@@ -223,6 +314,9 @@ mod tests {
             DONE_MARKER,
             STATUS_FILE,
             AGENT_BINARY,
+            EMBEDDED_CONFIG,
+            ETCD_VERSION_FILE,
+            kube::KUBELET_DEFAULTS,
             kube::CLUSTER_CA,
             kube::KUBEADM_INIT_CONFIG,
         ] {
@@ -238,6 +332,48 @@ mod tests {
         ] {
             assert_eq!(kiln_owner(free), None, "{free}");
         }
+    }
+
+    #[test]
+    fn kilns_drop_ins_and_units_are_kilns() {
+        assert_eq!(
+            etcd::DROP_IN,
+            format!("{SYSTEMD_DIR}/{}.d/{}", etcd::UNIT, etcd::DROP_IN_NAME)
+        );
+        for (unit, name) in KILN_DROP_INS {
+            assert!(is_kiln_drop_in(unit, name), "{unit} {name}");
+        }
+        assert!(is_kiln_drop_in("site.service", "10-kiln.conf"));
+        assert!(is_kiln_drop_in(AGENT_UNIT, "50-site.conf"));
+        assert!(!is_kiln_drop_in(kube::KUBELET_UNIT, "50-site.conf"));
+        assert!(!is_kiln_drop_in("site.service", kube::KUBEADM_DROP_IN));
+        assert!(is_kiln_unit(AGENT_UNIT) && is_kiln_unit(IGNITION_UNIT));
+        assert!(!is_kiln_unit(etcd::UNIT));
+        for dir in UNIT_DIRS {
+            assert_eq!(resolve_base_links(dir).1, None, "{dir} is written resolved");
+        }
+    }
+
+    #[test]
+    fn links_of_the_base_lead_to_the_owned_paths() {
+        for (alias, real) in [
+            ("/bin/kiln-firstboot", AGENT_BINARY),
+            ("/var/run/kiln/x", "/run/kiln/x"),
+            ("/var/lock/x", "/run/lock/x"),
+            ("/lib64", "/usr/lib64"),
+            ("/sbin/x", "/usr/sbin/x"),
+        ] {
+            assert_eq!(resolve_base_links(alias).0, real, "{alias}");
+        }
+        assert_eq!(kiln_owner("/bin/kiln-firstboot"), Some(AGENT_BINARY));
+        assert_eq!(kiln_owner("/var/run/kiln/status.json"), Some("/run/kiln"));
+        for unchanged in ["/binx/y", "/var/runner/kiln", "/usr/bin/x", "/etc/motd"] {
+            assert_eq!(
+                resolve_base_links(unchanged),
+                (Cow::Borrowed(unchanged), None)
+            );
+        }
+        assert_eq!(kiln_owner("/var/runner/kiln/x"), None);
     }
 
     #[test]

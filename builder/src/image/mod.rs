@@ -26,6 +26,7 @@ pub use disk::{write_qcow2, write_raw, DiskIds};
 pub use etcd::EtcdBinaries;
 pub use mirror::Mirrors;
 pub use os::add_os_files;
+pub use readonly::kept_in_var;
 
 use crate::layer::RoleLayer;
 use crate::profile::{BaseImage, LoadedProfile};

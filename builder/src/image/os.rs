@@ -10,7 +10,7 @@ use kiln_node::layout;
 use crate::layer::{Contents, Meta, RoleLayer, Unit};
 
 const NETWORK_FILE: &str = "/etc/systemd/network/80-kiln-dhcp.network";
-const UNITS: &str = "/etc/systemd/system";
+const UNITS: &str = layout::SYSTEMD_DIR;
 const PACKAGE_UNITS: &str = "/lib/systemd/system";
 
 /// DHCP on every ethernet link. The client identifier is the MAC, so a

@@ -19,6 +19,16 @@ const MOVED: [(&str, &str, &str); 6] = [
     ("usr/local", "var/usrlocal", "../var/usrlocal"),
 ];
 
+/// Whether `path` (absolute) is inside a folder that kiln's disks keep in
+/// /var, so a node can write it although it looks part of the OS.
+pub fn kept_in_var(path: &str) -> bool {
+    let path = path.trim_start_matches('/');
+    MOVED.iter().any(|(dir, _, _)| {
+        path.strip_prefix(dir)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 /// Moves each writable folder of `tree` into its /var and links it there.
 pub fn link_writable_dirs(tree: &Path) -> Result<()> {
     for (dir, moved, target) in MOVED {
@@ -59,6 +69,16 @@ fn is_empty_dir(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_moved_folders_are_kept_in_var() {
+        for kept in ["/usr/local", "/usr/local/bin/x", "/opt/cni/bin", "/root"] {
+            assert!(kept_in_var(kept), "{kept}");
+        }
+        for not in ["/usr", "/usr/localx", "/usr/lib/x", "/optx"] {
+            assert!(!kept_in_var(not), "{not}");
+        }
+    }
 
     #[test]
     fn writable_folders_move_into_var_with_their_contents() {

@@ -6,7 +6,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::{Contents, Meta, RoleLayer, Unit};
+use kiln_node::layout::kube::{KUBEADM_DROP_IN, KUBELET_UNIT, MASKED_UNITS};
+
+use super::{Contents, Meta, RoleLayer, Unit, SYSTEMD_DIR};
 use crate::profile::{KubernetesSource, LoadedProfile};
 
 const MODULES_FILE: &str = "/etc/modules-load.d/kiln-kubernetes.conf";
@@ -108,7 +110,7 @@ const OPTIONAL_BINARIES: [&str; 1] = ["crictl"];
 
 /// kubelet's unit as the Kubernetes packages ship it: restarted until
 /// kubeadm init or join has written its configuration.
-const KUBELET_UNIT: &str = "[Unit]\n\
+const KUBELET_UNIT_FILE: &str = "[Unit]\n\
 Description=kubelet: The Kubernetes Node Agent\n\
 Documentation=https://kubernetes.io/docs/\n\
 Wants=network-online.target\n\
@@ -125,7 +127,7 @@ WantedBy=multi-user.target\n";
 
 /// The packages' kubeadm drop-in: flags from kubeadm (kubeadm-flags.env)
 /// and the node's own (/etc/default/kubelet, where the agent puts node-ip).
-const KUBEADM_DROPIN: &str = "[Service]\n\
+const KUBEADM_DROP_IN_FILE: &str = "[Service]\n\
 Environment=\"KUBELET_KUBECONFIG_ARGS=--bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf\"\n\
 Environment=\"KUBELET_CONFIG_ARGS=--config=/var/lib/kubelet/config.yaml\"\n\
 EnvironmentFile=-/var/lib/kubelet/kubeadm-flags.env\n\
@@ -147,7 +149,9 @@ pub fn add_host_preparation(
         Meta::root(0o644),
         text(&containerd.render(pause_image)),
     );
-    layer.add_link("/etc/systemd/system/swap.target", "/dev/null");
+    for unit in MASKED_UNITS {
+        layer.add_link(Path::new(SYSTEMD_DIR).join(unit), "/dev/null");
+    }
     layer.add_unit(
         Unit {
             name: "kiln-swapoff.service".to_owned(),
@@ -176,9 +180,9 @@ pub fn add_binaries(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()
     }
     layer.add_image_unit(
         Unit {
-            name: "kubelet.service".to_owned(),
-            contents: Some(KUBELET_UNIT.to_owned()),
-            dropins: vec![("10-kubeadm.conf".to_owned(), KUBEADM_DROPIN.to_owned())],
+            name: KUBELET_UNIT.to_owned(),
+            contents: Some(KUBELET_UNIT_FILE.to_owned()),
+            dropins: vec![(KUBEADM_DROP_IN.to_owned(), KUBEADM_DROP_IN_FILE.to_owned())],
         },
         true,
     );
@@ -229,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_drop_in_passes_kubeadm_and_node_flags_to_kubelet() {
-        let exec = KUBEADM_DROPIN.lines().last().unwrap();
+        let exec = KUBEADM_DROP_IN_FILE.lines().last().unwrap();
         for var in ["$KUBELET_KUBEADM_ARGS", "$KUBELET_EXTRA_ARGS"] {
             assert!(exec.contains(var), "{exec}");
         }

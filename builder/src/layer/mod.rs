@@ -83,7 +83,7 @@ pub struct Unit {
 
 /// Units and unit files are written with this mode by Ignition and by kiln.
 pub const UNIT_MODE: u32 = 0o644;
-pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+pub use kiln_node::layout::SYSTEMD_DIR;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleLayer {

@@ -180,10 +180,10 @@ const SETTLE_UNIT: &str = "kiln-firstboot-settle.service";
 fn add_etcd_boot_order(layer: &mut RoleLayer) {
     layer.add_image_unit(
         Unit {
-            name: "etcd.service".to_owned(),
+            name: layout::etcd::UNIT.to_owned(),
             contents: None,
             dropins: vec![(
-                "05-kiln-gate.conf".to_owned(),
+                layout::etcd::GATE_DROP_IN.to_owned(),
                 format!(
                     "# Debian's etcd.service runs only once kiln-firstboot configured it.\n\
                      [Unit]\n\

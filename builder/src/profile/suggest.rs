@@ -38,60 +38,67 @@ pub fn quoted(message: &str) -> Option<&str> {
 pub fn example(field: &str) -> Option<&'static str> {
     let key = field.rsplit('.').next().unwrap_or(field);
     let key = key.split('[').next().unwrap_or(key);
-    Some(match key {
-        "cluster" => "[cluster] with name, domain, kubernetes_version and node_subnets",
-        "etcd" => "[etcd] (members are listed as [[etcd.members]] tables)",
-        "name" => "name = \"etcd1\"",
-        "domain" => "domain = \"cluster.example\"",
-        "kubernetes_version" => "kubernetes_version = \"1.36.2\"",
-        "node_subnets" => "node_subnets = [\"10.10.0.0/24\"]",
-        "pod_subnet" => "pod_subnet = \"10.244.0.0/16\"",
-        "service_subnet" => "service_subnet = \"10.96.0.0/12\"",
-        "topology" => "topology = \"external\" (or \"stacked\")",
-        "client_port" => "client_port = 2379",
-        "peer_port" => "peer_port = 2380",
-        "data_dir" => "data_dir = \"/var/lib/etcd\"",
-        "discovery" => "discovery = [\"static\", \"dns-srv\"]",
-        "size" => "size = 3",
-        "replace_dead_after" => "replace_dead_after = \"2m\"",
-        "members" => "[[etcd.members]] with name and ip",
-        "ip" => "ip = \"10.10.0.11\"",
-        "dns_names" => "dns_names = [\"etcd1.cluster.example\"]",
-        "endpoint" => "endpoint = \"10.10.0.100:6443\"",
-        "vip" => "vip = { address = \"10.10.0.100\", interface = \"eth0\" }",
-        "address" => "address = \"10.10.0.100\"",
-        "interface" => "interface = \"eth0\"",
-        "masters" => "[[control_plane.masters]] with name and ip",
-        "nodes" => "[[workers.nodes]] with name and ip",
-        "key_algorithm" => "key_algorithm = \"ecdsa-p256\" (or \"ecdsa-p384\")",
-        "ca_validity_days" => "ca_validity_days = 3650",
-        "leaf_validity_days" => "leaf_validity_days = 365",
-        "formats" => "formats = [\"ignition\", \"rootfs\"]",
-        "source_date_epoch" => "source_date_epoch = 1700000000",
-        "url" => "url = \"https://downloads.example/kiln-firstboot\"",
-        "base" => "base = \"rootfs/debian.tar.gz\" (relative to the profile)",
-        "packages" => "packages = [\"chrony\"]",
-        "files" => "[[images.<role>.files]] with path and contents",
-        "units" => "[[images.<role>.units]] with name",
-        "path" => "path = \"/etc/motd\"",
-        "contents" => "contents = { inline = \"hello\\n\" } (or { local = \"files/motd\" })",
-        "inline" => "inline = \"text of the file\"",
-        "kubernetes" => "kubernetes = { binaries = \"bin/\" } (or apt = { repository, key })",
-        "apt" => "apt = { repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\", key = \"keys/kubernetes.asc\" }",
-        "repository" => "repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\"",
-        "key" => "key = \"keys/kubernetes.asc\" (relative to the profile)",
-        "binaries" => "binaries = \"bin/\" (a folder with kubeadm, kubelet and kubectl)",
-        "token_ttl" => "token_ttl = \"24h\" (leave it out: never expires)",
-        "virtual_router_id" => "virtual_router_id = 51",
-        "unicast" => "unicast = true",
-        "local" => "local = \"files/motd\" (relative to the profile)",
-        "mode" => "mode = 0o644",
-        "uid" | "gid" => "uid = 0",
-        "enabled" => "enabled = true",
-        "dropins" => "dropins = [{ name = \"10-kiln.conf\", contents = \"[Service]\\n...\" }]",
-        _ => return None,
-    })
+    EXAMPLES
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, line)| *line)
 }
+
+/// `(key, example)`: a line the profile accepts where the key belongs
+/// (tests run each through validation), or for a table what it holds.
+const EXAMPLES: [(&str, &str); 51] = [
+    ("cluster", "[cluster] with name, domain, kubernetes_version and node_subnets"),
+    ("etcd", "[etcd] (members are listed as [[etcd.members]] tables)"),
+    ("name", "name = \"etcd1\""),
+    ("domain", "domain = \"cluster.example\""),
+    ("kubernetes_version", "kubernetes_version = \"1.36.2\""),
+    ("node_subnets", "node_subnets = [\"10.10.0.0/24\"]"),
+    ("pod_subnet", "pod_subnet = \"10.244.0.0/16\""),
+    ("service_subnet", "service_subnet = \"10.96.0.0/12\""),
+    ("topology", "topology = \"external\" (or \"stacked\")"),
+    ("client_port", "client_port = 2379"),
+    ("peer_port", "peer_port = 2380"),
+    ("data_dir", "data_dir = \"/var/lib/etcd\""),
+    ("discovery", "discovery = [\"static\", \"dns-srv\"]"),
+    ("size", "size = 3"),
+    ("replace_dead_after", "replace_dead_after = \"2m\""),
+    ("members", "[[etcd.members]] with name and ip"),
+    ("ip", "ip = \"10.10.0.11\""),
+    ("dns_names", "dns_names = [\"etcd1.cluster.example\"]"),
+    ("endpoint", "endpoint = \"10.10.0.100:6443\""),
+    ("vip", "vip = { address = \"10.10.0.100\", interface = \"eth0\" }"),
+    ("address", "address = \"10.10.0.100\""),
+    ("interface", "interface = \"eth0\""),
+    ("masters", "[[control_plane.masters]] with name and ip"),
+    ("nodes", "[[workers.nodes]] with name and ip"),
+    ("key_algorithm", "key_algorithm = \"ecdsa-p256\" (or \"ecdsa-p384\")"),
+    ("ca_validity_days", "ca_validity_days = 3650"),
+    ("leaf_validity_days", "leaf_validity_days = 365"),
+    ("formats", "formats = [\"ignition\", \"rootfs\"]"),
+    ("source_date_epoch", "source_date_epoch = 1700000000"),
+    ("url", "url = \"https://github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz\""),
+    ("base", "base = \"rootfs/debian.tar.gz\" (relative to the profile)"),
+    ("packages", "packages = [\"chrony\"]"),
+    ("files", "[[images.<role>.files]] with path and contents"),
+    ("units", "[[images.<role>.units]] with name"),
+    ("path", "path = \"/etc/motd\""),
+    ("contents", "contents = { inline = \"hello\\n\" } (or { local = \"files/motd\" })"),
+    ("inline", "inline = \"text of the file\""),
+    ("kubernetes", "kubernetes = { binaries = \"bin/\" } (or apt = { repository, key })"),
+    ("apt", "apt = { repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\", key = \"keys/kubernetes.asc\" }"),
+    ("repository", "repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\""),
+    ("key", "key = \"keys/kubernetes.asc\" (relative to the profile)"),
+    ("binaries", "binaries = \"bin/\" (a folder with kubeadm, kubelet and kubectl)"),
+    ("token_ttl", "token_ttl = \"24h\" (leave it out: never expires)"),
+    ("virtual_router_id", "virtual_router_id = 51"),
+    ("unicast", "unicast = true"),
+    ("local", "local = \"files/motd\" (relative to the profile)"),
+    ("mode", "mode = 0o644"),
+    ("uid", "uid = 0"),
+    ("gid", "gid = 0"),
+    ("enabled", "enabled = true"),
+    ("dropins", "dropins = [{ name = \"50-site.conf\", contents = \"[Service]\\n...\" }]"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -122,6 +129,127 @@ mod tests {
         assert!(expected_names("missing field `ip`").is_empty());
     }
 
+    /// A profile that validates, with the VIP as a table so that its keys
+    /// can be replaced one at a time.
+    const HOST: &str = "[cluster]\nname = \"example\"\ndomain = \"kiln.test\"\n\
+        kubernetes_version = \"1.36.2\"\nnode_subnets = [\"10.10.0.0/24\"]\n\n\
+        [etcd]\n\n[[etcd.members]]\nname = \"etcd1\"\nip = \"10.10.0.11\"\n\n\
+        [control_plane]\nendpoint = \"10.10.0.100:6443\"\n\n\
+        [[control_plane.masters]]\nname = \"master1\"\nip = \"10.10.0.21\"\n\n\
+        [control_plane.vip]\naddress = \"10.10.0.100\"\ninterface = \"eth0\"\n";
+
+    /// The TOML of an example: all of it, or what comes before a closing
+    /// remark in parentheses; `None` for a table's description.
+    fn toml_of(example: &str) -> Option<&str> {
+        if example.starts_with('[') {
+            return None;
+        }
+        let ends =
+            std::iter::once(example.len()).chain(example.rmatch_indices(" (").map(|(i, _)| i));
+        let line = ends
+            .map(|end| &example[..end])
+            .find(|line| line.parse::<toml::Table>().is_ok());
+        Some(line.unwrap_or_else(|| panic!("{example:?} holds no TOML line")))
+    }
+
+    /// HOST with `line`, the example of `key`, where the key belongs.
+    fn placed(key: &str, line: &str) -> String {
+        let after = |anchor: &str| HOST.replacen(anchor, &format!("{anchor}{line}\n"), 1);
+        let table = |header: &str, rest: &str| format!("{HOST}\n{header}\n{line}\n{rest}");
+        if let Some(old) = HOST.lines().find(|l| l.starts_with(&format!("{key} = "))) {
+            return HOST.replacen(old, line, 1);
+        }
+        match key {
+            "vip" => HOST
+                .replace(
+                    "\n[control_plane.vip]\naddress = \"10.10.0.100\"\ninterface = \"eth0\"\n",
+                    "",
+                )
+                .replace("[control_plane]\n", &format!("[control_plane]\n{line}\n")),
+            "pod_subnet" | "service_subnet" => after("[cluster]\n"),
+            "topology" | "client_port" | "peer_port" | "data_dir" | "discovery" | "size"
+            | "replace_dead_after" => after("[etcd]\n"),
+            "dns_names" => after("[[etcd.members]]\n"),
+            "token_ttl" => after("[control_plane]\n"),
+            "virtual_router_id" | "unicast" => after("[control_plane.vip]\n"),
+            "key_algorithm" | "ca_validity_days" | "leaf_validity_days" => table("[pki]", ""),
+            "formats" | "source_date_epoch" | "kubernetes" => table("[images]", ""),
+            "url" => table(
+                "[images.etcd.release]",
+                &format!("sha256 = \"{}\"\n", "a".repeat(64)),
+            ),
+            "base" | "packages" => table("[images.worker]", ""),
+            "path" => table("[[images.worker.files]]", "contents = { inline = \"x\" }\n"),
+            "contents" => table("[[images.worker.files]]", "path = \"/etc/motd\"\n"),
+            "mode" | "uid" | "gid" => table(
+                "[[images.worker.files]]",
+                "path = \"/etc/motd\"\ncontents = { inline = \"x\" }\n",
+            ),
+            "inline" | "local" => format!(
+                "{HOST}\n[[images.worker.files]]\npath = \"/etc/motd\"\n\n\
+                 [images.worker.files.contents]\n{line}\n"
+            ),
+            "apt" | "binaries" => table("[images.kubernetes]", ""),
+            "repository" => table("[images.kubernetes.apt]", "key = \"keys/kubernetes.asc\"\n"),
+            "key" => table(
+                "[images.kubernetes.apt]",
+                "repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\"\n",
+            ),
+            "enabled" | "dropins" => table(
+                "[[images.worker.units]]",
+                "name = \"site.service\"\ncontents = \"[Unit]\\n\"\n",
+            ),
+            _ => panic!("no place for the example of {key}: add one to placed()"),
+        }
+    }
+
+    /// What the examples name in the profile's folder.
+    fn profile_folder() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let root = dir.path();
+        for folder in ["rootfs", "keys", "bin", "files"] {
+            std::fs::create_dir(root.join(folder)).expect("creating a folder");
+        }
+        for file in ["rootfs/debian.tar.gz", "keys/kubernetes.asc", "files/motd"] {
+            std::fs::write(root.join(file), "x").expect("writing a file");
+        }
+        for name in ["kubeadm", "kubelet", "kubectl"] {
+            let path = root.join("bin").join(name);
+            std::fs::write(&path, "#!/bin/sh\n").expect("writing a binary");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .expect("making it executable");
+        }
+        dir
+    }
+
+    #[test]
+    fn every_example_validates_where_it_belongs() {
+        let dir = profile_folder();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, HOST).expect("writing the profile");
+        crate::profile::load(&path).unwrap_or_else(|e| panic!("the host profile: {e}"));
+        for (j, (key, example)) in EXAMPLES.iter().enumerate() {
+            assert!(
+                !EXAMPLES[..j].iter().any(|(k, _)| k == key),
+                "{key} has two examples"
+            );
+            let Some(line) = toml_of(example) else {
+                continue;
+            };
+            let text = placed(key, line);
+            std::fs::write(&path, &text).expect("writing the profile");
+            match crate::profile::load(&path) {
+                Ok(loaded) => assert!(
+                    loaded.warnings.is_empty(),
+                    "{key}: {:?}\n{text}",
+                    loaded.warnings
+                ),
+                Err(e) => panic!("the example of {key}, {line:?}, is refused:\n{e}\n{text}"),
+            }
+        }
+    }
+
     #[test]
     fn examples_follow_the_last_path_component() {
         assert_eq!(example("etcd.members[1].ip"), Some("ip = \"10.10.0.11\""));
@@ -129,5 +257,11 @@ mod tests {
             .unwrap()
             .contains("0o644"));
         assert_eq!(example("nonsense"), None);
+        // The one url of the profile is an etcd release's tarball.
+        let url = example("images.etcd.release.url").unwrap();
+        assert!(
+            url.contains("/etcd-v") && url.ends_with(".tar.gz\""),
+            "{url}"
+        );
     }
 }

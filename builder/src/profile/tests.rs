@@ -239,10 +239,17 @@ fn the_version_table_decides_errors_and_warnings() {
 
 #[test]
 fn subnets_follow_kubeadms_size_rules() {
+    // An IPv6 subnet comes with an IPv6 one of the other kind: kiln's
+    // clusters are single-stack.
     let with = |field: &str, net: &str| {
+        let other = match (field, net.contains(':')) {
+            ("service_subnet", true) => "\npod_subnet = \"fd00:244::/56\"",
+            ("pod_subnet", true) => "\nservice_subnet = \"fd00:96::/108\"",
+            _ => "",
+        };
         BASE.replace(
             "node_subnets = [\"10.77.0.0/24\"]",
-            &format!("node_subnets = [\"10.77.0.0/24\"]\n{field} = \"{net}\""),
+            &format!("node_subnets = [\"10.77.0.0/24\"]\n{field} = \"{net}\"{other}"),
         )
     };
     // Both ends of each rule: the last accepted and the first refused.
@@ -521,6 +528,7 @@ fn the_data_dir_is_a_folder_of_etcds_own_under_var() {
         ("/var//lib/etcd", "not a clean absolute path"),
         ("/var/lib/./etcd", "not a clean absolute path"),
         ("/var/lib/../../etc", "not a clean absolute path"),
+        ("/var/lib/et\\u0000cd", "not a clean absolute path"),
         ("var/lib/etcd", "not an absolute path"),
         ("", "not an absolute path"),
         ("/var/lib", "is a system folder"),
@@ -601,4 +609,186 @@ fn warn_profile_fixtures_load_with_their_expected_warnings() {
             panic!("{failure}");
         }
     }
+}
+
+#[test]
+fn extra_files_stay_out_of_the_read_only_os() {
+    let with = |path: &str| {
+        BASE.to_owned()
+            + &format!(
+                "\n[[images.etcd.files]]\npath = \"{path}\"\ncontents = {{ inline = \"x\" }}\n"
+            )
+    };
+    for good in [
+        "/etc/motd",
+        "/var/lib/site/x",
+        "/usr/local/bin/site",
+        "/opt/site/x",
+        "/usrx",
+    ] {
+        assert!(warnings_of(&with(good)).is_empty(), "{good}");
+    }
+    for bad in [
+        "/usr/share",
+        "/usr/share/x",
+        "/bin/site",
+        "/lib64/x",
+        "/usr/localx",
+    ] {
+        let d = errors_of(&with(bad));
+        let e = find(&d, "images.etcd.files[0].path");
+        assert!(e.message.contains("is under /usr"), "{bad}: {e}");
+        assert!(e.hint.contains("images.etcd.packages"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn extra_files_stay_out_of_kilns_units_and_systemds_unit_folders() {
+    let with = |path: &str| {
+        BASE.to_owned()
+            + &format!(
+                "\n[[images.etcd.files]]\npath = \"{path}\"\ncontents = {{ inline = \"x\" }}\n"
+            )
+    };
+    for (bad, words) in [
+        (
+            "/etc/systemd/system/kiln-firstboot.service",
+            "kiln's unit kiln-firstboot.service",
+        ),
+        (
+            "/etc/systemd/system/timers.target.wants/kiln-renew.timer",
+            "enabled through",
+        ),
+        (
+            "/etc/systemd/system/etcd.service.d/05-kiln-gate.conf",
+            "kiln's drop-in",
+        ),
+        (
+            "/etc/systemd/system/etcd.service.d/10-kiln.conf",
+            "kiln's drop-in",
+        ),
+        (
+            "/etc/systemd/system/kubelet.service.d/10-kubeadm.conf",
+            "kiln's drop-in",
+        ),
+        (
+            "/etc/systemd/system/site.service",
+            "a folder of systemd's units",
+        ),
+        (
+            "/etc/systemd/system/site.service.d/50-site.conf",
+            "a folder of systemd's units",
+        ),
+        (
+            "/lib/systemd/system/site.service",
+            "is in /usr/lib/systemd/system",
+        ),
+        (
+            "/usr/lib/systemd/system/site.service.d/x.conf",
+            "a folder of systemd's units",
+        ),
+        (
+            "/run/systemd/system/site.service",
+            "a folder of systemd's units",
+        ),
+        (
+            "/usr/local/lib/systemd/system/site.service",
+            "a folder of systemd's units",
+        ),
+        ("/etc/systemd", "holds /etc/systemd/system"),
+        ("/etc", "holds /etc/kiln"),
+        ("/usr", "holds /usr/"),
+        ("/etc/default/kubelet", "kiln's own"),
+        ("/usr/lib/kiln/embedded.ign", "under /usr/lib/kiln"),
+    ] {
+        let d = errors_of(&with(bad));
+        let e = find(&d, "images.etcd.files[0].path");
+        assert!(e.message.contains(words), "{bad}: {e}");
+    }
+    for good in [
+        "/etc/systemd/network/50-site.network",
+        "/etc/systemd/journald.conf.d/x.conf",
+    ] {
+        assert!(warnings_of(&with(good)).is_empty(), "{good}");
+    }
+}
+
+#[test]
+fn units_keep_off_kilns_units_drop_ins_and_masks() {
+    let unit = |role: &str, entry: &str| {
+        with_control_plane("", "") + &format!("\n[[images.{role}.units]]\n{entry}\n")
+    };
+    let swap = "name = \"swap.target\"\ncontents = \"[Unit]\\n\"";
+    for role in ["master", "worker"] {
+        let d = errors_of(&unit(role, swap));
+        let e = find(&d, &format!("images.{role}.units[0].name"));
+        assert!(e.message.contains("kiln masks swap.target"), "{e}");
+    }
+    assert!(
+        warnings_of(&unit("etcd", swap)).is_empty(),
+        "etcd nodes mask nothing"
+    );
+    for (name, dropin, words) in [
+        (
+            "kubelet.service",
+            "10-kubeadm.conf",
+            "has a drop-in 10-kubeadm.conf",
+        ),
+        ("etcd.service", "10-kiln.conf", "named *kiln*"),
+        ("etcd.service", "05-kiln-gate.conf", "named *kiln*"),
+    ] {
+        let entry = format!(
+            "name = \"{name}\"\ndropins = [{{ name = \"{dropin}\", contents = \"[Service]\\n\" }}]"
+        );
+        let d = errors_of(&unit("worker", &entry));
+        let e = find(&d, "images.worker.units[0].dropins[0].name");
+        assert!(e.message.contains(words), "{name} {dropin}: {e}");
+    }
+    let own = "name = \"kubelet.service\"\ndropins = [{ name = \"50-site.conf\", contents = \"[Service]\\n\" }]";
+    assert!(warnings_of(&unit("worker", own)).is_empty());
+}
+
+#[test]
+fn pods_services_and_masters_share_one_address_family() {
+    let v6 = |subnets: &str| {
+        with_control_plane("", "")
+            .replace("10.77.0.0/24", "fd00:77::/64")
+            .replace("10.77.0.11", "fd00:77::11")
+            .replace("10.77.0.21:6443", "[fd00:77::21]:6443")
+            .replace("10.77.0.21", "fd00:77::21")
+            .replace(
+                "node_subnets = [\"fd00:77::/64\"]",
+                &format!("node_subnets = [\"fd00:77::/64\"]\n{subnets}"),
+            )
+    };
+    let d = errors_of(&v6(""));
+    for field in ["cluster.pod_subnet", "cluster.service_subnet"] {
+        let e = find(&d, field);
+        assert!(e.message.contains("(the default) is IPv4"), "{e}");
+        assert!(e.message.contains("fd00:77::21 is IPv6"), "{e}");
+        assert!(e.hint.contains("fd00:10:244::/56"), "{e}");
+    }
+    let both = "pod_subnet = \"fd00:10:244::/56\"\nservice_subnet = \"fd00:10:96::/108\"";
+    assert!(warnings_of(&v6(both)).is_empty());
+    let mixed = "pod_subnet = \"fd00:10:244::/56\"\nservice_subnet = \"10.96.0.0/12\"";
+    let d = errors_of(&v6(mixed));
+    assert!(find(&d, "cluster.service_subnet")
+        .message
+        .contains("is IPv4"));
+    assert!(!d.iter().any(|e| e.field == "cluster.pod_subnet"), "{d:#?}");
+    // Without masters the pod subnet is the reference.
+    let etcd_only = BASE.replace(
+        "node_subnets = [\"10.77.0.0/24\"]",
+        "node_subnets = [\"10.77.0.0/24\"]\nservice_subnet = \"fd00:10:96::/108\"",
+    );
+    let d = errors_of(&etcd_only);
+    let e = find(&d, "cluster.service_subnet");
+    assert!(
+        e.message.contains("pod subnet 10.244.0.0/16 is IPv4"),
+        "{e}"
+    );
+    let v6_etcd = BASE
+        .replace("10.77.0.0/24", "fd00:77::/64")
+        .replace("10.77.0.11", "fd00:77::11");
+    assert!(warnings_of(&v6_etcd).is_empty(), "etcd alone runs no pods");
 }

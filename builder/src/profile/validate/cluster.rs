@@ -7,11 +7,13 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use kiln_node::etcd::reports::{BEATS_PER_GRACE, MIN_REPLACE_DEAD_AFTER, SHORTEST_BEAT};
-use kiln_node::layout::kiln_owner;
+use kiln_node::layout::{kiln_owner, resolve_base_links};
 use kiln_node::node_config::Topology;
 
 use super::images::is_clean_absolute;
-use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};
+use super::{
+    is_dns_label, is_dns_name, is_interface_name, Checker, DNS_LABEL_RULE, INTERFACE_RULE,
+};
 use crate::profile::model::{ClusterSection, ControlPlaneSection, EtcdSection, Profile};
 use crate::profile::types::{Cidr, KubeVersion};
 use crate::profile::versions;
@@ -31,6 +33,7 @@ const NODE_MASK_V6: u8 = 64;
 
 pub fn check(profile: &Profile, check: &mut Checker<'_>) {
     check_cluster(&profile.cluster, check);
+    check_address_families(profile, check);
     check_etcd(profile, check);
     if let Some(cp) = &profile.control_plane {
         check_control_plane(cp, check);
@@ -114,6 +117,74 @@ fn check_cluster(cluster: &ClusterSection, check: &mut Checker<'_>) {
     }
     check_service_subnet(cluster.service_subnet, check);
     check_pod_subnet(cluster.pod_subnet, check);
+}
+
+/// "IPv4" or "IPv6".
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// kiln builds single-stack clusters: one pod subnet, one service subnet,
+/// one node-ip per node (the agent's kubeadm config and kubelet flags).
+/// kubeadm reads dual-stack only as two CIDRs of different families within
+/// podSubnet or serviceSubnet, and checks each field alone
+/// (ValidateIPNetFromString in
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go); a pod subnet of
+/// one family beside a service subnet or node addresses of the other passes
+/// kubeadm and leaves a cluster whose API server (advertised on the node
+/// address, served on the service subnet's first address), kube-proxy and
+/// pod network disagree. So both subnets must be of the masters' family:
+/// an IPv6 cluster must set them, the defaults are IPv4.
+fn check_address_families(profile: &Profile, check: &mut Checker<'_>) {
+    let cluster = &profile.cluster;
+    let master = (profile.control_plane.as_ref()).and_then(|cp| cp.masters.first());
+    let reference = master.map_or(cluster.pod_subnet.addr, |m| m.ip);
+    let ipv6 = reference.is_ipv6();
+    let hint = format!(
+        "set both subnets to {} ranges in [cluster], like {}",
+        family(reference),
+        if ipv6 {
+            "pod_subnet = \"fd00:10:244::/56\" and service_subnet = \"fd00:10:96::/108\""
+        } else {
+            "pod_subnet = \"10.244.0.0/16\" and service_subnet = \"10.96.0.0/12\""
+        }
+    );
+    let single_stack =
+        "kiln builds single-stack clusters, not dual-stack: nodes, pods and services \
+                        share one address family";
+    for (field, what, net) in [
+        ("cluster.pod_subnet", "pod", cluster.pod_subnet),
+        ("cluster.service_subnet", "service", cluster.service_subnet),
+    ] {
+        if net.addr.is_ipv6() == ipv6 {
+            continue;
+        }
+        let default = if check.is_written(field) {
+            ""
+        } else {
+            " (the default)"
+        };
+        let message = match master {
+            Some(m) => format!(
+                "{what} subnet {net}{default} is {}, but control_plane.masters[0].ip {} is {}: \
+                 {single_stack}",
+                family(net.addr),
+                m.ip,
+                family(m.ip)
+            ),
+            None => format!(
+                "{what} subnet {net} is {} and pod subnet {} is {}: {single_stack}",
+                family(net.addr),
+                cluster.pod_subnet,
+                family(cluster.pod_subnet.addr)
+            ),
+        };
+        check.error(field, message, hint.clone());
+    }
 }
 
 /// The version table decides: a supported minor passes, an older known one
@@ -380,8 +451,6 @@ const SYSTEM_FOLDERS: [&str; 8] = [
     "/var/lib/apt",
     "/var/lib/systemd",
 ];
-/// Links to folders of /run on Debian, a tmpfs emptied at every boot.
-const RUN_LINKS: [&str; 2] = ["/var/run", "/var/lock"];
 
 /// The agent creates data_dir and chowns it to the etcd user (and moves a
 /// stale one aside), so data_dir must be a folder of etcd's own: clean,
@@ -429,7 +498,8 @@ fn check_data_dir(data_dir: &Path, check: &mut Checker<'_>) {
             },
             own_folder,
         )
-    } else if let Some(link) = RUN_LINKS.iter().find(|link| below(link)) {
+    } else if let (_, Some((link, _))) = resolve_base_links(&path) {
+        // Below /var only /var/run and /var/lock are links, both into /run.
         (
             format!("data_dir {path} is under {link}, a link into /run: a tmpfs emptied at every boot, so etcd would lose its data"),
             own_folder,
@@ -457,14 +527,11 @@ fn check_control_plane(cp: &ControlPlaneSection, check: &mut Checker<'_>) {
     }
     if let Some(vip) = &cp.vip {
         let name = &vip.interface;
-        if name.is_empty()
-            || name.len() > 15
-            || name.contains(|c: char| c == '/' || c.is_whitespace())
-        {
+        if !is_interface_name(name) {
             check.error(
                 "control_plane.vip.interface",
                 format!("{name:?} is not a network interface name"),
-                "use the interface the VIP lives on, like interface = \"eth0\" (1-15 characters, no '/' or spaces)",
+                format!("use the interface the VIP lives on, like interface = \"eth0\" ({INTERFACE_RULE})"),
             );
         }
     }

@@ -7,9 +7,15 @@ use std::path::Component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln_node::layout::{kiln_owner, KILN_UNIT_PREFIX};
+use kiln_node::layout::kube::MASKED_UNITS;
+use kiln_node::layout::{
+    is_kiln_drop_in, is_kiln_unit, is_within, kiln_owner, resolve_base_links, KILN_OWNED,
+    KILN_UNIT_PREFIX, UNIT_DIRS,
+};
+use kiln_node::node_config::Role;
 
 use super::Checker;
+use crate::image::kept_in_var;
 use crate::profile::model::{
     BaseImage, EtcdRelease, ExtraFile, ExtraUnit, ImagesSection, OutputFormat, RoleImage,
 };
@@ -59,12 +65,8 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
             "add \"raw\" or \"qcow2\" to images.formats, or remove images.embed_config",
         );
     }
-    for (role, image) in [
-        ("etcd", &images.etcd),
-        ("master", &images.master),
-        ("worker", &images.worker),
-    ] {
-        check_role(&format!("images.{role}"), image, check);
+    for role in [Role::Etcd, Role::Master, Role::Worker] {
+        check_role(role, images.role(role), check);
     }
     check_etcd_source(images, check);
 }
@@ -216,7 +218,8 @@ fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
     }
 }
 
-fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
+fn check_role(role: Role, image: &RoleImage, check: &mut Checker<'_>) {
+    let field = &format!("images.{role}");
     if let Some(base) = &image.base {
         let resolved = check.base_dir.join(base);
         if !resolved.exists() {
@@ -239,7 +242,7 @@ fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
     let mut paths = HashSet::new();
     for (j, file) in image.files.iter().enumerate() {
         let at = format!("{field}.files[{j}]");
-        check_file(&at, file, check);
+        check_file(field, &at, file, check);
         if !paths.insert(file.path.trim_end_matches('/')) {
             check.error(
                 format!("{at}.path"),
@@ -251,7 +254,7 @@ fn check_role(field: &str, image: &RoleImage, check: &mut Checker<'_>) {
     let mut units = HashSet::new();
     for (j, unit) in image.units.iter().enumerate() {
         let at = format!("{field}.units[{j}]");
-        check_unit(&at, unit, check);
+        check_unit(role, &at, unit, check);
         if !units.insert(unit.name.as_str()) {
             check.error(
                 format!("{at}.name"),
@@ -274,22 +277,40 @@ pub fn is_package_name(package: &str) -> bool {
 
 /// An absolute path in the form Ignition requires (its validation refuses
 /// paths that `path.Clean` would change): `/` then non-empty components
-/// other than `.` and `..`, no trailing `/`.
+/// other than `.` and `..`, no trailing `/`; and no NUL byte, which no
+/// Linux path holds.
 pub fn is_clean_absolute(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(|rest| {
-        !rest.is_empty()
-            && rest
-                .split('/')
-                .all(|part| !part.is_empty() && part != "." && part != "..")
-    })
+    !path.contains('\0')
+        && path.strip_prefix('/').is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..")
+        })
 }
 
 /// Files above this size need `large = true`: they are copied into every
 /// Ignition config and image of the role.
 const MAX_FILE_BYTES: u64 = 1 << 20;
 
-fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
-    if !is_clean_absolute(&file.path) {
+/// `field` is the role's table (`images.worker`), `at` the file's.
+fn check_file(field: &str, at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
+    let (real, link) = resolve_base_links(&file.path);
+    // " (/bin links to /usr/bin in the base)" when the path went through one.
+    let through = link.map_or(String::new(), |(link, target)| {
+        format!(" ({link} links to {target} in the base)")
+    });
+    if file.path.contains('\0') {
+        check.error(
+            format!("{at}.path"),
+            format!(
+                "{:?} holds a NUL byte, which no Linux path may hold: the system calls that \
+                 write the file end the path there",
+                file.path
+            ),
+            "remove the \\u0000 from the path, like path = \"/etc/motd\"",
+        );
+    } else if !is_clean_absolute(&file.path) {
         check.error(
             format!("{at}.path"),
             format!("{:?} is not a clean absolute file path", file.path),
@@ -297,18 +318,48 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
              like \"/etc/motd\" (Ignition refuses any other form)",
         );
     } else if let Some(owner) = kiln_owner(&file.path) {
+        let whose = if real == owner {
+            "kiln's own on every node".to_owned()
+        } else {
+            format!("under {owner}, which kiln owns on every node")
+        };
         check.error(
             format!("{at}.path"),
-            if owner == file.path {
-                format!("{owner} is kiln's own on every node")
-            } else {
-                format!(
-                    "{} is under {owner}, which kiln owns on every node",
-                    file.path
-                )
+            match link {
+                None => format!("{real} is {whose}"),
+                Some(_) => format!("{} is {real}{through}, {whose}", file.path),
             },
             "put the file elsewhere: kiln's configuration, agent, state and PKI cannot be \
              replaced by a profile",
+        );
+    } else if let Some(owned) = KILN_OWNED.iter().find(|owned| is_within(owned, &real)) {
+        check.error(
+            format!("{at}.path"),
+            format!(
+                "{}{through} holds {owned}, which kiln owns on every node: a file there would \
+                 replace the folder",
+                file.path
+            ),
+            "put the file elsewhere, like \"/etc/motd\"",
+        );
+    } else if let Some(dir) = UNIT_DIRS
+        .iter()
+        .find(|dir| is_within(&real, dir) || is_within(dir, &real))
+    {
+        check_unit_path(field, at, &file.path, (&real, &through), dir, check);
+    } else if is_within(&real, "/usr") && !kept_in_var(&real) {
+        check.error(
+            format!("{at}.path"),
+            format!(
+                "{} is under /usr{through}: kiln's disks hold the OS in a read-only, verified \
+                 partition, so Ignition cannot write the file at first boot",
+                file.path
+            ),
+            format!(
+                "put the file under /etc or /var (or /usr/local, a link into /var); to ship it \
+                 with the OS, install it from a Debian package ({field}.packages) or a base of \
+                 your own ({field}.base)"
+            ),
         );
     }
     let size = match (&file.contents.inline, &file.contents.local) {
@@ -355,6 +406,72 @@ fn check_file(at: &str, file: &ExtraFile, check: &mut Checker<'_>) {
     }
 }
 
+/// An extra file at `path` (`real` once the base's links are followed)
+/// that is, holds or is inside systemd's unit folder `dir`. The build
+/// refuses a file at the path of a unit (or a parent where a unit needs a
+/// folder) only late, and a file beside them bypasses `units`.
+fn check_unit_path(
+    field: &str,
+    at: &str,
+    path: &str,
+    (real, through): (&str, &str),
+    dir: &str,
+    check: &mut Checker<'_>,
+) {
+    let (message, hint) = if !is_within(real, dir) {
+        (
+            format!(
+                "{path}{through} holds {dir}, a folder of systemd's units: a file there would \
+                 replace it"
+            ),
+            "put the file elsewhere, like \"/etc/motd\"".to_owned(),
+        )
+    } else if let Some(what) = kilns_unit_file(real, dir) {
+        (
+            format!("{path}{through} is kiln's {what}, which a profile cannot replace"),
+            format!(
+                "add a unit or drop-in of your own in [[{field}.units]] instead, under a name \
+                 without \"kiln\", like name = \"site.service\" or a drop-in \"50-site.conf\""
+            ),
+        )
+    } else {
+        (
+            format!(
+                "{path}{through} is in {dir}, a folder of systemd's units: units and drop-ins \
+                 belong in the profile's units, and a file there fails the build where it \
+                 meets one of kiln's"
+            ),
+            format!(
+                "declare it in [[{field}.units]]: name = \"site.service\" with contents (the \
+                 unit file), enabled, and dropins = [{{ name = \"50-site.conf\", contents = \
+                 \"...\" }}] for drop-ins"
+            ),
+        )
+    };
+    check.error(format!("{at}.path"), message, hint);
+}
+
+/// What of kiln's a path in the unit folder `dir` is: one of its units, an
+/// enablement link to one, or one of its drop-ins.
+fn kilns_unit_file(path: &str, dir: &str) -> Option<String> {
+    let rel = path[dir.len()..].trim_start_matches('/');
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts[..] {
+        [unit] if is_kiln_unit(unit) => Some(format!("unit {unit}")),
+        [folder, name] => {
+            if let Some(unit) = folder.strip_suffix(".d") {
+                is_kiln_drop_in(unit, name).then(|| format!("drop-in {name} of {unit}"))
+            } else {
+                let links = [".wants", ".requires", ".upholds"];
+                let target = links.iter().find_map(|s| folder.strip_suffix(s));
+                (target.is_some() && is_kiln_unit(name))
+                    .then(|| format!("unit {name}, enabled through {folder}"))
+            }
+        }
+        _ => None,
+    }
+}
+
 /// A `local` source stays inside the profile's folder, as Butane's
 /// `--files-dir` does: relative, no `..` out of it, no link leading out.
 /// Returns the file's size when it is there.
@@ -395,12 +512,22 @@ fn check_local_source(at: &str, local: &Path, check: &mut Checker<'_>) -> Option
     }
 }
 
-fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
-    if unit.name.starts_with(KILN_UNIT_PREFIX) {
+fn check_unit(role: Role, at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
+    if is_kiln_unit(&unit.name) {
         check.error(
             format!("{at}.name"),
             format!("unit names starting with {KILN_UNIT_PREFIX:?} are kiln's own"),
             "name the unit differently, like \"site-report.service\"",
+        );
+    } else if role != Role::Etcd && MASKED_UNITS.contains(&unit.name.as_str()) {
+        check.error(
+            format!("{at}.name"),
+            format!(
+                "kiln masks {} on masters and workers (a link to /dev/null: kubelet refuses to \
+                 run with swap on), and this entry would replace the mask",
+                unit.name
+            ),
+            "remove the entry: swap stays off on masters and workers",
         );
     }
     let stem = UNIT_SUFFIXES.iter().find_map(|s| unit.name.strip_suffix(s));
@@ -439,6 +566,16 @@ fn check_unit(at: &str, unit: &ExtraUnit, check: &mut Checker<'_>) {
                     dropin.name
                 ),
                 "name it without \"kiln\", like \"50-site.conf\"",
+            );
+        } else if is_kiln_drop_in(&unit.name, &dropin.name) {
+            check.error(
+                field,
+                format!(
+                    "{} has a drop-in {} on kiln's nodes already, which this one would replace",
+                    unit.name, dropin.name
+                ),
+                "name it differently, like \"50-site.conf\": a later name overrides single \
+                 settings and keeps kiln's drop-in",
             );
         } else if !names.insert(dropin.name.as_str()) {
             check.error(
