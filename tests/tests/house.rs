@@ -354,10 +354,36 @@ fn the_checker_sees_a_cycle_through_a_use_tree() {
     assert_eq!(found, vec![vec!["b", "d", "b"]], "{found:?}");
 }
 
+/// The `[dependencies]` table of a crate's manifest.
+fn dependencies(krate: &str) -> String {
+    let manifest = workspace().join(krate).join("Cargo.toml");
+    let text = fs::read_to_string(&manifest)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", manifest.display()));
+    let start = text.find("[dependencies]").expect("a [dependencies] table");
+    let table = &text[start + "[dependencies]".len()..];
+    table[..table.find("\n[").unwrap_or(table.len())].to_owned()
+}
+
 #[test]
-fn the_builder_depends_on_the_contract_not_on_the_agent() {
-    let manifest = workspace().join("builder/Cargo.toml");
-    let text = fs::read_to_string(&manifest).unwrap();
-    assert!(text.contains("kiln-node"), "{text}");
-    assert!(!text.contains("kiln-firstboot"), "{text}");
+fn builder_and_agent_share_only_the_contract() {
+    let lines = |krate: &str| -> Vec<String> {
+        dependencies(krate)
+            .lines()
+            .filter_map(|l| l.split_once('.').or_else(|| l.split_once(' ')))
+            .map(|(name, _)| name.trim().to_owned())
+            .collect()
+    };
+    let builder = lines("builder");
+    let agent = lines("firstboot");
+    let contract = lines("node");
+    assert!(builder.contains(&"kiln-node".to_owned()), "{builder:?}");
+    assert!(agent.contains(&"kiln-node".to_owned()), "{agent:?}");
+    assert!(
+        !builder.contains(&"kiln-firstboot".to_owned()),
+        "{builder:?}"
+    );
+    assert!(!agent.contains(&"kiln".to_owned()), "{agent:?}");
+    for other in ["kiln", "kiln-firstboot"] {
+        assert!(!contract.contains(&other.to_owned()), "{contract:?}");
+    }
 }

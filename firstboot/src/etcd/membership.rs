@@ -1,6 +1,7 @@
-//! The membership decision, as a pure function of what the node observed:
-//! design.md's "etcd membership at first boot" table, plus the safety rules
-//! (never bootstrap alone, never a change that loses quorum, never past the
+//! The membership decision, as a pure function of what the node observed
+//! ([`Decision`] lists the cases: a reboot, a listed member not started, a
+//! replacement, a join, a bootstrap, a wait), plus the safety rules (never
+//! bootstrap alone, never a change that loses quorum, never past the
 //! desired size, never remove a member the cluster still sees).
 
 use std::fmt;
