@@ -72,8 +72,7 @@ pub fn folder_rows(dir: &Path, now: OffsetDateTime, renew_before: u64) -> Result
         .map(|path| {
             let pem =
                 fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let info =
-                CertInfo::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let info = CertInfo::from_pem(&pem).with_context(|| path.display().to_string())?;
             let rel = path.strip_prefix(dir).unwrap_or(path).display().to_string();
             Ok(CertRow::of(rel, &info, now, renew_before))
         })
@@ -111,7 +110,7 @@ pub fn endpoint_rows(
         .map(|url| {
             let endpoint = url.trim_start_matches("https://").trim_end_matches('/');
             let presented = tls.presented_certificate(endpoint).and_then(|der| {
-                let info = CertInfo::from_der(&der).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let info = CertInfo::from_der(&der)?;
                 Ok((der, info))
             });
             match presented {

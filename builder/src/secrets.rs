@@ -288,7 +288,7 @@ impl Store<'_> {
         let now = time::OffsetDateTime::now_utc();
         for stem in CAS {
             let info = CertInfo::from_pem(&self.read(&format!("{stem}.crt"))?)
-                .map_err(|e| anyhow::anyhow!("{}.crt: {e}", self.path(stem).display()))?;
+                .with_context(|| format!("{}.crt", self.path(stem).display()))?;
             let left = info.seconds_left(now);
             if left < CA_WARN_SECONDS {
                 eprintln!(
@@ -392,8 +392,8 @@ struct Renewer<'a> {
 
 impl<'a> Renewer<'a> {
     fn new(etcd_ca: &'a Pair, profile: &Profile) -> Result<Renewer<'a>> {
-        let ca_info = CertInfo::from_pem(&etcd_ca.cert)
-            .map_err(|e| anyhow::anyhow!("the etcd CA of the secrets folder: {e}"))?;
+        let ca_info =
+            CertInfo::from_pem(&etcd_ca.cert).context("the etcd CA of the secrets folder")?;
         Ok(Renewer {
             etcd_ca,
             ca_info,
@@ -416,7 +416,7 @@ impl<'a> Renewer<'a> {
     fn renew_if_due(&mut self, store: &Store, stem: &str, spec: &LeafSpec) -> Result<()> {
         let path = store.path(&format!("{stem}.crt"));
         let info = CertInfo::from_pem(&store.read(&format!("{stem}.crt"))?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .with_context(|| path.display().to_string())?;
         let ca = &self.ca_info;
         if !info.due(self.now, self.renew_before, ca) {
             if info.inside_window(self.now, self.renew_before) {

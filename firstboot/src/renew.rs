@@ -158,8 +158,8 @@ fn acceptable(
     spec: &LeafSpec,
     current: &CertInfo,
 ) -> Result<(), String> {
-    kiln_node::pki::verify_chain(ca_pem, pem)?;
-    let info = CertInfo::from_pem(pem)?;
+    kiln_node::pki::verify_chain(ca_pem, pem).map_err(|e| e.to_string())?;
+    let info = CertInfo::from_pem(pem).map_err(|e| e.to_string())?;
     if info.public_key != key {
         return Err("it is for another key".into());
     }
@@ -191,7 +191,7 @@ pub fn renew_leaves(
     // Read once: every leaf is judged against, and checked to chain to, it.
     let ca_pem = std::fs::read_to_string(under_root(root, &pki::etcd_ca_cert()))
         .context("reading the etcd CA certificate")?;
-    let ca_info = CertInfo::from_pem(&ca_pem).map_err(|e| anyhow::anyhow!("the etcd CA: {e}"))?;
+    let ca_info = CertInfo::from_pem(&ca_pem).context("the etcd CA")?;
     let mut signer = None;
     let mut outcomes = Vec::new();
     for leaf in node_leaves(config.role) {
@@ -200,8 +200,7 @@ pub fn renew_leaves(
             outcomes.push((leaf, Outcome::Absent));
             continue;
         };
-        let info = CertInfo::from_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", cert_file.display()))?;
+        let info = CertInfo::from_pem(&pem).with_context(|| cert_file.display().to_string())?;
         if !info.due(now, config.pki.renew_before_seconds, &ca_info) {
             if info.inside_window(now, config.pki.renew_before_seconds) {
                 tracing::warn!(cert = %leaf.cert.display(), "{} is inside the renewal window but the etcd CA ends first: rotate the CA", leaf.cert.display());

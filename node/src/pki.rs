@@ -30,7 +30,15 @@ pub enum PkiError {
     #[error("invalid DNS name {0:?} for a certificate")]
     BadDnsName(String),
     #[error("the CA certificate cannot be read: {0}")]
-    BadCa(String),
+    BadCa(Box<PkiError>),
+    #[error("not a PEM certificate: {0}")]
+    NotPem(String),
+    #[error("not an X.509 certificate: {0}")]
+    NotX509(String),
+    #[error("the CA is not usable: {0}")]
+    UnusableCa(String),
+    #[error("{0}")]
+    Untrusted(rustls::Error),
 }
 
 /// Key algorithms that both etcd and kubeadm load (no Ed25519: neither accepts it).
@@ -167,7 +175,7 @@ impl Authority {
     pub fn load(cert_pem: &str, key_pem: &str) -> Result<Authority, PkiError> {
         let key = KeyPair::from_pem(key_pem).map_err(PkiError::BadKey)?;
         let not_after = CertInfo::from_pem(cert_pem)
-            .map_err(PkiError::BadCa)?
+            .map_err(|e| PkiError::BadCa(Box::new(e)))?
             .not_after;
         let issuer = Issuer::from_ca_cert_pem(cert_pem, key).map_err(PkiError::BadCaCertificate)?;
         Ok(Authority {
@@ -257,35 +265,35 @@ impl Authority {
 
 /// Whether `cert_pem` chains to the CA `ca_pem` and is valid now, as a TLS
 /// peer verifying it as a client would (every kiln leaf is a client too).
-pub fn verify_chain(ca_pem: &str, cert_pem: &str) -> Result<(), String> {
+pub fn verify_chain(ca_pem: &str, cert_pem: &str) -> Result<(), PkiError> {
     use rustls::pki_types::pem::PemObject;
     let cert = rustls::pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        .map_err(|e| PkiError::NotPem(e.to_string()))?;
     verify_chain_der(ca_pem, &cert)
 }
 
 /// [`verify_chain`] of a certificate in DER, as a TLS peer presents it.
-pub fn verify_chain_der(ca_pem: &str, cert: &[u8]) -> Result<(), String> {
+pub fn verify_chain_der(ca_pem: &str, cert: &[u8]) -> Result<(), PkiError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, UnixTime};
     let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes())
-        .map_err(|e| format!("the CA is not a PEM certificate: {e}"))?;
+        .map_err(|e| PkiError::UnusableCa(format!("not a PEM certificate: {e}")))?;
     let cert = CertificateDer::from(cert);
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(ca)
-        .map_err(|e| format!("the CA is not usable: {e}"))?;
+        .map_err(|e| PkiError::UnusableCa(e.to_string()))?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
         std::sync::Arc::new(roots),
         provider,
     )
     .build()
-    .map_err(|e| format!("building a verifier: {e}"))?;
+    .map_err(|e| PkiError::UnusableCa(e.to_string()))?;
     verifier
         .verify_client_cert(&cert, &[], UnixTime::now())
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(PkiError::Untrusted)
 }
 
 /// A PKCS#10 request for the key `key_pem`, subject `CN=common_name`.
@@ -374,16 +382,16 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// The first certificate of a PEM text.
-    pub fn from_pem(pem: &str) -> Result<CertInfo, String> {
+    pub fn from_pem(pem: &str) -> Result<CertInfo, PkiError> {
         let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-            .map_err(|e| format!("not a PEM certificate: {e}"))?;
+            .map_err(|e| PkiError::NotPem(e.to_string()))?;
         CertInfo::from_der(&block.contents)
     }
 
-    pub fn from_der(der: &[u8]) -> Result<CertInfo, String> {
+    pub fn from_der(der: &[u8]) -> Result<CertInfo, PkiError> {
         use x509_parser::extensions::GeneralName;
         let (_, cert) = x509_parser::parse_x509_certificate(der)
-            .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+            .map_err(|e| PkiError::NotX509(e.to_string()))?;
         let time = |t: x509_parser::time::ASN1Time| t.to_datetime();
         let sans = cert
             .subject_alternative_name()

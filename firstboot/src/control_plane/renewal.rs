@@ -98,7 +98,7 @@ pub fn kubeadm_due(
             return Ok(info.clone());
         }
         let info = read(&format!("{KUBEADM_PKI}/{ca}.crt"))
-            .map(|pem| CertInfo::from_pem(&pem).map_err(|e| anyhow::anyhow!("{ca}.crt: {e}")))
+            .map(|pem| CertInfo::from_pem(&pem).with_context(|| format!("{ca}.crt")))
             .transpose()?;
         cas.push((ca, info.clone()));
         Ok(info)
@@ -124,7 +124,7 @@ pub fn kubeadm_due(
     }
     let mut due = Vec::new();
     for (path, pem, ca) in held {
-        let info = CertInfo::from_pem(&pem).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+        let info = CertInfo::from_pem(&pem).with_context(|| path.to_string())?;
         let Some(ca) = ca_of(ca)? else { continue };
         if info.due(now, config.pki.renew_before_seconds, &ca) {
             due.push((path, info.seconds_left(now)));
@@ -277,7 +277,7 @@ impl ApiCheck {
         let path = under_root(root, Path::new(&format!("{KUBEADM_PKI}/apiserver.crt")));
         let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let renewed = x509_parser::pem::parse_x509_pem(&pem)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .with_context(|| path.display().to_string())?
             .1
             .contents;
         Ok(ApiCheck { tls, renewed })
