@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::node_config::{Role, Topology};
+use kiln_node::versions::Version;
 
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
 use crate::layer::{build_layer, ContainerdConfig, Contents, LayerInputs, Meta, RoleLayer};
@@ -223,7 +223,7 @@ fn baked_etcd_version(
     loaded: &LoadedProfile,
     base: &RoleBase,
     etcd: Option<&EtcdBinaries>,
-) -> Result<Option<EtcdVersion>> {
+) -> Result<Option<Version>> {
     // Only kiln's own base is run from: a base folder the profile names may
     // hold anything, and its binaries are not run on the build host.
     let baked = match base {
@@ -231,7 +231,7 @@ fn baked_etcd_version(
         RoleBase::Profile(_) | RoleBase::None => None,
     };
     let version = match (baked, etcd) {
-        (Some(binary), _) => EtcdVersion::of_binary(&binary)?,
+        (Some(binary), _) => Version::of_binary(&binary)?,
         (None, Some(binaries)) => binaries.version()?,
         (None, None) => return Ok(None),
     };

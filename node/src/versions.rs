@@ -1,7 +1,100 @@
-//! Version rules both programs apply: which kubeadm configuration API a
-//! Kubernetes release reads.
+//! Versions and the rules both programs apply to them: `MAJOR.MINOR.PATCH`
+//! of etcd and of Kubernetes releases, and which kubeadm configuration API
+//! a Kubernetes release reads.
+
+use std::fmt;
+use std::str::FromStr;
 
 use anyhow::{bail, Result};
+
+/// `MAJOR.MINOR.PATCH` of a release: etcd's (a cluster version has patch 0)
+/// or Kubernetes'. [`FromStr`] reads etcd's spellings; [`Version::kubernetes`]
+/// Kubernetes' stricter ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Version {
+        Version {
+            major,
+            minor,
+            patch,
+        }
+    }
+
+    /// A released Kubernetes version, `MAJOR.MINOR.PATCH` (a leading `v` is accepted).
+    ///
+    /// Each part is ASCII digits without a leading zero, as Kubernetes' semantic
+    /// versions (k8s.io/apimachinery/pkg/util/version) are: Rust's integer parse
+    /// alone would also take `+1`. Pre-releases (`1.36.0-rc.0`) and build
+    /// metadata are refused: kiln's version table, the pkgs.k8s.io stable
+    /// repositories and the node configuration all deal in releases.
+    pub fn kubernetes(s: &str) -> Result<Version, String> {
+        let example = "write MAJOR.MINOR.PATCH, like \"1.36.2\"";
+        let bare = s.strip_prefix('v').unwrap_or(s);
+        if let Some(at) = bare.find(['-', '+']) {
+            let core_ok = bare[..at].split('.').count() == 3;
+            if core_ok && bare[..at].bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+                return Err(format!(
+                    "{s:?} is a pre-release or build of Kubernetes: kiln builds released versions only; {example}"
+                ));
+            }
+        }
+        let bad = || format!("{s:?} is not a Kubernetes version: {example}");
+        let part = |p: &str| -> Result<u32, String> {
+            let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+            if !digits || (p.len() > 1 && p.starts_with('0')) {
+                return Err(bad());
+            }
+            p.parse().map_err(|_| bad())
+        };
+        let parts: Vec<u32> = bare.split('.').map(part).collect::<Result<_, _>>()?;
+        match parts[..] {
+            [major, minor, patch] => Ok(Version::new(major, minor, patch)),
+            _ => Err(bad()),
+        }
+    }
+
+    /// `MAJOR.MINOR`, the unit etcd upgrades by.
+    pub fn minor_release(self) -> String {
+        format!("{}.{}", self.major, self.minor)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl FromStr for Version {
+    type Err = String;
+
+    /// `3.5.30`, with an optional leading `v` and a suffix after `-` or `+`
+    /// (kubeadm writes its minimum as `3.5.24-0`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{s:?} is not an etcd version (MAJOR.MINOR.PATCH, like \"3.5.30\")");
+        let core = s.strip_prefix('v').unwrap_or(s);
+        let core = core.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<u32> = core
+            .split('.')
+            .map(|p| {
+                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                p.parse().map_err(|_| bad())
+            })
+            .collect::<Result<_, _>>()?;
+        match parts[..] {
+            [major, minor, patch] => Ok(Version::new(major, minor, patch)),
+            _ => Err(bad()),
+        }
+    }
+}
 
 /// The `kubeadm.k8s.io` configuration API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

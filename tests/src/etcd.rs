@@ -9,13 +9,13 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln_node::etcd::config::parse_env;
-use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::layout::etcd::ENV_FILE;
 use kiln_node::layout::{kube, pki as paths, under_root, NODE_CONFIG};
 use kiln_node::node_config::{
     DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology,
 };
 use kiln_node::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage};
+use kiln_node::versions::Version;
 
 use crate::netns::{Host, Lab};
 
@@ -61,11 +61,11 @@ impl Release {
     }
 
     /// The release's etcd version, as `etcd --version` prints it (asked once).
-    pub fn version(self) -> EtcdVersion {
-        static VERSIONS: [std::sync::OnceLock<EtcdVersion>; 2] =
+    pub fn version(self) -> Version {
+        static VERSIONS: [std::sync::OnceLock<Version>; 2] =
             [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
         *VERSIONS[self as usize].get_or_init(|| {
-            EtcdVersion::of_binary(&self.tool("etcd"))
+            Version::of_binary(&self.tool("etcd"))
                 .unwrap_or_else(|e| panic!("the {self:?} release's etcd: {e:#}"))
         })
     }

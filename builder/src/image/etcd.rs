@@ -11,8 +11,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::hex::hex;
+use kiln_node::versions::Version;
 use sha2::{Digest, Sha256};
 
 use super::cache::cache_lock;
@@ -90,8 +90,8 @@ impl EtcdBinaries {
         })
     }
 
-    pub fn version(&self) -> Result<EtcdVersion> {
-        EtcdVersion::of_binary(&self.dir.join("etcd"))
+    pub fn version(&self) -> Result<Version> {
+        Version::of_binary(&self.dir.join("etcd"))
     }
 
     /// Writes what the base gets at `/` into `tree`: the executables, the

@@ -17,7 +17,7 @@ use kiln_node::node_config::{Role, Topology};
 pub use diagnostic::{Diagnostic, ProfileError, Severity};
 pub use load::load;
 pub use model::*;
-pub use types::{Cidr, KubeVersion, Span};
+pub use types::{Cidr, Span};
 
 /// A profile that passed every check, with where it came from.
 #[derive(Debug, Clone)]

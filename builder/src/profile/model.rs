@@ -8,7 +8,8 @@ use kiln_node::node_config::{DiscoverySource, Role, Topology, Vip};
 use kiln_node::pki::KeyAlgorithm;
 use serde::Deserialize;
 
-use super::types::{Cidr, KubeVersion, Span};
+use super::types::{Cidr, Span};
+use kiln_node::versions::Version;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +31,8 @@ pub struct Profile {
 pub struct ClusterSection {
     pub name: String,
     pub domain: String,
-    pub kubernetes_version: KubeVersion,
+    #[serde(deserialize_with = "super::types::kubernetes_version")]
+    pub kubernetes_version: Version,
     /// Networks the nodes live on; every node address and the VIP must be inside one.
     pub node_subnets: Vec<Cidr>,
     #[serde(default = "default_pod_subnet")]

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kiln_node::versions::Version;
 use serde::{Deserialize, Deserializer};
 
 /// An IP network, `address/prefix`, with no host bits set.
@@ -110,65 +111,10 @@ impl<'de> Deserialize<'de> for Cidr {
     }
 }
 
-/// A released Kubernetes version, `MAJOR.MINOR.PATCH` (a leading `v` is accepted).
-///
-/// Each part is ASCII digits without a leading zero, as Kubernetes' semantic
-/// versions (k8s.io/apimachinery/pkg/util/version) are: Rust's integer parse
-/// alone would also take `+1`. Pre-releases (`1.36.0-rc.0`) and build
-/// metadata are refused: kiln's version table, the pkgs.k8s.io stable
-/// repositories and the node configuration all deal in releases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct KubeVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl fmt::Display for KubeVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl FromStr for KubeVersion {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let example = "write MAJOR.MINOR.PATCH, like \"1.36.2\"";
-        let bare = s.strip_prefix('v').unwrap_or(s);
-        if let Some(at) = bare.find(['-', '+']) {
-            let core_ok = bare[..at].split('.').count() == 3;
-            if core_ok && bare[..at].bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-                return Err(format!(
-                    "{s:?} is a pre-release or build of Kubernetes: kiln builds released versions only; {example}"
-                ));
-            }
-        }
-        let bad = || format!("{s:?} is not a Kubernetes version: {example}");
-        let part = |p: &str| -> Result<u32, String> {
-            let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-            if !digits || (p.len() > 1 && p.starts_with('0')) {
-                return Err(bad());
-            }
-            p.parse().map_err(|_| bad())
-        };
-        let parts: Vec<u32> = bare.split('.').map(part).collect::<Result<_, _>>()?;
-        match parts[..] {
-            [major, minor, patch] => Ok(KubeVersion {
-                major,
-                minor,
-                patch,
-            }),
-            _ => Err(bad()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for KubeVersion {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
+/// Reads `cluster.kubernetes_version` with Kubernetes' rules ([`Version::kubernetes`]).
+pub fn kubernetes_version<'de, D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> {
+    let s = String::deserialize(d)?;
+    Version::kubernetes(&s).map_err(serde::de::Error::custom)
 }
 
 /// A length of time written like `"90s"`, `"15m"`, `"1h"`, `"7d"` (one number
@@ -286,10 +232,10 @@ mod tests {
 
     #[test]
     fn versions_parse_and_order() {
-        let v: KubeVersion = "v1.36.2".parse().unwrap();
+        let v = Version::kubernetes("v1.36.2").unwrap();
         assert_eq!(v.to_string(), "1.36.2");
         assert!(v > "1.35.9".parse().unwrap());
-        assert_eq!("1.0.0".parse::<KubeVersion>().unwrap().minor, 0);
+        assert_eq!(Version::kubernetes("1.0.0").unwrap().minor, 0);
         for bad in [
             "1.31",
             "latest",
@@ -303,7 +249,7 @@ mod tests {
             "1.31.x",
             "1.4294967296.0",
         ] {
-            let err = bad.parse::<KubeVersion>().unwrap_err();
+            let err = Version::kubernetes(bad).unwrap_err();
             assert!(
                 err.contains("is not a Kubernetes version"),
                 "{bad:?}: {err}"
@@ -314,7 +260,7 @@ mod tests {
     #[test]
     fn pre_releases_are_refused_by_name() {
         for pre in ["1.36.0-rc.0", "v1.37.0-alpha.1", "1.36.2+build"] {
-            let err = pre.parse::<KubeVersion>().unwrap_err();
+            let err = Version::kubernetes(pre).unwrap_err();
             assert!(err.contains("released versions only"), "{pre:?}: {err}");
         }
     }

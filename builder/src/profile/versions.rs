@@ -3,10 +3,8 @@
 //! and the kubeadm config API kiln writes for it. Validation, the image
 //! layers and the agent's config all read these rows; change a value here.
 
-use kiln_node::etcd::version::EtcdVersion;
 use kiln_node::versions::ApiVersion;
-
-use super::types::KubeVersion;
+use kiln_node::versions::Version;
 
 /// One Kubernetes minor release, `1.<minor>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +89,7 @@ pub fn known() -> &'static [Minor] {
 }
 
 /// The row of `version`'s minor; None for a minor kiln does not know.
-pub fn minor(version: KubeVersion) -> Option<&'static Minor> {
+pub fn minor(version: Version) -> Option<&'static Minor> {
     (version.major == 1)
         .then(|| MINORS.iter().find(|m| m.minor == version.minor))
         .flatten()
@@ -114,7 +112,7 @@ pub fn supported_list(last_word: &str) -> String {
 
 /// The oldest external etcd kubeadm of `version` accepts; None for an
 /// unknown minor.
-pub fn min_external_etcd(version: KubeVersion) -> Option<EtcdVersion> {
+pub fn min_external_etcd(version: Version) -> Option<Version> {
     let row = minor(version)?;
     Some(
         row.min_external_etcd
@@ -125,7 +123,7 @@ pub fn min_external_etcd(version: KubeVersion) -> Option<EtcdVersion> {
 
 /// `registry.k8s.io/pause:<tag>` of `version`; for a minor kiln does not
 /// know, the nearest known one's (as kubeadm falls back for its etcd map).
-pub fn pause_image(version: KubeVersion) -> String {
+pub fn pause_image(version: Version) -> String {
     let (first, last) = (&MINORS[0], &MINORS[MINORS.len() - 1]);
     // The rows are contiguous: a version without one is below or above them.
     let row = minor(version).unwrap_or(if (version.major, version.minor) > (1, last.minor) {
@@ -140,7 +138,7 @@ pub fn pause_image(version: KubeVersion) -> String {
 mod tests {
     use super::*;
 
-    fn v(s: &str) -> KubeVersion {
+    fn v(s: &str) -> Version {
         s.parse().unwrap()
     }
 
@@ -176,13 +174,13 @@ mod tests {
     #[test]
     fn external_etcd_minimum_follows_kubeadm() {
         let min = |s| min_external_etcd(v(s)).unwrap();
-        assert_eq!(min("1.31.2"), EtcdVersion::new(3, 5, 11));
-        assert_eq!(min("1.32.0"), EtcdVersion::new(3, 5, 24));
-        assert_eq!(min("1.36.2"), EtcdVersion::new(3, 5, 24));
-        assert_eq!(min("1.37.0"), EtcdVersion::new(3, 5, 24));
-        assert_eq!(min("1.28.0"), EtcdVersion::new(3, 4, 13));
+        assert_eq!(min("1.31.2"), Version::new(3, 5, 11));
+        assert_eq!(min("1.32.0"), Version::new(3, 5, 24));
+        assert_eq!(min("1.36.2"), Version::new(3, 5, 24));
+        assert_eq!(min("1.37.0"), Version::new(3, 5, 24));
+        assert_eq!(min("1.28.0"), Version::new(3, 4, 13));
         for m in known() {
-            assert!(m.min_external_etcd.parse::<EtcdVersion>().is_ok(), "{m:?}");
+            assert!(m.min_external_etcd.parse::<Version>().is_ok(), "{m:?}");
         }
     }
 

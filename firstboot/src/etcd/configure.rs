@@ -16,9 +16,10 @@ use crate::status::{self, Phase, Status};
 use kiln_node::etcd::client::{EtcdRefused, MemberInfo};
 use kiln_node::etcd::config::{self, ClusterState, EtcdSettings};
 use kiln_node::etcd::kv::KvCluster;
-use kiln_node::etcd::version::{cluster_version, join_refusal, EtcdVersion};
+use kiln_node::etcd::version::{cluster_version, join_refusal};
 use kiln_node::layout::{self, etcd::SNAPSHOT_DIR};
 use kiln_node::node_config::DiscoverySource;
+use kiln_node::versions::Version;
 
 /// How long no member may answer before an initial member bootstraps,
 /// unless every peer's host refuses the connection (nothing listens: the
@@ -346,15 +347,11 @@ pub fn run(node: &EtcdMember) -> Result<Option<String>> {
 
 /// What `run` checks before it changes anything, and `plan` reports alike:
 /// the certificates, and the etcd version against the cluster's.
-fn check_before_change(
-    node: &EtcdMember,
-    plan: &Plan,
-    members: &[MemberInfo],
-) -> Result<EtcdVersion> {
+fn check_before_change(node: &EtcdMember, plan: &Plan, members: &[MemberInfo]) -> Result<Version> {
     if plan.decision != Decision::Restart {
         certs::preflight(&node.ctx.root, &node.ctx.me)?;
     }
-    let version = EtcdVersion::installed(&node.ctx.root)?;
+    let version = Version::installed(&node.ctx.root)?;
     if joins_running_cluster(&plan.decision) {
         check_version(node, version, members)?;
     }
@@ -373,7 +370,7 @@ fn joins_running_cluster(decision: &Decision) -> bool {
 /// Refuses, before any change, an etcd the cluster's version cannot take:
 /// etcd would fail to start after the membership change (a downgrade), or
 /// run a cluster two minors apart.
-fn check_version(node: &EtcdMember, mine: EtcdVersion, members: &[MemberInfo]) -> Result<()> {
+fn check_version(node: &EtcdMember, mine: Version, members: &[MemberInfo]) -> Result<()> {
     // Every member asked at once: a dead one may take a whole timeout.
     let answers: Vec<_> = std::thread::scope(|s| {
         let asked: Vec<_> = members
@@ -384,7 +381,7 @@ fn check_version(node: &EtcdMember, mine: EtcdVersion, members: &[MemberInfo]) -
         asked.into_iter().filter_map(|a| a.join().ok()).collect()
     });
     let mut errors = Vec::new();
-    let versions: Vec<(EtcdVersion, Option<EtcdVersion>)> = answers
+    let versions: Vec<(Version, Option<Version>)> = answers
         .into_iter()
         .filter_map(|answer| answer.map_err(|e| errors.push(format!("{e:#}"))).ok())
         .collect();

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-use super::version::EtcdVersion;
+use crate::versions::Version;
 
 /// Each call gets this long; callers retry with backoff on their own budget.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -181,7 +181,7 @@ impl EtcdClient {
 
     /// etcd's `/version`: the member's own release and the cluster's
     /// version (`None` while the cluster has not decided it yet).
-    pub fn version(&self, base: &str) -> Result<(EtcdVersion, Option<EtcdVersion>)> {
+    pub fn version(&self, base: &str) -> Result<(Version, Option<Version>)> {
         let (url, value) = self.get_json(base, "/version")?;
         let field = |name: &str| value[name].as_str().and_then(|v| v.parse().ok());
         let server = field("etcdserver")

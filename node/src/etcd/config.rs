@@ -7,12 +7,13 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use super::version::{version_settings, EtcdVersion};
+use super::version::version_settings;
 use crate::fsutil::write_with_parents;
 use crate::layout::etcd::{
     cert_path, CA_CERT, DROP_IN, ENV_FILE, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY,
 };
 use crate::layout::under_root;
+use crate::versions::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClusterState {
@@ -32,7 +33,7 @@ pub struct EtcdSettings<'a> {
     pub state: ClusterState,
     pub token: &'a str,
     /// The node's etcd: settings that differ between minors follow it.
-    pub version: EtcdVersion,
+    pub version: Version,
 }
 
 /// `name=peer_url` pairs as etcd's `--initial-cluster` (and
@@ -136,7 +137,7 @@ mod tests {
             ],
             state: ClusterState::New,
             token: "prod",
-            version: EtcdVersion::new(3, 6, 4),
+            version: Version::new(3, 6, 4),
         };
         let vars = parse_env(&render_env(&settings));
         let get = |k: &str| {

@@ -1,53 +1,32 @@
 //! etcd's versions: what the node's etcd binary says it is, which settings
 //! each minor release takes, and which cluster a member of a version may join.
+//! (The version type itself, shared with Kubernetes', is [`crate::versions::Version`].)
 
-use std::fmt;
 use std::path::Path;
 use std::process::Command;
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 
 use crate::layout::{under_root, ETCD_BINARY, ETCD_VERSION_FILE};
+use crate::versions::Version;
 
-/// `MAJOR.MINOR.PATCH` of an etcd release (a cluster version has patch 0).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct EtcdVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub patch: u32,
-}
-
-impl EtcdVersion {
-    pub const fn new(major: u32, minor: u32, patch: u32) -> EtcdVersion {
-        EtcdVersion {
-            major,
-            minor,
-            patch,
-        }
-    }
-
-    /// `MAJOR.MINOR`, the unit etcd upgrades by.
-    pub fn minor_release(self) -> String {
-        format!("{}.{}", self.major, self.minor)
-    }
-
+impl Version {
     /// The version in the first line `etcd --version` prints
     /// (`etcd Version: 3.5.30`).
-    pub fn from_version_output(text: &str) -> Option<EtcdVersion> {
+    pub fn from_version_output(text: &str) -> Option<Version> {
         text.lines()
             .find_map(|l| l.trim().strip_prefix("etcd Version:"))
             .and_then(|v| v.trim().parse().ok())
     }
 
     /// Runs the etcd binary at `binary` with `--version`.
-    pub fn of_binary(binary: &Path) -> Result<EtcdVersion> {
+    pub fn of_binary(binary: &Path) -> Result<Version> {
         let out = Command::new(binary)
             .arg("--version")
             .output()
             .with_context(|| format!("running {} --version", binary.display()))?;
         let text = String::from_utf8_lossy(&out.stdout);
-        match EtcdVersion::from_version_output(&text) {
+        match Version::from_version_output(&text) {
             Some(v) if out.status.success() => Ok(v),
             _ => bail!(
                 "{} --version printed no \"etcd Version:\" line (exit {}): {}",
@@ -61,44 +40,13 @@ impl EtcdVersion {
     /// The version of the etcd installed on the node under `root`: what
     /// the image's build recorded beside the binary, else what the binary
     /// says (an image built by hand, or a file that does not parse).
-    pub fn installed(root: &Path) -> Result<EtcdVersion> {
+    pub fn installed(root: &Path) -> Result<Version> {
         let recorded = std::fs::read_to_string(under_root(root, Path::new(ETCD_VERSION_FILE)));
         if let Some(version) = recorded.ok().and_then(|text| text.trim().parse().ok()) {
             return Ok(version);
         }
-        EtcdVersion::of_binary(&under_root(root, Path::new(ETCD_BINARY)))
+        Version::of_binary(&under_root(root, Path::new(ETCD_BINARY)))
             .context("finding out which etcd this node runs")
-    }
-}
-
-impl fmt::Display for EtcdVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl FromStr for EtcdVersion {
-    type Err = String;
-
-    /// `3.5.30`, with an optional leading `v` and a suffix after `-` or `+`
-    /// (kubeadm writes its minimum as `3.5.24-0`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("{s:?} is not an etcd version (MAJOR.MINOR.PATCH, like \"3.5.30\")");
-        let core = s.strip_prefix('v').unwrap_or(s);
-        let core = core.split(['-', '+']).next().unwrap_or_default();
-        let parts: Vec<u32> = core
-            .split('.')
-            .map(|p| {
-                if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(bad());
-                }
-                p.parse().map_err(|_| bad())
-            })
-            .collect::<Result<_, _>>()?;
-        match parts[..] {
-            [major, minor, patch] => Ok(EtcdVersion::new(major, minor, patch)),
-            _ => Err(bad()),
-        }
     }
 }
 
@@ -107,7 +55,7 @@ impl FromStr for EtcdVersion {
 /// member may be at the cluster's minor or one above it (the cluster version
 /// rises once every member runs the newer one), never below (etcd refuses a
 /// downgrade of the cluster version) nor two above.
-pub fn join_refusal(member: EtcdVersion, cluster: EtcdVersion) -> Option<String> {
+pub fn join_refusal(member: Version, cluster: Version) -> Option<String> {
     let (mine, theirs) = (member.minor_release(), cluster.minor_release());
     if member.major != cluster.major {
         Some(format!(
@@ -137,10 +85,10 @@ pub fn join_refusal(member: EtcdVersion, cluster: EtcdVersion) -> Option<String>
 /// answers (their own release, the cluster's version if decided). etcd
 /// starts a new cluster at 3.0 and raises it to its oldest member's minor
 /// within seconds, so that minor counts even before etcd wrote it down.
-pub fn cluster_version(answers: &[(EtcdVersion, Option<EtcdVersion>)]) -> Option<EtcdVersion> {
+pub fn cluster_version(answers: &[(Version, Option<Version>)]) -> Option<Version> {
     let oldest = answers.iter().map(|(server, _)| *server).min();
     let decided = answers.iter().filter_map(|(_, cluster)| *cluster).max();
-    decided.max(oldest.map(|v| EtcdVersion::new(v.major, v.minor, 0)))
+    decided.max(oldest.map(|v| Version::new(v.major, v.minor, 0)))
 }
 
 /// The `ETCD_*` settings that differ between minor releases. kubeadm runs
@@ -149,7 +97,7 @@ pub fn cluster_version(answers: &[(EtcdVersion, Option<EtcdVersion>)]) -> Option
 /// server's watch cache relies on the progress notifications. etcd 3.6 moved
 /// the corruption check behind `--feature-gates` and dropped the
 /// `experimental-` prefix of the interval (etcd's upgrade guide to 3.6).
-pub fn version_settings(version: EtcdVersion) -> Vec<(&'static str, String)> {
+pub fn version_settings(version: Version) -> Vec<(&'static str, String)> {
     const INTERVAL: &str = "5s";
     if (version.major, version.minor) >= (3, 6) {
         vec![
@@ -179,26 +127,26 @@ mod tests {
         // No binary at all: only the file can answer.
         std::fs::write(&file, "3.5.30\n").unwrap();
         assert_eq!(
-            EtcdVersion::installed(root.path()).unwrap(),
-            EtcdVersion::new(3, 5, 30)
+            Version::installed(root.path()).unwrap(),
+            Version::new(3, 5, 30)
         );
         std::fs::write(&file, "not a version\n").unwrap();
-        let err = format!("{:#}", EtcdVersion::installed(root.path()).unwrap_err());
+        let err = format!("{:#}", Version::installed(root.path()).unwrap_err());
         assert!(err.contains("--version"), "falls back to the binary: {err}");
     }
 
-    fn v(s: &str) -> EtcdVersion {
+    fn v(s: &str) -> Version {
         s.parse().unwrap()
     }
 
     #[test]
     fn parses_binaries_output_and_kubeadms_form() {
         let out = "etcd Version: 3.5.30\nGit SHA: Not provided\nGo Version: go1.24\n";
-        assert_eq!(EtcdVersion::from_version_output(out), Some(v("3.5.30")));
-        assert_eq!(v("3.5.24-0"), EtcdVersion::new(3, 5, 24));
-        assert_eq!(v("v3.6.0"), EtcdVersion::new(3, 6, 0));
+        assert_eq!(Version::from_version_output(out), Some(v("3.5.30")));
+        assert_eq!(v("3.5.24-0"), Version::new(3, 5, 24));
+        assert_eq!(v("v3.6.0"), Version::new(3, 6, 0));
         for bad in ["3.5", "latest", "+3.+5.+1", "3.5.x", ""] {
-            assert!(bad.parse::<EtcdVersion>().is_err(), "{bad:?}");
+            assert!(bad.parse::<Version>().is_err(), "{bad:?}");
         }
         assert!(v("3.5.9") < v("3.5.24"));
     }

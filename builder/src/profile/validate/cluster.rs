@@ -9,13 +9,14 @@ use std::path::Path;
 use kiln_node::etcd::reports::{BEATS_PER_GRACE, MIN_REPLACE_DEAD_AFTER, SHORTEST_BEAT};
 use kiln_node::layout::{kiln_owner, resolve_base_links};
 use kiln_node::node_config::Topology;
+use kiln_node::versions::Version;
 
 use super::images::is_clean_absolute;
 use super::{
     is_dns_label, is_dns_name, is_interface_name, Checker, DNS_LABEL_RULE, INTERFACE_RULE,
 };
 use crate::profile::model::{ClusterSection, ControlPlaneSection, EtcdSection, Profile};
-use crate::profile::types::{Cidr, KubeVersion};
+use crate::profile::types::Cidr;
 use crate::profile::versions;
 
 /// kubeadm's limits on subnets, from cmd/kubeadm/app/constants/constants.go
@@ -189,7 +190,7 @@ fn check_address_families(profile: &Profile, check: &mut Checker<'_>) {
 
 /// The version table decides: a supported minor passes, an older known one
 /// builds with a warning naming its end of support, anything else is an error.
-fn check_version(version: KubeVersion, check: &mut Checker<'_>) {
+fn check_version(version: Version, check: &mut Checker<'_>) {
     let supported = versions::supported_list("and");
     let example = "kubernetes_version = \"1.36.2\"";
     match versions::minor(version) {
