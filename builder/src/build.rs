@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use kiln_node::node_config::{Role, Topology};
+use kiln_node::node_config::Role;
 use kiln_node::versions::Version;
 
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
@@ -63,6 +63,7 @@ pub struct BuildReport {
 
 pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport> {
     let mut loaded = profile::load(&options.profile)?;
+    profile::resolve::check_local(&loaded)?;
     if let Some(formats) = &options.formats {
         loaded.profile.images.formats = formats.clone();
     }
@@ -216,9 +217,8 @@ fn etcd_binaries(
     EtcdBinaries::resolve(loaded, cache)
 }
 
-/// The version of the etcd the etcd image carries, and the refusal (exit 2)
-/// of one that kubeadm would refuse as external etcd (its preflight check
-/// ExternalEtcdVersion compares with MinExternalEtcdVersion).
+/// The version of the etcd the etcd image carries, refused (exit 2) where
+/// kubeadm would refuse it ([`profile::resolve::check_external_etcd`]).
 fn baked_etcd_version(
     loaded: &LoadedProfile,
     base: &RoleBase,
@@ -235,33 +235,7 @@ fn baked_etcd_version(
         (None, Some(binaries)) => binaries.version()?,
         (None, None) => return Ok(None),
     };
-    let kubernetes = loaded.profile.cluster.kubernetes_version;
-    let external = loaded.profile.etcd.topology == Topology::External;
-    let minimum = profile::versions::min_external_etcd(kubernetes);
-    if let Some(minimum) =
-        minimum.filter(|m| external && loaded.profile.control_plane.is_some() && version < *m)
-    {
-        let field = if loaded.profile.images.etcd.release.is_some() {
-            "images.etcd.release"
-        } else if loaded.profile.images.etcd.binaries.is_some() {
-            "images.etcd.binaries"
-        } else {
-            "images.etcd"
-        };
-        return Err(loaded
-            .error_at(
-                field,
-                format!(
-                    "the etcd image would run etcd {version}, and kubeadm {}.{} refuses an \
-                     external etcd older than {minimum} (its preflight check ExternalEtcdVersion)",
-                    kubernetes.major, kubernetes.minor
-                ),
-                "take a newer etcd: release = { url = \"https://github.com/etcd-io/etcd/releases/download/v3.5.30/etcd-v3.5.30-linux-amd64.tar.gz\", \
-                 sha256 = \"...\" } in [images.etcd], or source = \"debian\" with suite = \"sid\""
-                    .to_owned(),
-            )
-            .into());
-    }
+    profile::resolve::check_external_etcd(loaded, version)?;
     Ok(Some(version))
 }
 

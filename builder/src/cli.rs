@@ -155,6 +155,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Validate { profile } => {
             let loaded = profile::load(&profile)?;
+            profile::resolve::check_local(&loaded)?;
             for warning in &loaded.warnings {
                 eprintln!("{warning}");
             }

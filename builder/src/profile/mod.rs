@@ -4,6 +4,7 @@ mod diagnostic;
 mod load;
 mod locate;
 mod model;
+pub mod resolve;
 mod schema;
 mod suggest;
 mod types;

@@ -578,15 +578,18 @@ fn missing_lines(case: &Path, output: &str) -> Option<String> {
 }
 
 /// The e2e test runs these through the `kiln` binary; this runs them through
-/// `load()` so the library's output is pinned even without the CLI.
+/// `load()` and the resolve pass, as `kiln validate` does, so the library's
+/// output is pinned even without the CLI.
 #[test]
 fn bad_profile_fixtures_report_their_expected_lines() {
     let cases = fixtures("bad-profiles");
     assert!(cases.len() >= 30, "only {} fixtures", cases.len());
+    let validate =
+        |case: &Path| -> anyhow::Result<()> { super::resolve::check_local(&load(case)?) };
     let failures: Vec<String> = cases
         .iter()
-        .filter_map(|case| match load(case) {
-            Ok(_) => Some(format!("{} loaded without errors", case.display())),
+        .filter_map(|case| match validate(case) {
+            Ok(()) => Some(format!("{} loaded without errors", case.display())),
             Err(e) => missing_lines(case, &e.to_string()),
         })
         .collect();
