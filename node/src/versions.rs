@@ -141,3 +141,30 @@ impl ApiVersion {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_api_version_by_kubernetes_version() {
+        let v = |s| ApiVersion::for_kubernetes(s).unwrap();
+        // Both ends: the last v1beta3 minor and the first v1beta4 one, and
+        // 1.36+ (which no longer reads v1beta3) never gets it.
+        assert_eq!(v("1.30.6"), ApiVersion::V1beta3);
+        assert_eq!(v("1.31.0"), ApiVersion::V1beta4);
+        assert_eq!(v("v1.32.1"), ApiVersion::V1beta4);
+        for minor in 36..=40 {
+            let version = format!("1.{minor}.0");
+            assert_eq!(
+                ApiVersion::for_kubernetes(&version).unwrap(),
+                ApiVersion::V1beta4
+            );
+        }
+        assert_eq!(v("2.0.0"), ApiVersion::V1beta4);
+        let err = ApiVersion::for_kubernetes("latest")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kubernetes_version"), "{err}");
+    }
+}
