@@ -17,7 +17,7 @@ use crate::layer::{build_layer, ContainerdConfig, Contents, LayerInputs, Meta, R
 use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
 use crate::node_toml::etcd_members;
 use crate::output;
-use crate::profile::{self, BaseImage, LoadedProfile, OutputFormat};
+use crate::profile::{self, BaseImage, KubernetesSource, LoadedProfile, OutputFormat};
 use crate::progress::Progress;
 use crate::render::deflate::{self, DeflateCache};
 use crate::render::{ignition::render_ignition, rootfs::write_rootfs};
@@ -378,14 +378,15 @@ fn missing_kubernetes(profile: &profile::Profile, base: BaseImage) -> Option<Str
     profile.control_plane.as_ref()?;
     let help = "set images.kubernetes.apt (a repository such as pkgs.k8s.io) or \
                 images.kubernetes.binaries (a folder of executables); see docs/profile.md";
-    let source = profile.images.kubernetes.as_ref();
-    if source.is_some_and(|k| k.binaries.is_some()) {
-        return None;
-    }
-    if source.is_none_or(|k| k.apt.is_none()) {
-        return Some(format!(
-            "no images.kubernetes: the master and worker images will lack kubeadm and kubelet; {help}"
-        ));
+    match &profile.images.kubernetes {
+        Some(KubernetesSource::Binaries(_)) => return None,
+        Some(KubernetesSource::Apt(_)) => {}
+        None => {
+            return Some(format!(
+                "no images.kubernetes: the master and worker images will lack kubeadm and \
+                 kubelet; {help}"
+            ))
+        }
     }
     let images = &profile.images;
     let off_debian: Vec<&str> = [("master", &images.master), ("worker", &images.worker)]

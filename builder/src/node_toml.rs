@@ -86,9 +86,8 @@ pub fn backup_settings(backup: &BackupSection) -> Option<BackupSettings> {
 
 /// The node path of the snapshot to restore from, baked or on the node.
 fn restore_path(source: Option<&RestoreSource>) -> Option<PathBuf> {
-    let source = source?;
-    match (&source.local, &source.node) {
-        (Some(_), _) => Some(PathBuf::from(BAKED_SNAPSHOT)),
-        (None, node) => node.clone(),
+    match source? {
+        RestoreSource::Local(_) => Some(PathBuf::from(BAKED_SNAPSHOT)),
+        RestoreSource::Node(node) => Some(node.clone()),
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::profile::LoadedProfile;
+use crate::profile::{KubernetesSource, LoadedProfile};
 
 /// Where the node keeps the repository's key.
 const KEYRINGS: &str = "/etc/apt/keyrings";
@@ -32,8 +32,7 @@ pub struct Sources {
 impl KubernetesApt {
     /// `images.kubernetes.apt` of the profile, with its key read.
     pub fn from_profile(loaded: &LoadedProfile) -> Result<Option<KubernetesApt>> {
-        let source = loaded.profile.images.kubernetes.as_ref();
-        let Some(apt) = source.and_then(|k| k.apt.as_ref()) else {
+        let Some(KubernetesSource::Apt(apt)) = &loaded.profile.images.kubernetes else {
             return Ok(None);
         };
         let path = loaded.resolve(&apt.key);

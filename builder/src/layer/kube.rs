@@ -165,8 +165,7 @@ pub fn add_host_preparation(
 /// kubeadm, kubelet and kubectl (and crictl, if there) from
 /// `images.kubernetes.binaries`, with kubelet's unit and kubeadm drop-in.
 pub fn add_binaries(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()> {
-    let source = profile.profile.images.kubernetes.as_ref();
-    let Some(folder) = source.and_then(|k| k.binaries.as_ref()) else {
+    let Some(KubernetesSource::Binaries(folder)) = &profile.profile.images.kubernetes else {
         return Ok(());
     };
     let dir = profile.resolve(folder);

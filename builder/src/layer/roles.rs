@@ -16,7 +16,7 @@ use kiln_node::node_config::{Role, Topology};
 
 use super::{kube, Contents, Meta, RoleLayer, Unit};
 use crate::node_toml::node_config;
-use crate::profile::{LoadedProfile, RoleImage};
+use crate::profile::{FileSource, LoadedProfile, RoleImage};
 use crate::secrets::{Pair, Secrets};
 
 /// Everything the role layers are made from.
@@ -370,9 +370,9 @@ fn add_worker_pki(layer: &mut RoleLayer, secrets: &Secrets) {
 /// The profile's extra files and units for this role.
 fn add_extras(layer: &mut RoleLayer, profile: &LoadedProfile, image: &RoleImage) -> Result<()> {
     for file in &image.files {
-        let bytes = match (&file.contents.inline, &file.contents.local) {
-            (Some(text), _) => text.clone().into_bytes(),
-            (None, Some(local)) => {
+        let bytes = match &file.contents {
+            FileSource::Inline(text) => text.clone().into_bytes(),
+            FileSource::Local(local) => {
                 let path = profile.resolve(local);
                 std::fs::read(&path).with_context(|| {
                     format!(
@@ -383,7 +383,6 @@ fn add_extras(layer: &mut RoleLayer, profile: &LoadedProfile, image: &RoleImage)
                     )
                 })?
             }
-            (None, None) => unreachable!("validation requires inline or local"),
         };
         layer.add_file(
             &file.path,

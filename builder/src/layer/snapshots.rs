@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::{AgentTimer, Meta, RoleLayer};
 use crate::node_toml::backup_settings;
-use crate::profile::LoadedProfile;
+use crate::profile::{LoadedProfile, RestoreSource};
 
 pub const SNAPSHOT_TIMER: &str = "kiln-snapshot.timer";
 #[cfg(test)]
@@ -21,7 +21,7 @@ pub fn add(layer: &mut RoleLayer, profile: &LoadedProfile) -> Result<()> {
     if let Some(settings) = backup_settings(&etcd.backup) {
         add_timer(layer, settings.interval_seconds);
     }
-    if let Some(local) = etcd.restore_from.as_ref().and_then(|r| r.local.as_ref()) {
+    if let Some(RestoreSource::Local(local)) = &etcd.restore_from {
         let path = profile.resolve(local);
         // A corrupt snapshot is refused at build time, not at 3 a.m. on a node.
         verify_trailer(&path).context("etcd.restore_from.local")?;

@@ -106,15 +106,15 @@ impl Default for BackupSection {
     }
 }
 
-/// Exactly one of `local` (a file relative to the profile, baked into the
-/// etcd image) or `node` (an absolute path on the node, e.g. a mounted volume).
+/// Where the disaster-recovery snapshot comes from: a one-key table, so
+/// TOML itself says "exactly one" (schema.rs words the error).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreSource {
-    #[serde(default)]
-    pub local: Option<PathBuf>,
-    #[serde(default)]
-    pub node: Option<PathBuf>,
+#[serde(rename_all = "snake_case")]
+pub enum RestoreSource {
+    /// A file relative to the profile, baked into the etcd image.
+    Local(PathBuf),
+    /// An absolute path on the node (a mounted volume).
+    Node(PathBuf),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,16 +329,15 @@ impl Default for ImagesSection {
     }
 }
 
-/// Exactly one of `apt` or `binaries`.
+/// Where kubeadm, kubelet and kubectl come from: a one-key table, so TOML
+/// itself says "exactly one" (schema.rs words the error).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesSource {
-    #[serde(default)]
-    pub apt: Option<AptSource>,
+#[serde(rename_all = "snake_case")]
+pub enum KubernetesSource {
+    Apt(AptSource),
     /// A folder, relative to the profile, holding the kubeadm, kubelet and
     /// kubectl executables.
-    #[serde(default)]
-    pub binaries: Option<PathBuf>,
+    Binaries(PathBuf),
 }
 
 impl KubernetesSource {
@@ -427,14 +426,14 @@ pub struct ExtraFile {
     pub large: bool,
 }
 
-/// Exactly one of `inline` or `local` (a file relative to the profile).
+/// An extra file's contents: a one-key table, so TOML itself says
+/// "exactly one" (schema.rs words the error).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileSource {
-    #[serde(default)]
-    pub inline: Option<String>,
-    #[serde(default)]
-    pub local: Option<PathBuf>,
+#[serde(rename_all = "snake_case")]
+pub enum FileSource {
+    Inline(String),
+    /// A file relative to the profile.
+    Local(PathBuf),
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -72,7 +72,13 @@ fn translate(map: &SourceMap<'_>, err: &toml::de::Error) -> (Diagnostic, String)
         None => "see docs/profile.md for this field".to_owned(),
     };
     let mut field = location.clone();
-    let (message, hint) = if raw.starts_with("unknown field") {
+    // A one-key table's keys are an enum's variants to serde.
+    let one_key_table = ONE_OF
+        .iter()
+        .any(|(key, ..)| parent(&location).rsplit('.').next() == Some(key));
+    let (message, hint) = if raw.starts_with("unknown field")
+        || (raw.starts_with("unknown variant") && one_key_table)
+    {
         let list = if valid.is_empty() {
             "this table takes no keys".to_owned()
         } else {
@@ -94,6 +100,8 @@ fn translate(map: &SourceMap<'_>, err: &toml::de::Error) -> (Diagnostic, String)
         (format!("missing required field `{word}`"), hint)
     } else if let Some(rest) = raw.strip_prefix("invalid type: ") {
         (format!("wrong type: found {rest}"), example_hint(&field))
+    } else if let Some(both) = exactly_one(raw) {
+        one_of(&location, both)
     } else if raw == "invalid IP address syntax" {
         let text = map.src.get(span.clone()).unwrap_or_default();
         (format!("{text} is not an IP address"), example_hint(&field))
@@ -102,6 +110,70 @@ fn translate(map: &SourceMap<'_>, err: &toml::de::Error) -> (Diagnostic, String)
     };
     let diagnostic = map.diagnostic(Severity::Error, field, span, message, hint);
     (diagnostic, location)
+}
+
+/// Whether a one-key table (an enum of sources) had too many keys (`true`)
+/// or none (`false`): toml's wording in de/deserializer/table.rs.
+fn exactly_one(raw: &str) -> Option<bool> {
+    match raw {
+        "wanted exactly 1 element, more than 1 element" => Some(true),
+        "wanted exactly 1 element, found 0 elements" => Some(false),
+        _ => None,
+    }
+}
+
+/// The profile's one-key tables: the field's last key, its two keys, how
+/// to write each, and what tells them apart.
+const ONE_OF: [(&str, [&str; 2], [&str; 2], &str); 3] = [
+    (
+        "contents",
+        ["inline", "local"],
+        ["inline = \"text\"", "local = \"files/name\""],
+        "",
+    ),
+    (
+        "restore_from",
+        ["local", "node"],
+        [
+            "local = \"snapshots/prod.db\"",
+            "node = \"/mnt/backup/prod.db\"",
+        ],
+        " (local is baked into the etcd image, node is read on the node)",
+    ),
+    (
+        "kubernetes",
+        ["apt", "binaries"],
+        ["apt = { repository, key }", "binaries = \"bin/\""],
+        " (apt installs packages into the Debian base, binaries copies executables from a \
+         folder)",
+    ),
+];
+
+fn one_of(field: &str, both: bool) -> (String, String) {
+    let last = field.rsplit('.').next().unwrap_or(field);
+    let Some((key, [a, b], [write_a, write_b], why)) = ONE_OF.iter().find(|(k, ..)| *k == last)
+    else {
+        let message = if both {
+            "more than one key is set"
+        } else {
+            "no key is set"
+        };
+        return (
+            message.to_owned(),
+            "set exactly one key; see docs/profile.md".to_owned(),
+        );
+    };
+    if both {
+        (
+            format!("both {a} and {b} are set"),
+            format!("keep one: {write_a} or {write_b}{why}"),
+        )
+    } else {
+        (
+            format!("neither {a} nor {b} is set"),
+            format!("write {key} = {{ {write_a} }} or {key} = {{ {write_b} }}{why}"),
+        )
+    }
 }
 
 fn unknown_value(field: &str, word: &str, valid: &[&str]) -> (String, String) {

@@ -17,7 +17,8 @@ use kiln_node::node_config::Role;
 use super::Checker;
 use crate::image::kept_in_var;
 use crate::profile::model::{
-    BaseImage, EtcdRelease, ExtraFile, ExtraUnit, ImagesSection, OutputFormat, RoleImage,
+    BaseImage, EtcdRelease, ExtraFile, ExtraUnit, FileSource, ImagesSection, OutputFormat,
+    RoleImage,
 };
 
 /// Unit types that can be defined by a unit file in /etc/systemd/system.
@@ -362,10 +363,9 @@ fn check_file(field: &str, at: &str, file: &ExtraFile, check: &mut Checker<'_>) 
             ),
         );
     }
-    let size = match (&file.contents.inline, &file.contents.local) {
-        (Some(text), None) => Some(text.len() as u64),
-        (None, Some(local)) => check_local_source(at, local, check),
-        _ => None,
+    let size = match &file.contents {
+        FileSource::Inline(text) => Some(text.len() as u64),
+        FileSource::Local(local) => check_local_source(at, local, check),
     };
     if size.is_some_and(|n| n > MAX_FILE_BYTES) && !file.large {
         check.error(
@@ -377,19 +377,6 @@ fn check_file(field: &str, at: &str, file: &ExtraFile, check: &mut Checker<'_>) 
             "set large = true on this file if it really belongs in every image and Ignition \
              config of the role, or install it another way",
         );
-    }
-    match (&file.contents.inline, &file.contents.local) {
-        (Some(_), Some(_)) => check.error(
-            format!("{at}.contents"),
-            "both inline and local are set",
-            "keep one: inline = \"text\" or local = \"files/name\"",
-        ),
-        (None, None) => check.error(
-            format!("{at}.contents"),
-            "neither inline nor local is set",
-            "write contents = { inline = \"text\" } or contents = { local = \"files/name\" }",
-        ),
-        _ => {}
     }
     if file.mode > 0o7777 {
         let digits = file.mode.to_string();

@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use kiln_node::pki::KeyAlgorithm;
 use kiln_node::versions::ApiVersion;
@@ -113,21 +114,9 @@ fn check_kubeadm_pki(profile: &Profile, check: &mut Checker<'_>) {
 }
 
 fn check_source(source: &KubernetesSource, profile: &Profile, check: &mut Checker<'_>) {
-    match (&source.apt, &source.binaries) {
-        (Some(_), Some(_)) => check.error(
-            "images.kubernetes",
-            "both apt and binaries are set",
-            "keep one: apt = { repository, key } installs packages into the Debian base, \
-             binaries = \"bin/\" copies executables from a folder",
-        ),
-        (None, None) => check.error(
-            "images.kubernetes",
-            "neither apt nor binaries is set",
-            "write apt = { repository = \"https://pkgs.k8s.io/core:/stable:/v1.36/deb/\", key = \"keys/kubernetes.asc\" } \
-             or binaries = \"bin/\", or remove [images.kubernetes]",
-        ),
-        (Some(apt), None) => check_apt(apt, check),
-        (None, Some(_)) => check_binaries(source, profile, check),
+    match source {
+        KubernetesSource::Apt(apt) => check_apt(apt, check),
+        KubernetesSource::Binaries(folder) => check_binaries(folder, profile, check),
     }
 }
 
@@ -184,10 +173,7 @@ fn check_apt(apt: &AptSource, check: &mut Checker<'_>) {
     }
 }
 
-fn check_binaries(source: &KubernetesSource, profile: &Profile, check: &mut Checker<'_>) {
-    let Some(folder) = &source.binaries else {
-        return;
-    };
+fn check_binaries(folder: &Path, profile: &Profile, check: &mut Checker<'_>) {
     let dir = check.base_dir.join(folder);
     let version = profile.cluster.kubernetes_version;
     let download = format!("https://dl.k8s.io/release/v{version}/bin/linux/amd64/");

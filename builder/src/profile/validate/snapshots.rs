@@ -58,18 +58,8 @@ fn check_backup(backup: &BackupSection, data_dir: &Path, check: &mut Checker<'_>
 }
 
 fn check_restore(source: &RestoreSource, check: &mut Checker<'_>) {
-    match (&source.local, &source.node) {
-        (Some(_), Some(_)) => check.error(
-            "etcd.restore_from",
-            "both local and node are set",
-            "keep one: local = \"snapshots/prod.db\" (baked into the etcd image) or node = \"/mnt/backup/prod.db\"",
-        ),
-        (None, None) => check.error(
-            "etcd.restore_from",
-            "neither local nor node is set",
-            "write restore_from = { local = \"snapshots/prod.db\" } or { node = \"/mnt/backup/prod.db\" }",
-        ),
-        (Some(local), None) => {
+    match source {
+        RestoreSource::Local(local) => {
             let resolved = check.base_dir.join(local);
             if !resolved.is_file() {
                 check.error(
@@ -82,11 +72,11 @@ fn check_restore(source: &RestoreSource, check: &mut Checker<'_>) {
                 );
             }
         }
-        (None, Some(node)) if !node.is_absolute() => check.error(
+        RestoreSource::Node(node) if !node.is_absolute() => check.error(
             "etcd.restore_from.node",
             format!("{} is not an absolute path", node.display()),
             "write the snapshot's full path on the node, like \"/mnt/backup/prod.db\"",
         ),
-        (None, Some(_)) => {}
+        RestoreSource::Node(_) => {}
     }
 }
