@@ -214,7 +214,7 @@ fn etcd_binaries(
     if own_base || (no_base && fetch) {
         return Ok(None);
     }
-    EtcdBinaries::resolve(loaded, cache)
+    profile::resolve::fetch_etcd(loaded, cache)
 }
 
 /// The version of the etcd the etcd image carries, refused (exit 2) where

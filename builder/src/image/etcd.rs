@@ -48,6 +48,20 @@ const TMPFILES: &str = "d /var/lib/etcd 0700 etcd etcd\n";
 /// Bounds the download of a release tarball (an etcd release is ~25 MiB).
 const MAX_RELEASE_BYTES: u64 = 512 << 20;
 
+/// A fetch refused for what the profile says: `profile::resolve` positions
+/// it at the field (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchRefused {
+    #[error("{url} has sha256 {actual}, not the profile's {expected}: refusing it")]
+    Digest {
+        url: String,
+        actual: String,
+        expected: String,
+    },
+    #[error("this host's apt configuration names no Debian mirror to take {suite}'s etcd from")]
+    NoMirror { suite: String },
+}
+
 /// A folder holding etcd, etcdctl and (from 3.5) etcdutl, and a digest of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdBinaries {
@@ -58,15 +72,16 @@ pub struct EtcdBinaries {
 
 impl EtcdBinaries {
     /// The binaries `images.etcd` asks for, fetched into `cache` if needed;
-    /// `None` when the base suite's packages provide etcd.
+    /// `None` when the base suite's packages provide etcd. What the profile
+    /// got wrong comes back as a [`FetchRefused`].
     pub fn resolve(loaded: &LoadedProfile, cache: &Path) -> Result<Option<EtcdBinaries>> {
         let images = &loaded.profile.images;
         let dir = match images.etcd.etcd_source() {
             EtcdSource::BaseSuite => return Ok(None),
             EtcdSource::DebianSuite(suite) if suite == images.suite.as_str() => return Ok(None),
-            EtcdSource::DebianSuite(suite) => fetch_debian(loaded, suite, cache)?,
+            EtcdSource::DebianSuite(suite) => fetch_debian(suite, cache)?,
             EtcdSource::Binaries(dir) => loaded.resolve(dir),
-            EtcdSource::Release(release) => fetch_release(loaded, release, cache)?,
+            EtcdSource::Release(release) => fetch_release(release, cache)?,
         };
         EtcdBinaries::from_dir(&dir).map(Some)
     }
@@ -156,7 +171,7 @@ fn set_modes(dir: &Path, bin: &Path) -> Result<()> {
 /// A release tarball, downloaded once into `cache/etcd/release-<sha256>`.
 /// The download goes to a temporary file, hashed on the way; a digest that
 /// differs from the profile's is refused and leaves nothing behind.
-fn fetch_release(loaded: &LoadedProfile, release: &EtcdRelease, cache: &Path) -> Result<PathBuf> {
+fn fetch_release(release: &EtcdRelease, cache: &Path) -> Result<PathBuf> {
     let expected = release.sha256.to_ascii_lowercase();
     let root = cache.join("etcd");
     let dir = root.join(format!("release-{expected}"));
@@ -172,18 +187,13 @@ fn fetch_release(loaded: &LoadedProfile, release: &EtcdRelease, cache: &Path) ->
         .with_context(|| format!("creating a download file in {}", root.display()))?;
     let actual = download(&release.url, tarball.as_file_mut())?;
     if actual != expected {
-        return Err(loaded
-            .error_at(
-                "images.etcd.release.sha256",
-                format!(
-                    "{} has sha256 {actual}, not the profile's {expected}: refusing it",
-                    release.url
-                ),
-                "check the URL and copy the tarball's line of the release's SHA256SUMS; \
-                 a changed tarball is not the release you reviewed"
-                    .to_owned(),
-            )
-            .into());
+        let url = release.url.clone();
+        return Err(FetchRefused::Digest {
+            url,
+            actual,
+            expected,
+        }
+        .into());
     }
     let partial = tempfile::Builder::new()
         .prefix(".release-")
@@ -294,7 +304,7 @@ fn lists_fresh(stamp: &Path) -> bool {
 /// etcd-server and etcd-client of Debian `suite`, downloaded (not
 /// installed) with a private apt state from the host's mirror, verified by
 /// apt against Debian's archive keyring, cached by their version.
-fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<PathBuf> {
+fn fetch_debian(suite: &str, cache: &Path) -> Result<PathBuf> {
     let state = cache.join("etcd").join(format!("apt-{suite}"));
     let (stamp, candidate) = (state.join("updated"), state.join("candidate"));
     let unpacked_dir = |version: &str| {
@@ -313,15 +323,8 @@ fn fetch_debian(loaded: &LoadedProfile, suite: &str, cache: &Path) -> Result<Pat
         }
     }
     let Some(mirrors) = Mirrors::of_host() else {
-        return Err(loaded
-            .error_at(
-                "images.etcd.suite",
-                format!(
-                    "this host's apt configuration names no Debian mirror to take {suite}'s etcd from"
-                ),
-                "set images.etcd.release = { url, sha256 } or images.etcd.binaries instead".into(),
-            )
-            .into());
+        let suite = suite.to_owned();
+        return Err(FetchRefused::NoMirror { suite }.into());
     };
     for dir in ["lists/partial", "archives/partial"] {
         fs::create_dir_all(state.join(dir))

@@ -23,7 +23,7 @@ pub use apt::KubernetesApt;
 pub use bake::bake_tree;
 pub use base::{default_cache_dir, has_kiln_initramfs, DebianBase};
 pub use disk::{write_qcow2, write_raw, DiskIds};
-pub use etcd::EtcdBinaries;
+pub use etcd::{EtcdBinaries, FetchRefused};
 pub use mirror::Mirrors;
 pub use os::add_os_files;
 pub use readonly::kept_in_var;

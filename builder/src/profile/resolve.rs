@@ -2,12 +2,15 @@
 //! run. The build runs them once it has the binaries; `kiln validate` runs
 //! them where that is cheap (a folder of binaries on this machine).
 
+use std::path::Path;
+
 use anyhow::Result;
 use kiln_node::node_config::{Role, Topology};
 use kiln_node::versions::Version;
 
 use super::model::EtcdSource;
 use super::{versions, LoadedProfile};
+use crate::image::{EtcdBinaries, FetchRefused};
 
 /// Refuses (exit 2) an etcd that kubeadm would refuse as external etcd: its
 /// preflight check ExternalEtcdVersion compares it with MinExternalEtcdVersion
@@ -41,6 +44,28 @@ pub fn check_external_etcd(loaded: &LoadedProfile, version: Version) -> Result<(
             .into());
     }
     Ok(())
+}
+
+/// [`EtcdBinaries::resolve`], with what it refused positioned at the
+/// profile's field.
+pub fn fetch_etcd(loaded: &LoadedProfile, cache: &Path) -> Result<Option<EtcdBinaries>> {
+    EtcdBinaries::resolve(loaded, cache).map_err(|e| {
+        let (field, hint) = match e.downcast_ref::<FetchRefused>() {
+            Some(FetchRefused::Digest { .. }) => (
+                "images.etcd.release.sha256",
+                "check the URL and copy the tarball's line of the release's SHA256SUMS; \
+                 a changed tarball is not the release you reviewed",
+            ),
+            Some(FetchRefused::NoMirror { .. }) => (
+                "images.etcd.suite",
+                "set images.etcd.release = { url, sha256 } or images.etcd.binaries instead",
+            ),
+            None => return e,
+        };
+        loaded
+            .error_at(field, e.to_string(), hint.to_owned())
+            .into()
+    })
 }
 
 /// The checks of this module that need no download: with
