@@ -76,10 +76,10 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
     let cache = std::path::absolute(&cache)
         .with_context(|| format!("resolving the cache folder {}", cache.display()))?;
     for warning in &loaded.warnings {
-        eprintln!("{warning}");
+        tracing::warn!("{}", warning.located());
     }
     if let Some(warning) = missing_kubernetes(&loaded.profile, base_choice) {
-        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
     }
     let agent_path = agent_path(options.agent.as_deref())?;
     let agent: std::sync::Arc<[u8]> = fs::read(&agent_path)

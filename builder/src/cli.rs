@@ -113,7 +113,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .collect();
             let window = loaded.profile.pki.renew_before_seconds();
             for warning in crate::certs::expiry_warnings(&secrets, &urls, window) {
-                eprintln!("warning: {warning}");
+                tracing::warn!("{warning}");
             }
             crate::health::report(&health, json, wait)
         }
@@ -157,7 +157,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let loaded = profile::load(&profile)?;
             profile::resolve::check_local(&loaded)?;
             for warning in &loaded.warnings {
-                eprintln!("{warning}");
+                tracing::warn!("{}", warning.located());
             }
             let roles: Vec<_> = loaded.profile.roles().iter().map(|r| r.as_str()).collect();
             println!(
@@ -208,8 +208,8 @@ fn print_summary(report: &BuildReport) {
                 human_size(artifact.size)
             );
             if artifact.path.ends_with(".ign") && artifact.size > USER_DATA_WARN_BYTES {
-                eprintln!(
-                    "warning: {} is {}, over the 16 KiB user-data limit of some clouds: \
+                tracing::warn!(
+                    "{} is {}, over the 16 KiB user-data limit of some clouds: \
                      serve it by URL from a small config that merges it (ignition.config.merge), \
                      or move large images.<role>.files into the image's base",
                     artifact.path,

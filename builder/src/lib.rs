@@ -3,6 +3,7 @@
 pub mod build;
 pub mod certs;
 pub mod cli;
+pub mod console;
 pub mod health;
 pub mod image;
 pub mod layer;

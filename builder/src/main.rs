@@ -8,7 +8,7 @@ use kiln::output::FolderConflict;
 use kiln::profile::ProfileError;
 
 fn main() -> ExitCode {
-    kiln_node::logging::init(tracing::level_filters::LevelFilter::WARN, false);
+    kiln::console::init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

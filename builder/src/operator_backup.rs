@@ -42,11 +42,11 @@ pub fn backup(
     }
     let mut failures = Vec::new();
     for endpoint in endpoints {
-        eprintln!("taking a snapshot from {endpoint} ...");
+        tracing::info!("taking a snapshot from {endpoint} ...");
         let mut next = PROGRESS_STEP;
         let mut progress = |received: u64| {
             if received >= next {
-                eprintln!("  {} MiB received", received >> 20);
+                tracing::info!("  {} MiB received", received >> 20);
                 next = received + PROGRESS_STEP;
             }
         };
@@ -55,7 +55,7 @@ pub fn backup(
                 let db = match db_status(out) {
                     Ok(db) => Some(db),
                     Err(e) => {
-                        eprintln!("note: {e:#}; the SHA-256 trailer was verified");
+                        tracing::info!("note: {e:#}; the SHA-256 trailer was verified");
                         None
                     }
                 };
@@ -66,7 +66,7 @@ pub fn backup(
                 });
             }
             Err(e) => {
-                eprintln!("  {endpoint}: {e:#}");
+                tracing::warn!("{endpoint}: {e:#}");
                 failures.push(format!("{endpoint}: {e:#}"));
             }
         }

@@ -94,7 +94,7 @@ impl Secrets {
         if !dir.exists() {
             create(dir, profile)
                 .with_context(|| format!("creating secrets folder {}", dir.display()))?;
-            eprintln!(
+            tracing::info!(
                 "created secrets folder {} (back it up: it holds the cluster's CA keys)",
                 dir.display()
             );
@@ -272,7 +272,7 @@ impl Store<'_> {
             &format!("{}\n", bootstrap_token()?),
             KEY_MODE,
         )?;
-        eprintln!(
+        tracing::info!(
             "generated a new bootstrap token in {} (the previous one was deleted): a master \
              booted from the new images adds it to the cluster, or run `kubeadm token create \
              <token> --ttl 0s` on a master before workers boot from them; retire the old one \
@@ -291,8 +291,8 @@ impl Store<'_> {
                 .with_context(|| format!("{}.crt", self.path(stem).display()))?;
             let left = info.seconds_left(now);
             if left < CA_WARN_SECONDS {
-                eprintln!(
-                    "warning: the CA {stem}.crt in {} expires on {} ({}): leaves cannot outlive it; \
+                tracing::warn!(
+                    "the CA {stem}.crt in {} expires on {} ({}): leaves cannot outlive it; \
                      plan its rotation now (docs/certificates.md)",
                     self.dir.display(),
                     info.not_after.date(),
@@ -365,7 +365,7 @@ impl Store<'_> {
                 } else {
                     "issued"
                 };
-                eprintln!("{verb} etcd certificates for member {}", member.name);
+                tracing::info!("{verb} etcd certificates for member {}", member.name);
             }
             certs.insert(
                 member.name.clone(),
@@ -420,8 +420,8 @@ impl<'a> Renewer<'a> {
         let ca = &self.ca_info;
         if !info.due(self.now, self.renew_before, ca) {
             if info.inside_window(self.now, self.renew_before) {
-                eprintln!(
-                    "warning: {stem}.crt is inside the renewal window but cannot be renewed: \
+                tracing::warn!(
+                    "{stem}.crt is inside the renewal window but cannot be renewed: \
                      the etcd CA ends first ({}); rotate the CA",
                     ca.not_after.date()
                 );
@@ -445,7 +445,7 @@ impl<'a> Renewer<'a> {
         let key = store.read(&format!("{stem}.key"))?;
         let leaf = self.authority()?.reissue(spec, &key)?;
         store.write(&format!("{stem}.crt"), &leaf.cert_pem, CERT_MODE)?;
-        eprintln!("reissued {stem}.crt with its key ({why})");
+        tracing::info!("reissued {stem}.crt with its key ({why})");
         Ok(())
     }
 }

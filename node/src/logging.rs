@@ -18,7 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// `console`, journal entries are copied to the console too: for the
 /// first-boot decisions, not for the timers' routine runs.
 pub fn init(default: LevelFilter, console: bool) {
-    let max = level(std::env::var("RUST_LOG").ok().as_deref(), default);
+    let max = level_from_env(default);
     let journal = journal_on_stderr()
         .then(|| tracing_journald::layer().ok())
         .flatten();
@@ -74,6 +74,11 @@ fn matches_stream(setting: &str, dev: u64, ino: u64) -> bool {
     setting.split_once(':').is_some_and(|(d, i)| {
         d.parse::<u64>().is_ok_and(|d| d == dev) && i.parse::<u64>().is_ok_and(|i| i == ino)
     })
+}
+
+/// The level `RUST_LOG` names, else `default`.
+pub fn level_from_env(default: LevelFilter) -> LevelFilter {
+    level(std::env::var("RUST_LOG").ok().as_deref(), default)
 }
 
 fn level(setting: Option<&str>, default: LevelFilter) -> LevelFilter {

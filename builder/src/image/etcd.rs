@@ -180,7 +180,7 @@ fn fetch_release(release: &EtcdRelease, cache: &Path) -> Result<PathBuf> {
     if dir.join("etcd").exists() {
         return Ok(dir);
     }
-    eprintln!("downloading etcd from {}", release.url);
+    tracing::info!("downloading etcd from {}", release.url);
     let mut tarball = tempfile::Builder::new()
         .prefix(".download-")
         .tempfile_in(&root)
@@ -377,7 +377,7 @@ fn fetch_debian(suite: &str, cache: &Path) -> Result<PathBuf> {
                 .and_then(|f| f.set_modified(std::time::SystemTime::now()))
                 .with_context(|| format!("writing {}", stamp.display()))?,
             // Offline: the lists of the last update still name a version.
-            Err(e) => eprintln!("warning: {e:#}; using the package lists of the last update"),
+            Err(e) => tracing::warn!("{e:#}; using the package lists of the last update"),
         }
     }
     // The candidate of the private lists, whatever the host has installed.
@@ -392,7 +392,7 @@ fn fetch_debian(suite: &str, cache: &Path) -> Result<PathBuf> {
     if dir.join("etcd").exists() {
         return Ok(dir);
     }
-    eprintln!("taking etcd {version} from Debian {suite}");
+    tracing::info!("taking etcd {version} from Debian {suite}");
     for stale in fs::read_dir(&state)?.flatten() {
         if stale.path().extension().is_some_and(|e| e == "deb") {
             fs::remove_file(stale.path()).ok();

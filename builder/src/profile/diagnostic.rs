@@ -44,13 +44,30 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.severity, self.file.display())?;
-        if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
+        write!(f, "{}: {}", self.severity, self.located())
+    }
+}
+
+impl Diagnostic {
+    /// The diagnostic without its severity: where, what and the fix, for a
+    /// printer that says the severity itself.
+    pub fn located(&self) -> Located<'_> {
+        Located(self)
+    }
+}
+
+pub struct Located<'a>(&'a Diagnostic);
+
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        write!(f, "{}", d.file.display())?;
+        if d.line > 0 {
+            write!(f, ":{}:{}", d.line, d.column)?;
         }
-        write!(f, ": {}: {}", self.field, self.message)?;
-        if !self.hint.is_empty() {
-            write!(f, "\n  help: {}", self.hint)?;
+        write!(f, ": {}: {}", d.field, d.message)?;
+        if !d.hint.is_empty() {
+            write!(f, "\n  help: {}", d.hint)?;
         }
         Ok(())
     }
