@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 /// Pauses between attempts start here and grow by a quarter up to
-/// `MAX_PAUSE` (reached after about 25 s): short first, because a local etcd
-/// is typically ready within half a second and every extra pause is latency.
+/// `MAX_PAUSE`: short first, because a local etcd is typically ready well
+/// within a second (BENCHMARKS.md) and every extra pause is latency.
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 

@@ -25,8 +25,7 @@ pub const DONE_MARKER: &str = "/var/lib/kiln/firstboot.done";
 pub const ETCD_BINARY: &str = "/usr/bin/etcd";
 /// The version of [`ETCD_BINARY`], written by the build that baked it: the
 /// agent reads it instead of starting the binary (a Go program's start
-/// costs a core for 10-20 ms at first boot, on the replacement's critical
-/// path).
+/// costs a core at first boot, on the replacement's critical path).
 pub const ETCD_VERSION_FILE: &str = "/usr/lib/kiln/etcd-version";
 
 /// Paths of the baked PKI, relative to the node's root.

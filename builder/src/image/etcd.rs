@@ -313,7 +313,7 @@ fn fetch_debian(suite: &str, cache: &Path) -> Result<PathBuf> {
             .join(format!("debian-{suite}-{}", version.replace(':', "_")))
     };
     // Within LISTS_FRESH of the last update, its candidate is still it: no
-    // apt at all (asking apt costs 1.5 s).
+    // apt at all (asking apt costs more than the rest of a cached build).
     if lists_fresh(&stamp) {
         if let Ok(version) = fs::read_to_string(&candidate) {
             let dir = unpacked_dir(version.trim());
@@ -369,8 +369,8 @@ fn fetch_debian(suite: &str, cache: &Path) -> Result<PathBuf> {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    // An update costs 1-3 s (with the host's apt hooks): lists younger than
-    // LISTS_FRESH are used as they are.
+    // An update costs seconds (with the host's apt hooks): lists younger
+    // than LISTS_FRESH are used as they are.
     if !lists_fresh(&stamp) {
         match apt("apt-get", &["update"]) {
             Ok(_) => fs::File::create(&stamp)

@@ -37,8 +37,9 @@ pub struct Deflated {
     crc: Crc,
 }
 
-/// The fast level: on 2 cores the example's layer build takes 85 ms at it,
-/// 100 ms at 3 and 130 ms at 6, for a gzip of the agent 20 % larger.
+/// The fast level: higher levels cost the layer build more time than the
+/// bytes they save are worth (measured in BENCHMARKS.md, "Measurements
+/// behind code choices").
 const LEVEL: Compression = Compression::fast();
 
 /// The cores to spread chunks over, asked once.

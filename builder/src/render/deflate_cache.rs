@@ -23,8 +23,8 @@ use kiln_node::hex::hex;
 
 /// An entry nobody used for this long is removed.
 pub const PRUNE_AFTER: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Pruning reads every entry's stamp (5 ms for the example's 3000): this
-/// often at most.
+/// Pruning reads every entry's stamp, a cost paid by the build that prunes:
+/// this often at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 /// The entries' layout, a part of each compressor folder's name.
 const FORMAT: &str = "e1";

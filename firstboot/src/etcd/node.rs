@@ -20,7 +20,7 @@ use kiln_node::node_config::url_for;
 /// answer in this long counts as "may be there".
 const REFUSAL_PROBE: Duration = Duration::from_secs(1);
 /// etcd answers "not now" to a learner's promotion until it has caught up,
-/// typically within 100-300 ms of its start: membership calls are retried
+/// typically well within a second of its start: membership calls are retried
 /// at this pace for `STEADY_CALLS_FOR`, so the learner is promoted as soon
 /// as etcd allows, and back off after that.
 const CALL_PACE: Duration = Duration::from_millis(4);
