@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
 
 /// `MAJOR.MINOR.PATCH` of a release: etcd's (a cluster version has patch 0)
 /// or Kubernetes'. [`FromStr`] reads etcd's spellings; [`Version::kubernetes`]
@@ -107,18 +107,16 @@ impl ApiVersion {
     /// v1beta4 is read by kubeadm 1.31 and later (the only API from 1.36);
     /// v1beta3 by earlier ones.
     pub fn for_kubernetes(version: &str) -> Result<ApiVersion> {
-        let bare = version.trim_start_matches('v');
-        let mut parts = bare.split('.').map(str::parse::<u32>);
-        let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
-            bail!(
-                "kubernetes_version {version:?} in the node configuration is not MAJOR.MINOR.PATCH; \
-                 set cluster.kubernetes_version in the profile to e.g. \"1.36.2\" and rebuild"
-            );
-        };
-        Ok(if major > 1 {
+        let parsed = Version::kubernetes(version).map_err(|why| {
+            anyhow!(
+                "kubernetes_version in the node configuration: {why}; set \
+                 cluster.kubernetes_version in the profile and rebuild"
+            )
+        })?;
+        Ok(if parsed.major > 1 {
             ApiVersion::V1beta4
         } else {
-            ApiVersion::for_minor(minor)
+            ApiVersion::for_minor(parsed.minor)
         })
     }
 
@@ -162,9 +160,10 @@ mod tests {
             );
         }
         assert_eq!(v("2.0.0"), ApiVersion::V1beta4);
-        let err = ApiVersion::for_kubernetes("latest")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("kubernetes_version"), "{err}");
+        // The profile's own spelling rule: a bare MAJOR.MINOR is no release.
+        for bad in ["latest", "1.36", "1.36.0-rc.0"] {
+            let err = ApiVersion::for_kubernetes(bad).unwrap_err().to_string();
+            assert!(err.contains("kubernetes_version"), "{err}");
+        }
     }
 }
