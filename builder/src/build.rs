@@ -15,7 +15,6 @@ use kiln_node::versions::Version;
 use crate::image::{self, DiskRequest, EtcdBinaries, RoleBase};
 use crate::layer::{build_layer, ContainerdConfig, Contents, LayerInputs, Meta, RoleLayer};
 use crate::manifest::{Artifact, Manifest, ProfileRecord, RoleRecord};
-use crate::node_toml::etcd_members;
 use crate::output;
 use crate::profile::{self, BaseImage, KubernetesSource, LoadedProfile, OutputFormat};
 use crate::progress::Progress;
@@ -99,11 +98,7 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
     output::check_replaceable(&out)?;
 
     let secrets = progress.step("preparing secrets", || {
-        Secrets::open_or_create(
-            &secrets_dir,
-            &loaded.profile,
-            &etcd_members(&loaded.profile),
-        )
+        Secrets::open_or_create(&secrets_dir, &loaded.profile)
     })?;
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let staging = tempfile::Builder::new()

@@ -62,10 +62,26 @@ impl CertRow {
     }
 }
 
-/// Every `*.crt` below the secrets folder, sorted by path.
+/// Where earlier kiln builds kept every listed member's serving and peer pair.
+/// Members mint their own now; a folder that still has these keeps them (a
+/// build deletes no secret), but they are used by nothing and renewed by
+/// nothing, so they are not listed.
+pub const OLD_MEMBER_CERTS: &str = "etcd/members";
+
+/// Every `*.crt` below the secrets folder, sorted by path, but those of
+/// [`OLD_MEMBER_CERTS`].
 pub fn folder_rows(dir: &Path, now: OffsetDateTime, renew_before: u64) -> Result<Vec<CertRow>> {
     let mut files = Vec::new();
     collect(dir, &mut files)?;
+    let old = dir.join(OLD_MEMBER_CERTS);
+    if old.is_dir() {
+        files.retain(|f| !f.starts_with(&old));
+        tracing::info!(
+            "{} holds member certificates of an older kiln, unused now that members mint their \
+             own: kept, not listed; `kiln certs --endpoints` shows what the members present",
+            old.display()
+        );
+    }
     files.sort();
     files
         .iter()

@@ -2,15 +2,13 @@
 //! once and reused by every later build so that rebuilt images join the same
 //! cluster. The folder is 0700 and its keys 0600 from the moment they exist.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use kiln_node::fsutil::{create_dir_all_mode, write_atomic};
-use kiln_node::node_config::{endpoint_host, Member};
-use kiln_node::pki::{member_sans, Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
+use kiln_node::pki::{Authority, CertInfo, CertifiedKey, LeafSpec, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
@@ -41,12 +39,6 @@ impl From<CertifiedKey> for Pair {
     }
 }
 
-/// The serving and peer certificates of one etcd member.
-pub struct MemberCerts {
-    pub server: Pair,
-    pub peer: Pair,
-}
-
 /// Everything the role layers need from the secrets folder.
 pub struct Secrets {
     pub etcd_ca: Pair,
@@ -63,8 +55,6 @@ pub struct Secrets {
     pub bootstrap_token: String,
     /// `sha256:<hex>` of the cluster CA's SubjectPublicKeyInfo.
     pub discovery_hash: String,
-    /// Per etcd member, by name.
-    pub etcd_members: BTreeMap<String, MemberCerts>,
 }
 
 /// Files of a CA, an ordinary key pair, or a leaf, relative to the folder.
@@ -88,9 +78,11 @@ const CA_WARN_SECONDS: i64 = 365 * 86_400;
 
 impl Secrets {
     /// Opens the secrets folder of `profile`'s cluster at `dir`, creating it
-    /// (complete, or not at all) on first use, and issuing certificates for
-    /// etcd members that are new to the profile.
-    pub fn open_or_create(dir: &Path, profile: &Profile, members: &[Member]) -> Result<Secrets> {
+    /// (complete, or not at all) on first use. No etcd member's key is here:
+    /// each member mints its own at first boot, so its key never leaves it.
+    /// A folder of an older kiln keeps its `etcd/members/` untouched (no
+    /// secret is deleted by a build), unused.
+    pub fn open_or_create(dir: &Path, profile: &Profile) -> Result<Secrets> {
         if !dir.exists() {
             create(dir, profile)
                 .with_context(|| format!("creating secrets folder {}", dir.display()))?;
@@ -112,7 +104,6 @@ impl Secrets {
         for (stem, common_name) in CLIENT_LEAVES {
             renewer.renew_if_due(&store, stem, &client_spec(common_name, profile))?;
         }
-        let etcd_members = store.member_certs(&mut renewer, profile, members)?;
         Ok(Secrets {
             etcd_ca,
             cluster_ca,
@@ -126,7 +117,6 @@ impl Secrets {
             etcd_agent_client: store.read_pair(ETCD_AGENT_CLIENT)?,
             bootstrap_token: store.read(BOOTSTRAP_TOKEN)?.trim().to_owned(),
             discovery_hash,
-            etcd_members,
         })
     }
 }
@@ -324,59 +314,6 @@ impl Store<'_> {
         self.write(&format!("{stem}.key"), &pair.key, KEY_MODE)?;
         self.write(&format!("{stem}.crt"), &pair.cert, CERT_MODE)
     }
-
-    /// Certificates of every listed member; issued the first time a member
-    /// appears, reissued (same keys) when its names or address changed or
-    /// when they are due for renewal.
-    fn member_certs(
-        &self,
-        renewer: &mut Renewer,
-        profile: &Profile,
-        members: &[Member],
-    ) -> Result<BTreeMap<String, MemberCerts>> {
-        let mut certs = BTreeMap::new();
-        for member in members {
-            let stem = format!("etcd/members/{}", member.name);
-            let spec = member_spec(member, &profile.cluster.domain, profile);
-            let fingerprint = format!("{:?} {:?}\n", spec.dns_names, spec.ips);
-            let fingerprint_file = format!("{stem}/names");
-            let current = fs::read_to_string(self.path(&fingerprint_file)).ok();
-            for usage in [Usage::Server, Usage::Peer] {
-                let leaf_stem = format!("{stem}/{}", usage_stem(usage));
-                let spec = LeafSpec {
-                    usage,
-                    ..spec.clone()
-                };
-                match &current {
-                    None => {
-                        let leaf = renewer.authority()?.issue(&spec)?;
-                        self.write_pair(&leaf_stem, &leaf.into())?;
-                    }
-                    Some(names) if *names != fingerprint => {
-                        renewer.reissue(self, &leaf_stem, &spec, "its names changed")?;
-                    }
-                    Some(_) => renewer.renew_if_due(self, &leaf_stem, &spec)?,
-                }
-            }
-            if current.as_deref() != Some(fingerprint.as_str()) {
-                self.write(&fingerprint_file, &fingerprint, CERT_MODE)?;
-                let verb = if current.is_some() {
-                    "reissued (names changed)"
-                } else {
-                    "issued"
-                };
-                tracing::info!("{verb} etcd certificates for member {}", member.name);
-            }
-            certs.insert(
-                member.name.clone(),
-                MemberCerts {
-                    server: self.read_pair(&format!("{stem}/server"))?,
-                    peer: self.read_pair(&format!("{stem}/peer"))?,
-                },
-            );
-        }
-        Ok(certs)
-    }
 }
 
 /// Reissues leaves with their existing keys: never a new key, never a
@@ -458,34 +395,6 @@ fn client_spec(common_name: &str, profile: &Profile) -> LeafSpec {
         usage: Usage::Client,
         dns_names: vec![],
         ips: vec![],
-        algorithm: profile.pki.key_algorithm,
-        validity_seconds: profile.pki.leaf_validity_seconds(),
-    }
-}
-
-fn usage_stem(usage: Usage) -> &'static str {
-    match usage {
-        Usage::Server => "server",
-        Usage::Peer => "peer",
-        Usage::Client => "client",
-    }
-}
-
-/// A member's certificate: the SANs of [`member_sans`].
-pub fn member_spec(member: &Member, domain: &str, profile: &Profile) -> LeafSpec {
-    let (dns_names, ips) = member_sans(
-        &member.name,
-        domain,
-        &member.dns_names,
-        member.ip,
-        profile.etcd.endpoint.as_deref().map(endpoint_host),
-    );
-    LeafSpec {
-        common_name: member.name.clone(),
-        organization: None,
-        usage: Usage::Server,
-        dns_names,
-        ips,
         algorithm: profile.pki.key_algorithm,
         validity_seconds: profile.pki.leaf_validity_seconds(),
     }

@@ -76,11 +76,6 @@ impl NodeIdentity {
     pub fn is_initial_member(&self) -> bool {
         self.kind == IdentityKind::Listed
     }
-
-    /// Whether the builder's pre-generated certificates name this node's address.
-    pub fn has_baked_certs(&self) -> bool {
-        self.kind == IdentityKind::Listed
-    }
 }
 
 /// Matches the host against the listed members.

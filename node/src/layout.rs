@@ -45,10 +45,6 @@ pub mod pki {
     pub fn etcd_agent_client_key() -> PathBuf {
         Path::new(PKI_DIR).join("etcd/kiln-agent.key")
     }
-    /// Pre-generated serving and peer certificates of a listed etcd member.
-    pub fn etcd_member_dir(member: &str) -> PathBuf {
-        Path::new(PKI_DIR).join("etcd/members").join(member)
-    }
     pub fn cluster_ca_cert() -> PathBuf {
         Path::new(PKI_DIR).join("ca.crt")
     }
@@ -78,9 +74,8 @@ pub mod etcd {
     pub const CERT_DIR: &str = "/etc/etcd/pki";
     /// The etcd CA's certificate in [`CERT_DIR`].
     pub const CA_CERT: &str = "ca.crt";
-    /// A member's serving and peer certificates and keys: their names in
-    /// [`CERT_DIR`] and in the builder's member folders
-    /// ([`super::pki::etcd_member_dir`]).
+    /// A member's serving and peer certificates and keys in [`CERT_DIR`],
+    /// minted by the member itself.
     pub const SERVER_CERT: &str = "server.crt";
     pub const SERVER_KEY: &str = "server.key";
     pub const PEER_CERT: &str = "peer.crt";

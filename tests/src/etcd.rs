@@ -90,14 +90,13 @@ impl Release {
     }
 }
 
-/// What the builder would bake: one CA, the agent's client cert, and
-/// server/peer certs for every listed member.
+/// What the builder would bake: one CA (whose key lets every member mint
+/// its own serving and peer certificates) and the agent's client cert.
 pub struct Fixture {
     pub config: NodeConfig,
     lifetimes: Lifetimes,
     ca: CertifiedKey,
     client: CertifiedKey,
-    members: Vec<(String, [CertifiedKey; 2])>,
 }
 
 /// How long the fixture's leaves live, and when nodes renew them.
@@ -155,17 +154,6 @@ impl Fixture {
                 dns_names: vec![],
             })
             .collect();
-        let member_certs = members
-            .iter()
-            .map(|m| {
-                let ips = vec![m.ip, IpAddr::V4(Ipv4Addr::LOCALHOST)];
-                let certs = [
-                    leaf(&ca, &m.name, Usage::Server, ips.clone(), lifetimes),
-                    leaf(&ca, &m.name, Usage::Peer, ips, lifetimes),
-                ];
-                (m.name.clone(), certs)
-            })
-            .collect();
         let config = NodeConfig {
             cluster: "kiln-test".into(),
             domain: DOMAIN.into(),
@@ -196,7 +184,6 @@ impl Fixture {
             client: leaf(&ca, "kiln-agent", Usage::Client, vec![], lifetimes),
             ca: ca_material,
             lifetimes,
-            members: member_certs,
             config,
         }
     }
@@ -254,12 +241,39 @@ impl Fixture {
             0o644,
         );
         put(&paths::etcd_agent_client_key(), &self.client.key_pem, 0o600);
-        for (name, [server, peer]) in &self.members {
-            let dir = paths::etcd_member_dir(name);
-            put(&dir.join("server.crt"), &server.cert_pem, 0o644);
-            put(&dir.join("server.key"), &server.key_pem, 0o600);
-            put(&dir.join("peer.crt"), &peer.cert_pem, 0o644);
-            put(&dir.join("peer.key"), &peer.key_pem, 0o600);
+    }
+}
+
+impl Fixture {
+    /// What a node of a cluster built before members minted their own
+    /// certificates has installed: the builder's serving and peer pair for
+    /// the listed member `name`, in etcd's certificate folder.
+    pub fn install_builder_minted(&self, root: &Path, name: &str) {
+        let member = (self.config.etcd.members.iter())
+            .find(|m| m.name == name)
+            .expect("a listed member");
+        let ca = Authority::load(&self.ca.cert_pem, &self.ca.key_pem).unwrap();
+        let (dns_names, ips) = kiln_node::pki::member_sans(name, DOMAIN, &[], member.ip, None);
+        let dir = under_root(root, Path::new(kiln_node::layout::etcd::CERT_DIR));
+        fs::create_dir_all(&dir).unwrap();
+        let write = |file: String, text: &str, mode| {
+            kiln_node::fsutil::write_atomic(&dir.join(file), text.as_bytes(), mode).unwrap()
+        };
+        write("ca.crt".into(), &self.ca.cert_pem, 0o644);
+        for (usage, stem) in [(Usage::Server, "server"), (Usage::Peer, "peer")] {
+            let leaf = ca
+                .issue(&LeafSpec {
+                    common_name: name.into(),
+                    organization: None,
+                    usage,
+                    dns_names: dns_names.clone(),
+                    ips: ips.clone(),
+                    algorithm: KeyAlgorithm::EcdsaP256,
+                    validity_seconds: self.lifetimes.leaf_seconds,
+                })
+                .unwrap();
+            write(format!("{stem}.crt"), &leaf.cert_pem, 0o644);
+            write(format!("{stem}.key"), &leaf.key_pem, 0o600);
         }
     }
 }

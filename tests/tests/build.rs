@@ -63,82 +63,6 @@ fn every_leaf_verifies_against_its_ca_with_the_runbook_usages() {
         );
         assert!(ext.contains("CA:FALSE"), "{ext}");
     }
-    for (name, ip) in [
-        ("etcd1", "10.10.0.11"),
-        ("etcd2", "10.10.0.12"),
-        ("etcd3", "10.10.0.13"),
-    ] {
-        for kind in ["server", "peer"] {
-            let cert = s.join(format!("etcd/members/{name}/{kind}.crt"));
-            verify(&s.join("etcd/ca.crt"), &cert);
-            let ext = extensions(&cert);
-            assert!(
-                ext.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
-                "{name} {kind}: {ext}"
-            );
-            assert_eq!(
-                sans_of(&cert),
-                format!(
-                    "DNS:{name}, DNS:{name}.cluster.example, DNS:localhost, \
-                     IP Address:{ip}, IP Address:127.0.0.1"
-                ),
-                "{name} {kind} SANs"
-            );
-        }
-    }
-}
-
-/// The SAN line of `openssl x509 -ext` for a certificate.
-fn sans_of(cert: &Path) -> String {
-    extensions(cert)
-        .lines()
-        .skip_while(|l| !l.contains("Subject Alternative Name"))
-        .nth(1)
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
-/// etcd.endpoint, added to a cluster's profile: the next build reissues
-/// every listed member's server and peer certificates with their keys,
-/// naming the endpoint's host, so clients reaching a member through the
-/// load balancer verify it.
-#[test]
-fn adding_etcd_endpoint_reissues_the_member_certificates_naming_its_host() {
-    let build = Build::new();
-    build.ok(&profile("example.toml"));
-    let s = build.secrets();
-    let text = fs::read_to_string(profile("example.toml")).unwrap();
-    for (host, san) in [
-        ("etcd.cluster.example", "DNS:etcd.cluster.example"),
-        ("10.10.0.50", "IP Address:10.10.0.50"),
-    ] {
-        let with_endpoint = build.dir.path().join(format!("endpoint-{host}.toml"));
-        let edited = text.replacen(
-            "[etcd]\n",
-            &format!("[etcd]\nendpoint = \"{host}:2379\"\n"),
-            1,
-        );
-        assert_ne!(edited, text, "example.toml has an [etcd] table");
-        fs::write(&with_endpoint, edited).unwrap();
-        let before = digests(&s);
-        let out = build.run(&with_endpoint);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{stderr}");
-        let after = digests(&s);
-        for name in ["etcd1", "etcd2", "etcd3"] {
-            for kind in ["server", "peer"] {
-                let stem = format!("etcd/members/{name}/{kind}");
-                let cert = s.join(format!("{stem}.crt"));
-                verify(&s.join("etcd/ca.crt"), &cert);
-                let sans = sans_of(&cert);
-                assert!(sans.contains(san), "{stem}: {sans}");
-                assert!(stderr.contains(&format!("reissued {stem}.crt")), "{stderr}");
-                let key = format!("{stem}.key");
-                assert_eq!(before[&key], after[&key], "{key} changed");
-            }
-        }
-    }
 }
 
 #[test]
@@ -158,12 +82,7 @@ fn ca_is_backdated_and_keys_are_ecdsa_that_openssl_loads() {
     let now = run_ok(Command::new("date").arg("+%s"));
     let skew: i64 = now.trim().parse::<i64>().unwrap() - epoch.trim().parse::<i64>().unwrap();
     assert!(skew >= 30 * 60, "CA NotBefore is only {skew} s in the past");
-    for key in [
-        "ca.key",
-        "etcd/ca.key",
-        "sa.key",
-        "etcd/members/etcd1/server.key",
-    ] {
+    for key in ["ca.key", "etcd/ca.key", "sa.key", "etcd/kiln-agent.key"] {
         let text = openssl(&[
             "pkey",
             "-in",
@@ -256,13 +175,23 @@ fn worker_artifacts_hold_no_private_key_and_every_key_is_0600() {
         });
         assert_eq!(token, role != "etcd", "{role}: bootstrap token presence");
     }
-    // The etcd role carries the etcd CA key (dynamic members mint their own
-    // certificates) but never the cluster or front-proxy CA keys.
-    let etcd = all_payloads(&out, "etcd");
-    assert!(etcd.iter().any(|(_, f)| f.bytes == ca_keys[1]));
-    assert!(!etcd
-        .iter()
-        .any(|(_, f)| f.bytes == ca_keys[0] || f.bytes == ca_keys[2]));
+    // The etcd role carries the etcd CA key (every member mints its own
+    // serving and peer pair with it) and the agent's key, and no other: no
+    // member's key is in the config, the secrets folder or the manifest.
+    let secret = |k: &str| fs::read(build.secrets().join(k)).unwrap();
+    let mut etcd_keys: Vec<Vec<u8>> = all_payloads(&out, "etcd")
+        .into_iter()
+        .filter(|(_, f)| is_private_key(&f.bytes))
+        .map(|(_, f)| f.bytes)
+        .collect();
+    etcd_keys.sort();
+    etcd_keys.dedup();
+    let mut expected = vec![secret("etcd/ca.key"), secret("etcd/kiln-agent.key")];
+    expected.sort();
+    assert_eq!(etcd_keys, expected, "the etcd artifacts' private keys");
+    assert!(!build.secrets().join("etcd/members").exists());
+    let manifest = fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(!manifest.contains("PRIVATE KEY"), "{manifest}");
 }
 
 fn digests(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -604,8 +533,6 @@ fn a_rebuild_reissues_the_leaves_inside_the_renewal_window_only() {
         "apiserver-etcd-client.crt",
         "etcd/operator.crt",
         "etcd/kiln-agent.crt",
-        "etcd/members/etcd1/server.crt",
-        "etcd/members/etcd2/peer.crt",
     ];
     for leaf in leaves {
         assert!(!valid_for(&s.join(leaf), 1_800), "{leaf} lives 10 minutes");
@@ -689,4 +616,60 @@ fn a_rebuild_reissues_the_leaves_inside_the_renewal_window_only() {
             "{leaf} is not for its old key"
         );
     }
+}
+
+/// A secrets folder from before members minted their own certificates
+/// still holds etcd/members/: a build keeps it byte for byte (no secret is
+/// deleted), bakes none of it, and `kiln certs` does not judge those
+/// unused files (an expired one does not make it exit 1).
+#[test]
+fn an_older_folders_member_certificates_are_kept_unused_and_unlisted() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let s = build.secrets();
+    let old = s.join("etcd/members/etcd1");
+    fs::create_dir_all(&old).unwrap();
+    // A leaf of the etcd CA as an older build left it, expired by now.
+    let pem = |f: &str| fs::read_to_string(s.join(f)).unwrap();
+    let ca = kiln_node::pki::Authority::load(&pem("etcd/ca.crt"), &pem("etcd/ca.key")).unwrap();
+    let leaf = ca
+        .issue(&kiln_node::pki::LeafSpec {
+            common_name: "etcd1".into(),
+            organization: None,
+            usage: kiln_node::pki::Usage::Server,
+            dns_names: vec!["etcd1".into()],
+            ips: vec![],
+            algorithm: kiln_node::pki::KeyAlgorithm::EcdsaP256,
+            validity_seconds: 1,
+        })
+        .unwrap();
+    let (cert, key) = (old.join("server.crt"), old.join("server.key"));
+    fs::write(&cert, &leaf.cert_pem).unwrap();
+    fs::write(&key, &leaf.key_pem).unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!valid_for(&cert, 0), "the old leaf has expired");
+    let before = digests(&s);
+    build.ok(&profile("example.toml"));
+    assert_eq!(digests(&s), before, "the build changed the secrets folder");
+    let old_key = fs::read(&key).unwrap();
+    assert!(
+        !all_payloads(&build.out(), "etcd")
+            .iter()
+            .any(|(_, f)| f.bytes == old_key),
+        "the old member key was baked"
+    );
+    let certs = run(kiln()
+        .arg("certs")
+        .arg(profile("example.toml"))
+        .arg("--secrets")
+        .arg(&s));
+    let table = String::from_utf8_lossy(&certs.stdout);
+    assert!(
+        certs.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&certs.stderr)
+    );
+    assert!(!table.contains("etcd/members"), "{table}");
+    assert!(String::from_utf8_lossy(&certs.stderr).contains("older kiln"));
 }

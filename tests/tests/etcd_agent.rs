@@ -24,10 +24,9 @@ fn three_listed_members_form_a_cluster() {
     let list = members(&nodes[0].host, &nodes[0].root, all[0]);
     assert_eq!(started_voting(&list), 3, "{list:?}");
     assert!(nodes.iter().all(converged));
-    let key = nodes[0].root.join("etc/etcd/pki/server.key");
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(key).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600);
+    for (node, ip) in nodes.iter().zip(all) {
+        check_minted(&sc, node, ip);
+    }
 
     let ca = nodes[0].root.join("etc/kiln/pki/etcd/ca.crt");
     let no_cert = kiln_e2e::run(
@@ -46,6 +45,66 @@ fn three_listed_members_form_a_cluster() {
     let rerun = agent(&nodes[0].host, &nodes[0].root, None, &["run"]);
     assert_ok(&rerun, "rerun");
     assert!(stderr(&rerun).contains("nothing to do"));
+}
+
+/// A member's own serving and peer pair, minted at first boot: the build's
+/// certificate profile (names, addresses, usages, chain), checked by
+/// openssl, with a 0600 key that no other node root holds.
+fn check_minted(sc: &Scenario, node: &Node, ip: Ipv4Addr) {
+    let openssl = |args: &[&str], file: &std::path::Path| {
+        kiln_e2e::run_ok(std::process::Command::new("openssl").args(args).arg(file))
+    };
+    let pki = node.root.join("etc/etcd/pki");
+    let name = members(&node.host, &node.root, ip)
+        .iter()
+        .find(|m| m["peerURLs"][0] == format!("https://{ip}:2380"))
+        .and_then(|m| m["name"].as_str().map(str::to_owned))
+        .expect("the member is listed");
+    for kind in ["server", "peer"] {
+        let cert = pki.join(format!("{kind}.crt"));
+        let verified = kiln_e2e::run_ok(
+            std::process::Command::new("openssl")
+                .arg("verify")
+                .arg("-CAfile")
+                .arg(pki.join("ca.crt"))
+                .arg(&cert),
+        );
+        assert!(verified.trim_end().ends_with(": OK"), "{verified}");
+        let ext = openssl(
+            &[
+                "x509",
+                "-noout",
+                "-ext",
+                "subjectAltName,keyUsage,extendedKeyUsage",
+                "-in",
+            ],
+            &cert,
+        );
+        let sans = format!(
+            "DNS:{name}, DNS:{name}.{}, DNS:localhost, IP Address:{ip}, IP Address:127.0.0.1",
+            etcd::DOMAIN
+        );
+        assert!(ext.contains(&sans), "{kind}: {ext}");
+        assert!(ext.contains("Digital Signature"), "{kind}: {ext}");
+        assert!(
+            ext.contains("TLS Web Server Authentication, TLS Web Client Authentication"),
+            "{kind}: {ext}"
+        );
+        let key_path = pki.join(format!("{kind}.key"));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&key_path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{kind}.key");
+        let key = std::fs::read(&key_path).unwrap();
+        let holders: Vec<_> = kiln_e2e::files_holding(sc.roots_dir(), &key)
+            .into_iter()
+            .filter(|p| !p.starts_with(&node.root))
+            .collect();
+        assert!(
+            holders.is_empty(),
+            "{name}'s {kind} key is also in {holders:?}"
+        );
+    }
 }
 
 /// Scenario 2: one listed member starts 20 s after the others and joins.
@@ -69,11 +128,20 @@ fn late_listed_member_joins() {
 }
 
 /// Scenario 3: a member is destroyed; a fresh node on the same address
-/// replaces it; data written before the failure survives.
+/// replaces it; data written before the failure survives. The cluster was
+/// built before members minted their own certificates (each runs the
+/// builder's pair); the replacement, from a rebuilt image, mints its own
+/// and joins, and the others keep theirs.
 #[test]
 fn dead_member_is_replaced_on_the_same_address() {
     let sc = Scenario::new("c", 103, 3, DiscoverySource::Static);
     let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        sc.fixture
+            .install_builder_minted(&node.root, &format!("etcd{}", i + 1));
+    }
+    let served = |node: &Node| std::fs::read(node.root.join("etc/etcd/pki/server.crt")).unwrap();
+    let builders: Vec<Vec<u8>> = nodes.iter().map(served).collect();
     sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
     let all = [sc.ip(11), sc.ip(12), sc.ip(13)];
     put(&nodes[0], &all, "/before", "failure");
@@ -97,6 +165,17 @@ fn dead_member_is_replaced_on_the_same_address() {
     assert_eq!(peer_urls(&now), peer_urls(&old));
     assert_ne!(now, old, "the dead member's ID is gone");
     assert_eq!(get(&fresh, all[1], "/before"), "failure");
+    assert_eq!(
+        served(&nodes[0]),
+        builders[0],
+        "etcd1 kept the builder's pair"
+    );
+    assert_eq!(
+        served(&nodes[2]),
+        builders[2],
+        "etcd3 kept the builder's pair"
+    );
+    check_minted(&sc, &fresh, all[1]);
 }
 
 /// Scenario 4: the replacement comes up on a new, unlisted address with the

@@ -56,12 +56,9 @@ fn initial_cluster(all: &[Ipv4Addr]) -> String {
 fn form_static(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> Duration {
     let t = Instant::now();
     for (i, node) in nodes.iter().enumerate() {
-        let env = etcd::runbook::member_env(
-            &format!("etcd{}", i + 1),
-            all[i],
-            &initial_cluster(all),
-            "new",
-        );
+        let name = format!("etcd{}", i + 1);
+        etcd::runbook::issue_certs(&node.root, &name, all[i]);
+        let env = etcd::runbook::member_env(&name, all[i], &initial_cluster(all), "new");
         etcd::start_etcd_with(&sc.lab, &node.label, &node.host, &node.root, env);
     }
     etcd::wait_all_health(&nodes[0].host, &nodes[0].root, all, HEALTHY_WITHIN);
@@ -75,6 +72,7 @@ fn replace_with_agent(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> (Durat
     sc.destroy(&nodes[1]);
     wait_writable(&nodes[0], &[all[0], all[2]]);
     let fresh = sc.node_on(nodes[1].host.clone());
+    etcd::runbook::issue_certs(&fresh.root, "etcd2", all[1]);
     let t = Instant::now();
     let run_kib = peak_rss_kib(&fresh, "run");
     start_etcd(&sc.lab, &fresh.label, &fresh.host, &fresh.root);
@@ -96,6 +94,7 @@ fn replace_by_runbook(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> Durati
     sc.destroy(&nodes[1]);
     wait_writable(&nodes[0], &[all[0], all[2]]);
     let fresh = sc.node_on(nodes[1].host.clone());
+    etcd::runbook::issue_certs(&fresh.root, "etcd2", all[1]);
     let t = Instant::now();
     let ctl = |args: &[&str]| runbook_etcdctl(&nodes[0], all[0], args);
     ctl(&["member", "remove", &format!("{dead:x}")]);
@@ -304,31 +303,13 @@ fn new_address_with_agent(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> Du
 /// remove`, `member add` (each retried until etcd accepts it) and etcd
 /// started with state existing, until all three answer.
 fn new_address_by_runbook(sc: &Scenario, nodes: &[Node], all: &[Ipv4Addr]) -> Duration {
-    use kiln_e2e::kubeadm::openssl::{mint, Eku};
-    use kiln_node::layout::{pki, under_root};
     let dead = member_id(&nodes[0], all[0], "etcd2");
     std::thread::sleep(SETTLE);
     sc.destroy(&nodes[1]);
     wait_writable(&nodes[0], &[all[0], all[2]]);
     let fresh = sc.node(40);
     let new_ip = sc.ip(40);
-    let at = |p: std::path::PathBuf| under_root(&fresh.root, &p);
-    let member = at(pki::etcd_member_dir("etcd9"));
-    std::fs::create_dir_all(&member).unwrap();
-    let sans = ["etcd9".to_owned(), new_ip.to_string()];
-    for usage in ["server", "peer"] {
-        mint(
-            (&at(pki::etcd_ca_cert()), &at(pki::etcd_ca_key())),
-            "etcd9",
-            Eku::Both,
-            &sans,
-            (
-                &member.join(format!("{usage}.crt")),
-                &member.join(format!("{usage}.key")),
-            ),
-        )
-        .unwrap_or_else(|e| panic!("issuing etcd9's {usage} certificate: {e}"));
-    }
+    etcd::runbook::issue_certs(&fresh.root, "etcd9", new_ip);
     let now_all = [all[0], all[2], new_ip];
     let t = Instant::now();
     let ctl = |args: &[&str]| runbook_etcdctl(&nodes[0], all[0], args);

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use kiln_node::etcd::config as etcd_config;
-use kiln_node::layout::etcd::{PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
 use kiln_node::layout::kube::{
     CLUSTER_CA, CLUSTER_CA_KEY, ETCD_CA, ETCD_CA_KEY, ETCD_CLIENT_CERT, ETCD_CLIENT_KEY,
     FRONT_PROXY_CA, FRONT_PROXY_CA_KEY, SERVICE_ACCOUNT_KEY, SERVICE_ACCOUNT_PUB,
@@ -293,8 +292,9 @@ fn add_pair(layer: &mut RoleLayer, cert: &Path, key: Option<&Path>, pair: &Pair)
     }
 }
 
-/// etcd's CA (the key lets unlisted nodes mint their own certificates), the
-/// agent's client certificate and every listed member's certificates.
+/// etcd's CA, whose key lets every member mint its own serving and peer
+/// certificates at first boot (no member's key is in the config), and the
+/// agent's client certificate.
 fn add_etcd_member_pki(layer: &mut RoleLayer, secrets: &Secrets) {
     add_pair(
         layer,
@@ -303,15 +303,6 @@ fn add_etcd_member_pki(layer: &mut RoleLayer, secrets: &Secrets) {
         &secrets.etcd_ca,
     );
     add_etcd_agent_client(layer, secrets);
-    for (name, certs) in &secrets.etcd_members {
-        let dir = pki::etcd_member_dir(name);
-        for (cert, key, pair) in [
-            (SERVER_CERT, SERVER_KEY, &certs.server),
-            (PEER_CERT, PEER_KEY, &certs.peer),
-        ] {
-            add_pair(layer, &dir.join(cert), Some(&dir.join(key)), pair);
-        }
-    }
 }
 
 fn add_etcd_agent_client(layer: &mut RoleLayer, secrets: &Secrets) {

@@ -1,6 +1,6 @@
-//! Puts the node's etcd certificates where etcd reads them: the builder's
-//! pre-generated ones for a listed member on its listed address, or freshly
-//! minted ones (from the baked etcd CA key) for any other node.
+//! Puts the node's etcd certificates where etcd reads them, minted on the
+//! node from the baked etcd CA key at first boot: no member's key is in any
+//! config, so it never leaves the member (listed or not).
 
 use std::path::Path;
 
@@ -17,8 +17,7 @@ use kiln_node::pki::{member_sans, Authority, LeafSpec, Usage};
 
 /// The user Debian's etcd.service runs as.
 const ETCD_USER: &str = "etcd";
-/// A member's certificates and keys, by usage: the same names in
-/// [`CERT_DIR`] and in the builder's member folders.
+/// A member's certificates and keys, by usage, in [`CERT_DIR`].
 const MEMBER_PAIRS: [(Usage, &str, &str); 2] = [
     (Usage::Server, SERVER_CERT, SERVER_KEY),
     (Usage::Peer, PEER_CERT, PEER_KEY),
@@ -31,20 +30,14 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
     create_dir_all_mode(&dir, 0o755).with_context(|| format!("creating {}", dir.display()))?;
     let ca_pem = read(&pki::etcd_ca_cert())?;
     let mut files = vec![(CA_CERT, ca_pem.clone(), 0o644)];
-    if me.has_baked_certs() {
-        let member = pki::etcd_member_dir(&me.name);
-        for (_, crt, key) in MEMBER_PAIRS {
-            files.push((crt, read(&member.join(crt))?, 0o644));
-            files.push((key, read(&member.join(key))?, 0o600));
-        }
-    } else if minted_already(&dir) {
+    if minted_already(&dir) {
         tracing::info!("keeping the certificates minted by an earlier run");
     } else {
         let key_path = pki::etcd_ca_key();
         let key_pem = read(&key_path).with_context(|| {
             format!(
-                "node {} ({}) is not a listed member on its address, so it must mint its \
-                 certificates, but the image has no etcd CA key; list the node in the profile",
+                "node {} ({}) mints its etcd certificates, but its config has no etcd CA key; \
+                 rebuild the config with kiln build",
                 me.name, me.ip
             )
         })?;
@@ -71,26 +64,20 @@ pub fn install(root: &Path, config: &NodeConfig, me: &NodeIdentity) -> Result<()
 
 /// What `run` needs of the node's certificates, checked before anything
 /// changes, so `plan` reports the same failures `run` would: the agent's
-/// client certificate and the member certificates (or the CA key to mint
-/// them) are there, keys are 0600, and every certificate is signed by the
-/// etcd CA of this node's cluster.
+/// client certificate and the CA key to mint the member's certificates (or
+/// those minted by an earlier run) are there, keys are 0600, and the
+/// agent's certificate is signed by the etcd CA of this node's cluster.
 pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
     let read = |p: &Path| read_node_file(root, p);
     let ca_path = pki::etcd_ca_cert();
     let ca = read(&ca_path)?;
-    let mut pairs = vec![(pki::etcd_agent_client_cert(), pki::etcd_agent_client_key())];
     let installed = under_root(root, Path::new(CERT_DIR));
-    if me.has_baked_certs() {
-        let member = pki::etcd_member_dir(&me.name);
-        for (_, crt, key) in MEMBER_PAIRS {
-            pairs.push((member.join(crt), member.join(key)));
-        }
-    } else if !minted_already(&installed) {
+    if !minted_already(&installed) {
         let key = pki::etcd_ca_key();
         if !under_root(root, &key).exists() {
             anyhow::bail!(
-                "node {} ({}) is not a listed member on its address, so it must mint its \
-                 certificates, but the image has no etcd CA key {}; list the node in the profile",
+                "node {} ({}) mints its etcd certificates, but its config has no etcd CA key \
+                 {}; rebuild the config with kiln build",
                 me.name,
                 me.ip,
                 key.display()
@@ -98,18 +85,17 @@ pub fn preflight(root: &Path, me: &NodeIdentity) -> Result<()> {
         }
         private(root, &key)?;
     }
-    for (cert, key) in pairs {
-        private(root, &key)?;
-        kiln_node::pki::verify_chain(&ca, &read(&cert)?).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not a valid certificate of this cluster's etcd CA {}: {e}; the image \
-                 mixes certificates of two clusters or they expired: rebuild it from one \
-                 secrets folder",
-                cert.display(),
-                ca_path.display()
-            )
-        })?;
-    }
+    let (cert, key) = (pki::etcd_agent_client_cert(), pki::etcd_agent_client_key());
+    private(root, &key)?;
+    kiln_node::pki::verify_chain(&ca, &read(&cert)?).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid certificate of this cluster's etcd CA {}: {e}; the image \
+             mixes certificates of two clusters or they expired: rebuild it from one \
+             secrets folder",
+            cert.display(),
+            ca_path.display()
+        )
+    })?;
     Ok(())
 }
 

@@ -87,6 +87,11 @@ impl Scenario {
         }
     }
 
+    /// The folder that holds every node root of the scenario.
+    pub fn roots_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     pub fn ip(&self, last: u8) -> Ipv4Addr {
         self.lab.addr(last)
     }
