@@ -27,7 +27,11 @@ pub struct TimedOut {
 
 /// Calls `attempt` until it is done or `budget` has passed.
 ///
-/// Jitter keeps nodes that booted together from probing in lockstep.
+/// Jitter keeps nodes that booted together from probing in lockstep. The
+/// budget is checked between attempts, never inside one: every attempt
+/// bounds its own I/O (gateway calls and probes by their timeouts, a DNS
+/// lookup by its deadline in `discovery::dns_srv`), so a wait ends at most
+/// one attempt's bound past its budget.
 pub fn retry<T>(
     what: &str,
     budget: Duration,

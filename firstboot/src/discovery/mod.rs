@@ -2,8 +2,12 @@
 //! the order the node configuration lists them, then the stable client
 //! endpoint when the profile has one.
 
+mod dns_client;
+mod dns_message;
 mod dns_srv;
 mod endpoint;
+#[cfg(test)]
+mod fake_dns;
 mod static_list;
 
 use std::path::Path;
