@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// within a second (BENCHMARKS.md) and every extra pause is latency.
 const FIRST_PAUSE: Duration = Duration::from_millis(20);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// A wait says what it waits for, and the last answer, at least this often:
+/// callers log a reason when it changes, and an operator watching a node
+/// that has waited ten minutes for the same reason must still see it wait.
+const SAY_EVERY: Duration = Duration::from_secs(30);
 
 /// What one attempt concluded.
 pub enum Attempt<T> {
@@ -27,7 +31,11 @@ pub struct TimedOut {
 
 /// Calls `attempt` until it is done or `budget` has passed.
 ///
-/// Jitter keeps nodes that booted together from probing in lockstep.
+/// Jitter keeps nodes that booted together from probing in lockstep. The
+/// budget is checked between attempts, never inside one: every attempt
+/// bounds its own I/O (gateway calls and probes by their timeouts, a DNS
+/// lookup by its deadline in `discovery::dns_srv`), so a wait ends at most
+/// one attempt's bound past its budget.
 pub fn retry<T>(
     what: &str,
     budget: Duration,
@@ -44,10 +52,41 @@ pub fn retry_steady<T>(
     steady_for: Duration,
     what: &str,
     budget: Duration,
+    attempt: impl FnMut() -> Attempt<T>,
+) -> Result<T, TimedOut> {
+    let pace = Pace {
+        first,
+        steady_for,
+        say_every: SAY_EVERY,
+    };
+    wait(pace, what, budget, attempt, &mut |waited, last| {
+        tracing::info!(
+            what,
+            "still waiting for {what} after {}s; last answer: {last}",
+            waited.as_secs()
+        )
+    })
+}
+
+/// How a wait paces its attempts and its reminders.
+struct Pace {
+    first: Duration,
+    steady_for: Duration,
+    say_every: Duration,
+}
+
+/// [`retry_steady`], with `say(waited, last)` called at most
+/// `pace.say_every` apart while it waits.
+fn wait<T>(
+    pace: Pace,
+    what: &str,
+    budget: Duration,
     mut attempt: impl FnMut() -> Attempt<T>,
+    say: &mut dyn FnMut(Duration, &str),
 ) -> Result<T, TimedOut> {
     let start = Instant::now();
-    let mut pause = first;
+    let mut said_at = Duration::ZERO;
+    let mut pause = pace.first;
     loop {
         let last = match attempt() {
             Attempt::Done(value) => return Ok(value),
@@ -62,9 +101,13 @@ pub fn retry_steady<T>(
             });
         }
         tracing::debug!(what, last = %last, "not yet, retrying");
+        if waited - said_at >= pace.say_every {
+            say(waited, &last);
+            said_at = waited;
+        }
         let jittered = pause.mul_f64(0.5 + fastrand::f64());
         std::thread::sleep(jittered.min(budget - waited));
-        pause = next_pause(pause, waited, steady_for);
+        pause = next_pause(pause, waited, pace.steady_for);
     }
 }
 
@@ -161,6 +204,46 @@ mod tests {
             }
         });
         assert_eq!(got.unwrap(), 3);
+    }
+
+    #[test]
+    fn a_long_wait_says_what_it_waits_for_at_every_interval() {
+        let pace = |say_every| Pace {
+            first: Duration::from_millis(5),
+            steady_for: Duration::from_secs(60),
+            say_every,
+        };
+        let mut said: Vec<(Duration, String)> = Vec::new();
+        let mut calls = 0;
+        let waited = wait::<()>(
+            pace(Duration::from_millis(100)),
+            "peers",
+            Duration::from_millis(550),
+            || {
+                calls += 1;
+                Attempt::Retry(format!("down {calls}"))
+            },
+            &mut |waited, last| said.push((waited, last.to_owned())),
+        );
+        assert!(waited.is_err());
+        // Five at most (100 ms apart in 550 ms); fewer only on a loaded machine.
+        assert!((3..=5).contains(&said.len()), "{said:?}");
+        for pair in said.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap >= Duration::from_millis(100), "{said:?}");
+            assert!(gap < Duration::from_millis(400), "{said:?}");
+        }
+        assert!(said[0].1.starts_with("down "), "{said:?}");
+
+        let mut quiet = 0;
+        let _ = wait::<()>(
+            pace(SAY_EVERY),
+            "peers",
+            Duration::from_millis(200),
+            || Attempt::Retry("down".into()),
+            &mut |_, _| quiet += 1,
+        );
+        assert_eq!(quiet, 0, "a short wait says nothing extra");
     }
 
     #[test]

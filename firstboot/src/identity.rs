@@ -67,7 +67,8 @@ pub enum IdentityKind {
     Listed,
     /// A listed name on a new address: it mints certificates for the new address.
     ListedNameNewAddress,
-    /// Not in the profile: named after its hostname, mints its own certificates.
+    /// Not in the profile: named after its hostname (or its address, when the
+    /// hostname is no usable name), mints its own certificates.
     Unlisted,
 }
 
@@ -103,15 +104,84 @@ pub fn identify(facts: &HostFacts, members: &[Member]) -> Result<NodeIdentity> {
             kind: IdentityKind::ListedNameNewAddress,
         });
     }
-    if short.is_empty() {
-        bail!("this node has no hostname and its addresses match no listed member; set a hostname");
-    }
     Ok(NodeIdentity {
-        name: short.to_owned(),
+        name: unlisted_name(&facts.hostname, ip),
         ip,
         dns_names: vec![],
         kind: IdentityKind::Unlisted,
     })
+}
+
+/// Hostnames that images and distributions give every machine until it is
+/// named: a node called one of these shares its name with every other
+/// unnamed node, and the name says nothing about which machine it is.
+/// systemd's fallback is "localhost" (option fallback-hostname,
+/// meson_options.txt), the kernel's "(none)" (CONFIG_DEFAULT_HOSTNAME,
+/// init/Kconfig); the rest are
+/// the names the distributions' cloud and installer images ship with.
+const DEFAULT_HOSTNAMES: &[&str] = &[
+    "localhost",
+    "(none)",
+    "debian",
+    "ubuntu",
+    "fedora",
+    "centos",
+    "rhel",
+    "rocky",
+    "almalinux",
+    "archlinux",
+    "alpine",
+    "raspberrypi",
+];
+
+/// The name an unlisted node takes in etcd, in its certificates and as its
+/// kubeadm node name: its hostname's first label, lowercased as the kubelet
+/// does (GetHostname, pkg/util/node/node.go), when that is a DNS-1123 label
+/// and not a distribution's default; otherwise one derived from its address,
+/// which is unique in the cluster by construction.
+fn unlisted_name(hostname: &str, ip: IpAddr) -> String {
+    let short = hostname
+        .trim()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let unusable = if !is_dns1123_label(&short) {
+        "is not a DNS-1123 label (a-z, 0-9 and '-', 1-63 characters, no '-' at either end)"
+    } else if DEFAULT_HOSTNAMES.contains(&short.as_str()) {
+        "is a distribution's default, which other unnamed nodes share"
+    } else {
+        return short;
+    };
+    let name = address_name(ip);
+    tracing::warn!(
+        hostname,
+        member = %name,
+        "this node's hostname {hostname:?} {unusable}: it is named {name} after its address"
+    );
+    name
+}
+
+/// Kubernetes' rule for node names it reaches as labels (IsDNS1123Label,
+/// staging/src/k8s.io/apimachinery/pkg/util/validation/validation.go):
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn is_dns1123_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// `node-10-77-0-11`, or for IPv6 every segment in hex (`node-fd00-0-0-0-0-0-0-11`):
+/// uncompressed, so no two addresses share a name and none ends in '-'.
+fn address_name(ip: IpAddr) -> String {
+    let parts: Vec<String> = match ip {
+        IpAddr::V4(v4) => v4.octets().iter().map(u8::to_string).collect(),
+        IpAddr::V6(v6) => v6.segments().iter().map(|s| format!("{s:x}")).collect(),
+    };
+    format!("node-{}", parts.join("-"))
 }
 
 #[cfg(test)]
@@ -157,6 +227,38 @@ mod tests {
         assert_eq!(
             (id.name.as_str(), id.kind),
             ("spare7", IdentityKind::Unlisted)
+        );
+    }
+
+    #[test]
+    fn unlisted_hostnames_that_are_no_usable_name_give_way_to_the_address() {
+        let v4: IpAddr = "10.77.0.11".parse().unwrap();
+        let v6: IpAddr = "fd00::11".parse().unwrap();
+        for bad in [
+            "",
+            "(none)",
+            "localhost",
+            "localhost.localdomain",
+            "Debian",
+            "ubuntu.example.org",
+            "-spare",
+            "spare-",
+            "spare_7",
+            "späre",
+            &"a".repeat(64),
+        ] {
+            let id = identify(&facts(bad, "10.77.0.40"), &members()).unwrap();
+            assert_eq!(id.name, "node-10-77-0-40", "hostname {bad:?}");
+            assert_eq!(id.kind, IdentityKind::Unlisted);
+            assert_eq!(unlisted_name(bad, v6), "node-fd00-0-0-0-0-0-0-11");
+        }
+        for good in ["spare7", "a", "node-7b", &"a".repeat(63)] {
+            assert_eq!(unlisted_name(good, v4), *good);
+        }
+        assert_eq!(unlisted_name("Spare7.Example.org", v4), "spare7");
+        assert_eq!(
+            unlisted_name("localhost", "fd00:0:0:ffff::".parse().unwrap()),
+            "node-fd00-0-0-ffff-0-0-0-0"
         );
     }
 }

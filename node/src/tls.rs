@@ -19,6 +19,9 @@ use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStor
 use crate::node_config::{endpoint_host, endpoint_port};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// An API server answers /healthz with a status line, a few headers and
+/// "ok": what a hostile or broken endpoint sends past this is not read.
+const MAX_HEALTHZ_ANSWER: u64 = 64 << 10;
 
 /// What a probe of an endpoint found.
 #[derive(Debug)]
@@ -142,7 +145,14 @@ impl ClusterTls {
             .with_context(|| format!("sending GET /healthz to {endpoint}"))?;
         let mut answer = Vec::new();
         // Servers often close without close_notify; what arrived is enough.
-        let _ = tls.read_to_end(&mut answer);
+        let _ = tls.take(MAX_HEALTHZ_ANSWER + 1).read_to_end(&mut answer);
+        if answer.len() as u64 > MAX_HEALTHZ_ANSWER {
+            anyhow::bail!(
+                "{endpoint} answered GET /healthz with over {} KiB, the cap on that answer \
+                 (an API server's is a status line, a few headers and \"ok\")",
+                MAX_HEALTHZ_ANSWER >> 10
+            );
+        }
         let answer = String::from_utf8_lossy(&answer);
         let status_ok = answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200");
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();

@@ -555,6 +555,40 @@ fn a_silent_peer_holds_the_bootstrap_and_refusing_ones_do_not() {
     assert!(took < Duration::from_secs(10), "{took:?}\n{}", stderr(&out));
 }
 
+/// Issue 33: a spoofed DNS SRV answer naming an address that refuses
+/// connections does not make an initial member bootstrap at once while a
+/// listed peer may be alive (unreachable here): the silence rule holds.
+#[test]
+fn a_srv_answer_steered_to_a_refusing_address_does_not_shorten_the_silence() {
+    let sc = Scenario::new("spoof", 119, 3, DiscoverySource::DnsSrv);
+    let first = sc.node(11);
+    // Up, with nothing on the client port: what the spoofed record names.
+    let refusing = sc.lab.host(30);
+    let dns = serve_srv(&sc, &[("etcd2".into(), refusing.ip)]);
+    use_dns(&first, dns);
+    std::thread::sleep(Duration::from_millis(300));
+    let plan = |timeout| {
+        let start = Instant::now();
+        let out = etcd::agent_with_timeout(&first.host, &first.root, None, timeout, &["plan"]);
+        (out, start.elapsed())
+    };
+    let (out, _) = plan(8);
+    assert!(
+        !out.status.success(),
+        "bootstrapped at once on a spoofed SRV answer: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr(&out).contains("once none has answered for 15s"),
+        "{}",
+        stderr(&out)
+    );
+    let (out, took) = plan(40);
+    assert_ok(&out, "plan once the cluster was silent long enough");
+    assert!(took >= Duration::from_secs(15), "{took:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("bootstrapping"));
+}
+
 /// Scenario 8: nothing answers and the node is not an initial member: a
 /// bounded wait, a clear error, nothing written.
 #[test]

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::lease_lock::{self, HeldLock};
 use super::membership::{decide, Decision, Plan, WaitReason};
 use super::node::EtcdMember;
+use super::silence::{Silence, BOOTSTRAP_SILENCE};
 use super::{certs, restore, settle};
 use crate::backoff::{retry, Attempt};
 use crate::status::{self, Phase, Status};
@@ -20,37 +21,6 @@ use kiln_node::etcd::version::{cluster_version, join_refusal};
 use kiln_node::layout::{self, etcd::SNAPSHOT_DIR};
 use kiln_node::node_config::DiscoverySource;
 use kiln_node::versions::Version;
-
-/// How long no member may answer before an initial member bootstraps,
-/// unless every peer's host refuses the connection (nothing listens: the
-/// cluster is forming). One silent round is not enough: a replacement
-/// booting beside a live but loaded cluster can miss one round of answers,
-/// and would then start etcd with state=new, which etcd refuses ("member
-/// has already been bootstrapped") for as long as the cluster lives.
-const BOOTSTRAP_SILENCE: Duration = Duration::from_secs(15);
-/// ... and in at least this many rounds of asking every candidate.
-const BOOTSTRAP_ROUNDS: u32 = 3;
-
-/// Whether the cluster has been silent long enough to bootstrap: any answer
-/// starts the count again.
-#[derive(Debug, Default)]
-struct Silence {
-    since: Option<Instant>,
-    rounds: u32,
-}
-
-impl Silence {
-    /// Records one round of observation; true once silence has lasted.
-    fn long_enough(&mut self, answered: bool, now: Instant) -> bool {
-        if answered {
-            *self = Self::default();
-            return false;
-        }
-        let since = *self.since.get_or_insert(now);
-        self.rounds += 1;
-        self.rounds >= BOOTSTRAP_ROUNDS && now.duration_since(since) >= BOOTSTRAP_SILENCE
-    }
-}
 
 /// Observes the cluster until a decision other than "wait" is possible (for
 /// at most `budget`); returns it with the member list it was made on.
@@ -65,7 +35,7 @@ fn make_plan(node: &EtcdMember, budget: Duration) -> Result<(Plan, Vec<MemberInf
         saw_cluster |= view.is_some();
         let silent_long_enough = silence.long_enough(view.is_some(), Instant::now());
         let mut plan = decide(&me, view.as_ref(), &policy);
-        if plan.decision == Decision::Bootstrap && !silent_long_enough && !node.nothing_listens() {
+        if plan.decision == Decision::Bootstrap && !silent_long_enough && !node.cluster_is_forming() {
             plan.decision = Decision::Wait(WaitReason::BootstrapSilence {
                 me: me.name.to_owned(),
                 silence: BOOTSTRAP_SILENCE,
@@ -523,34 +493,4 @@ fn start_etcd() -> Result<()> {
         crate::systemd::systemctl(args, "")?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn silence_must_last_and_span_rounds_and_any_answer_restarts_it() {
-        let start = Instant::now();
-        let at = |secs| start + Duration::from_secs(secs);
-        let mut silence = Silence::default();
-        assert!(!silence.long_enough(false, at(0)), "one silent round");
-        assert!(!silence.long_enough(false, at(1)));
-        assert!(!silence.long_enough(false, at(14)), "three rounds, 14 s");
-        assert!(!silence.long_enough(true, at(15)), "an answer");
-        assert!(!silence.long_enough(false, at(16)));
-        assert!(
-            !silence.long_enough(false, at(30)),
-            "two rounds since the answer"
-        );
-        assert!(silence.long_enough(false, at(31)), "three rounds, 15 s");
-
-        let mut slow = Silence::default();
-        assert!(!slow.long_enough(false, at(0)));
-        assert!(
-            !slow.long_enough(false, at(20)),
-            "two rounds are not enough"
-        );
-        assert!(slow.long_enough(false, at(40)));
-    }
 }

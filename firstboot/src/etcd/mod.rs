@@ -25,6 +25,7 @@ mod node;
 mod removed;
 pub mod restore;
 mod settle;
+mod silence;
 pub mod watch;
 
 pub use configure::{describe, plan, plan_under_lock, remove_dead, run};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::membership::{Me, Policy};
+use super::silence::{forming, Probe};
 use crate::backoff::{retry_steady, Attempt};
 use crate::context::NodeContext;
 use crate::discovery::Sources;
@@ -148,22 +149,30 @@ impl<'a> EtcdMember<'a> {
         first.iter().find_map(Result::ok)
     }
 
-    /// Whether every discovered peer's host refuses connections on the
-    /// client port: it is up and no etcd listens there, so no cluster can
-    /// be hiding behind a slow answer (what a cluster that is forming
-    /// looks like). False when any peer times out, is unreachable, is a
-    /// name, or when there is no peer to ask.
-    pub fn nothing_listens(&self) -> bool {
-        let urls = self.sources.candidate_urls(&self.client_url);
-        let refused = |url: &String| {
-            url.strip_prefix("https://")
-                .and_then(|addr| addr.parse::<SocketAddr>().ok())
-                .is_some_and(|addr| {
-                    TcpStream::connect_timeout(&addr, REFUSAL_PROBE)
-                        .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
-                })
-        };
-        !urls.is_empty() && urls.iter().all(refused)
+    /// Whether the cluster is forming ([`forming`]): every other listed
+    /// member's host, and every discovered candidate's, refuses the
+    /// connection on the client port. All are probed at once; the
+    /// candidates are as many as discovery gives at most
+    /// ([`crate::discovery::MAX_CANDIDATES`]).
+    pub fn cluster_is_forming(&self) -> bool {
+        let listed: Vec<String> = self
+            .ctx
+            .config
+            .etcd_client_urls()
+            .into_iter()
+            .filter(|url| *url != self.client_url)
+            .collect();
+        let discovered: Vec<String> = self
+            .sources
+            .candidate_urls(&self.client_url)
+            .into_iter()
+            .filter(|url| !listed.contains(url))
+            .collect();
+        let (listed, discovered) = std::thread::scope(|s| {
+            let listed = s.spawn(|| probe_all(&listed));
+            (listed.join().unwrap_or_default(), probe_all(&discovered))
+        });
+        forming(&listed, &discovered)
     }
 
     /// Client URLs of the started voting members: where membership calls go.
@@ -224,6 +233,34 @@ impl<'a> EtcdMember<'a> {
             Attempt::Retry(last)
         })?;
         outcome
+    }
+}
+
+/// Probes every URL's host at once (one thread each; callers bound the list).
+fn probe_all(urls: &[String]) -> Vec<Probe> {
+    std::thread::scope(|s| {
+        let probes: Vec<_> = urls.iter().map(|url| s.spawn(|| probe(url))).collect();
+        probes
+            .into_iter()
+            .map(|p| p.join().unwrap_or(Probe::MayBeThere))
+            .collect()
+    })
+}
+
+/// Whether the host behind a client URL refuses a connection to it: a name
+/// (not an address) may be anything, so it may be there.
+fn probe(url: &str) -> Probe {
+    let refused = url
+        .strip_prefix("https://")
+        .and_then(|addr| addr.parse::<SocketAddr>().ok())
+        .is_some_and(|addr| {
+            TcpStream::connect_timeout(&addr, REFUSAL_PROBE)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        });
+    if refused {
+        Probe::Refused
+    } else {
+        Probe::MayBeThere
     }
 }
 

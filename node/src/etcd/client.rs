@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use ureq::http::StatusCode;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
 use crate::versions::Version;
@@ -132,8 +133,7 @@ impl EtcdClient {
             .send(body.to_string())
             .with_context(|| format!("no answer from {url}"))?;
         let status = response.status();
-        let value = json_body(&mut response)
-            .with_context(|| format!("{url} answered {status} with a body that is not JSON"))?;
+        let value = json_body(&mut response, &url, status)?;
         if !status.is_success() {
             let message = value["message"]
                 .as_str()
@@ -203,15 +203,38 @@ impl EtcdClient {
             .get(&url)
             .call()
             .with_context(|| format!("no answer from {url}"))?;
-        let value = json_body(&mut response)
-            .with_context(|| format!("{url} answered with a body that is not JSON"))?;
+        let status = response.status();
+        let value = json_body(&mut response, &url, status)?;
         Ok((url, value))
     }
 }
 
-fn json_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<Value> {
-    let text = response.body_mut().read_to_string()?;
-    Ok(serde_json::from_str(&text)?)
+/// etcd's JSON answers kiln reads are kilobytes (member lists, statuses,
+/// versions, the watchers' reports, lock keys): an answer over 4 MiB is not
+/// one, and reading it whole would cost the agent that much memory.
+pub const MAX_JSON_ANSWER: u64 = 4 << 20;
+
+/// The body of `url`'s answer with `status`, as JSON, at most [`MAX_JSON_ANSWER`].
+fn json_body(
+    response: &mut ureq::http::Response<ureq::Body>,
+    url: &str,
+    status: StatusCode,
+) -> Result<Value> {
+    let text = match response
+        .body_mut()
+        .with_config()
+        .limit(MAX_JSON_ANSWER)
+        .read_to_string()
+    {
+        Ok(text) => text,
+        Err(ureq::Error::BodyExceedsLimit(_)) => bail!(
+            "{url} answered {status} with a body over {} MiB, the cap on etcd's JSON answers",
+            MAX_JSON_ANSWER >> 20
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {url}'s answer")),
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("{url} answered {status} with a body that is not JSON"))
 }
 
 fn members_of(value: &Value) -> Result<Vec<MemberInfo>> {

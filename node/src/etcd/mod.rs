@@ -8,4 +8,5 @@ pub mod config;
 pub mod kv;
 pub mod reports;
 pub mod snapshot;
+mod snapshot_stream;
 pub mod version;

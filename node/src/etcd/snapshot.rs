@@ -3,19 +3,19 @@
 //! etcd's own SHA-256 trailer, and read the result with etcd's own tool.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::client::EtcdClient;
+use super::snapshot_stream::copy_chunks;
 use crate::fsutil::replace_atomically;
 
 /// A large cluster's snapshot takes a while; a stalled stream still ends.
@@ -79,45 +79,13 @@ impl EtcdClient {
                 answer.trim()
             );
         }
-        let mut received = 0u64;
-        for line in reader.lines() {
-            let line = line.with_context(|| format!("reading the snapshot stream from {url}"))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let blob =
-                blob_of(&line).with_context(|| format!("in the snapshot stream from {url}"))?;
-            file.write_all(&blob)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            received += blob.len() as u64;
-            progress(received);
-        }
+        copy_chunks(&mut reader, file, progress).with_context(|| {
+            format!(
+                "copying the snapshot stream from {url} into {}",
+                tmp.display()
+            )
+        })?;
         Ok(())
-    }
-}
-
-#[derive(Deserialize)]
-struct StreamMessage {
-    result: Option<StreamChunk>,
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct StreamChunk {
-    #[serde(default)]
-    blob: String,
-}
-
-/// One `{"result":{"blob":"<base64>"}}` line of the stream, decoded.
-fn blob_of(line: &str) -> Result<Vec<u8>> {
-    let message: StreamMessage =
-        serde_json::from_str(line).context("a line of the stream is not JSON")?;
-    match (message.result, message.error) {
-        (_, Some(error)) => bail!("etcd aborted the snapshot: {error}"),
-        (Some(chunk), None) => base64::engine::general_purpose::STANDARD
-            .decode(chunk.blob)
-            .context("a snapshot chunk is not base64"),
-        (None, None) => bail!("a line has neither result nor error"),
     }
 }
 
@@ -285,12 +253,5 @@ mod tests {
         fs::write(&raw, [7u8; 4096]).unwrap();
         let err = format!("{:#}", verify_trailer(&raw).unwrap_err());
         assert!(err.contains("integrity trailer"), "{err}");
-    }
-
-    #[test]
-    fn stream_lines_decode_and_errors_stop() {
-        assert_eq!(blob_of(r#"{"result":{"blob":"AAEC"}}"#).unwrap(), [0, 1, 2]);
-        assert!(blob_of(r#"{"error":{"message":"no leader"}}"#).is_err());
-        assert!(blob_of("not json").is_err());
     }
 }
