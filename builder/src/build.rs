@@ -242,6 +242,34 @@ struct RoleTarget<'a> {
     seed: String,
 }
 
+/// Refuses (exit 2) a config the platform would refuse as user-data.
+fn check_user_data_size(loaded: &LoadedProfile, role: Role, size: usize) -> Result<()> {
+    let limit = loaded.profile.images.user_data_limit;
+    if size as u64 <= limit {
+        return Ok(());
+    }
+    Err(loaded
+        .error_at(
+            "images.user_data_limit",
+            format!(
+                "the {role} Ignition config is {size} bytes, over the user-data limit of {limit} \
+                 bytes{}",
+                if limit == profile::DEFAULT_USER_DATA_LIMIT {
+                    " (the default: EC2 refuses larger user-data)"
+                } else {
+                    ""
+                }
+            ),
+            format!(
+                "make the config smaller: move large images.{role}.files into the image \
+                 (packages, or a base of your own) or list fewer dns_names; or, on a platform \
+                 that takes more (Azure custom data and OpenStack: 64 KiB, GCE metadata: \
+                 256 KiB), set images.user_data_limit = {size} or more"
+            ),
+        )
+        .into())
+}
+
 /// Renders one role's artifacts into `staging/<role>/`.
 fn write_role(
     layer: &RoleLayer,
@@ -257,6 +285,7 @@ fn write_role(
     let (mut image, config) = layer.split();
     let rendered = render_ignition(&config)
         .with_context(|| format!("rendering the {role} Ignition config"))?;
+    check_user_data_size(loaded, role, rendered.len())?;
     if loaded.profile.images.embed_config {
         image.add_secret(kiln_node::layout::EMBEDDED_CONFIG, rendered.clone());
     }

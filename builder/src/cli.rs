@@ -9,9 +9,6 @@ use crate::build::{build, BuildOptions, BuildReport};
 use crate::profile;
 use crate::progress::Progress;
 
-/// Cloud user-data limits start here (e.g. 16 KiB on some providers).
-const USER_DATA_WARN_BYTES: u64 = 16 * 1024;
-
 /// Bakes role-specific node images (etcd, master, worker) for a highly
 /// available Kubernetes cluster from one cluster profile.
 #[derive(Parser, Debug)]
@@ -207,15 +204,6 @@ fn print_summary(report: &BuildReport) {
                 artifact.path,
                 human_size(artifact.size)
             );
-            if artifact.path.ends_with(".ign") && artifact.size > USER_DATA_WARN_BYTES {
-                tracing::warn!(
-                    "{} is {}, over the 16 KiB user-data limit of some clouds: \
-                     serve it by URL from a small config that merges it (ignition.config.merge), \
-                     or move large images.<role>.files into the image's base",
-                    artifact.path,
-                    human_size(artifact.size)
-                );
-            }
         }
     }
 }

@@ -673,3 +673,52 @@ fn an_older_folders_member_certificates_are_kept_unused_and_unlisted() {
     assert!(!table.contains("etcd/members"), "{table}");
     assert!(String::from_utf8_lossy(&certs.stderr).contains("older kiln"));
 }
+
+/// User-data of constant size: with 7 etcd members, 7 masters and 20 extra
+/// names on each, every role's config fits EC2's 16 KiB (members mint their
+/// own certificates, so no member adds a key). A limit one byte under the
+/// largest config refuses the build (exit 2, naming the role, its size and
+/// the fix) and leaves the previous output as it was; the exact size passes.
+#[test]
+fn every_config_of_a_seven_member_cluster_fits_16_kib_and_the_limit_is_enforced() {
+    let build = Build::new();
+    let large = kiln_e2e::fixture("profiles/seven-members-seven-masters.toml");
+    build.ok(&large);
+    let out = build.out();
+    let sizes: Vec<(&str, u64)> = ROLES
+        .iter()
+        .map(|role| {
+            let ign = out.join(format!("{role}/{role}.ign"));
+            (*role, fs::metadata(&ign).unwrap().len())
+        })
+        .collect();
+    for (role, size) in &sizes {
+        assert!(*size <= 16 * 1024, "{role}.ign is {size} bytes");
+    }
+    let (role, largest) = *sizes.iter().max_by_key(|(_, size)| *size).unwrap();
+    let text = fs::read_to_string(&large).unwrap();
+    let with_limit = |limit: u64| {
+        let path = build.dir.path().join(format!("limit-{limit}.toml"));
+        let edited = text.replacen(
+            "[images]\n",
+            &format!("[images]\nuser_data_limit = {limit}\n"),
+            1,
+        );
+        assert_ne!(edited, text, "the fixture has an [images] table");
+        fs::write(&path, edited).unwrap();
+        path
+    };
+    let before = digests(&out);
+    let refused = build.run(&with_limit(largest - 1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "images.user_data_limit: the {role} Ignition config is {largest} bytes"
+        )),
+        "{said}"
+    );
+    assert!(said.contains("help: make the config smaller"), "{said}");
+    assert_eq!(digests(&out), before, "a refused build changed the output");
+    build.ok(&with_limit(largest));
+}

@@ -290,6 +290,10 @@ pub struct ImagesSection {
     /// user-data: the disks then hold the cluster's keys.
     #[serde(default)]
     pub embed_config: bool,
+    /// The largest `.ign` the build writes, in bytes: a config the platform
+    /// refuses as user-data is a build error, not a boot that never comes.
+    #[serde(default = "default_user_data_limit")]
+    pub user_data_limit: u64,
     /// Where master and worker images get kubeadm, kubelet and kubectl.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSource>,
@@ -321,6 +325,7 @@ impl Default for ImagesSection {
             source_date_epoch: None,
             agent: None,
             embed_config: false,
+            user_data_limit: DEFAULT_USER_DATA_LIMIT,
             kubernetes: None,
             etcd: RoleImage::default(),
             master: RoleImage::default(),
@@ -499,6 +504,11 @@ fn default_ca_validity_days() -> u32 {
 }
 fn default_leaf_validity_days() -> u32 {
     365
+}
+/// EC2's user-data limit, the smallest of the clouds kiln targets.
+pub const DEFAULT_USER_DATA_LIMIT: u64 = 16 * 1024;
+fn default_user_data_limit() -> u64 {
+    DEFAULT_USER_DATA_LIMIT
 }
 fn default_formats() -> Vec<OutputFormat> {
     vec![OutputFormat::Ignition, OutputFormat::Rootfs]

@@ -18,7 +18,7 @@ use super::Checker;
 use crate::image::kept_in_var;
 use crate::profile::model::{
     BaseImage, EtcdRelease, ExtraFile, ExtraUnit, FileSource, ImagesSection, OutputFormat,
-    RoleImage,
+    RoleImage, DEFAULT_USER_DATA_LIMIT,
 };
 
 /// Unit types that can be defined by a unit file in /etc/systemd/system.
@@ -33,6 +33,9 @@ const UNIT_SUFFIXES: [&str; 9] = [
     ".swap",
     ".slice",
 ];
+
+/// Below this no role's config fits: the limit is a typo (KiB for bytes).
+const MIN_USER_DATA_LIMIT: u64 = 4096;
 
 pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
     if images.formats.is_empty() {
@@ -55,6 +58,20 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
              config (the user-data) no longer carries or downloads it"
                 .to_owned(),
             "remove images.agent",
+        );
+    }
+    if images.user_data_limit < MIN_USER_DATA_LIMIT {
+        check.error(
+            "images.user_data_limit",
+            format!(
+                "{} bytes cannot hold a node's config (kiln's smallest, a worker's, is \
+                 several KiB)",
+                images.user_data_limit
+            ),
+            format!(
+                "remove it for the default of {DEFAULT_USER_DATA_LIMIT} bytes (EC2's limit), or set \
+                 the limit of your platform in bytes, like user_data_limit = 65536"
+            ),
         );
     }
     check_disk_base(images, check);
