@@ -17,6 +17,11 @@ pub const IGNITION_UNIT: &str = "kiln-ignition.service";
 /// A role's Ignition config baked into its disks (`images.embed_config`),
 /// which the first boot applies instead of the platform's user-data.
 pub const EMBEDDED_CONFIG: &str = "/usr/lib/kiln/embedded.ign";
+/// The nftables rules that keep pods from the cloud's instance metadata
+/// service (`images.metadata_access = "host"`), in every master and worker
+/// image, loaded by [`METADATA_UNIT`] before kubelet and containerd start.
+pub const METADATA_RULES: &str = "/usr/lib/kiln/metadata-lockdown.nft";
+pub const METADATA_UNIT: &str = "kiln-metadata-lockdown.service";
 /// Runtime status written by the agent.
 pub const STATUS_FILE: &str = "/run/kiln/status.json";
 /// Present once the agent converged; a rerun then does nothing.

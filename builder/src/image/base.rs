@@ -94,7 +94,8 @@ impl DebianBase {
         extra: &[String],
         kubernetes: Option<&KubernetesApt>,
     ) -> DebianBase {
-        const KUBE_NODE: [&str; 3] = ["containerd", "conntrack", "ca-certificates"];
+        // nftables: the metadata lockdown's rules (layer/metadata.rs).
+        const KUBE_NODE: [&str; 4] = ["containerd", "conntrack", "ca-certificates", "nftables"];
         let role_packages: Vec<&str> = match role {
             Role::Etcd => vec!["etcd-server", "etcd-client"],
             Role::Master => {

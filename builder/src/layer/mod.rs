@@ -5,6 +5,7 @@
 //! real Ignition and compare).
 
 mod kube;
+mod metadata;
 mod roles;
 pub mod snapshots;
 mod timers;

@@ -66,6 +66,7 @@ pub fn build_layer(
         let pause = crate::profile::versions::pause_image(version);
         kube::add_host_preparation(&mut layer, containerd, &pause);
         kube::add_binaries(&mut layer, inputs.profile)?;
+        super::metadata::add(&mut layer, inputs.profile.profile.images.metadata_access);
     }
     add_extras(
         &mut layer,

@@ -224,6 +224,20 @@ pub enum BaseImage {
     Debian,
 }
 
+/// `images.metadata_access`: the instance metadata service (user-data,
+/// instance credentials) answers anyone on the node who reaches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MetadataAccess {
+    /// Processes of the host (Ignition, the agent) only: traffic forwarded
+    /// from pods to the metadata addresses is dropped.
+    #[default]
+    Host,
+    /// No rule: pods reach it too (for workloads that use instance
+    /// credentials).
+    Open,
+}
+
 /// The Debian release of kiln's base.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -290,6 +304,10 @@ pub struct ImagesSection {
     /// user-data: the disks then hold the cluster's keys.
     #[serde(default)]
     pub embed_config: bool,
+    /// Who may reach the cloud's instance metadata service from masters and
+    /// workers: the host only (pods' forwarded traffic dropped), or anyone.
+    #[serde(default)]
+    pub metadata_access: MetadataAccess,
     /// The largest `.ign` the build writes, in bytes: a config the platform
     /// refuses as user-data is a build error, not a boot that never comes.
     #[serde(default = "default_user_data_limit")]
@@ -325,6 +343,7 @@ impl Default for ImagesSection {
             source_date_epoch: None,
             agent: None,
             embed_config: false,
+            metadata_access: MetadataAccess::default(),
             user_data_limit: DEFAULT_USER_DATA_LIMIT,
             kubernetes: None,
             etcd: RoleImage::default(),
