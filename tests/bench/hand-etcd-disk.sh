@@ -2,9 +2,10 @@
 # The comparison point of boot-vs-hand.sh: one etcd member's bootable disk
 # configured by hand, the runbook's way, without kiln. The same Debian base
 # kiln bakes on; /etc/default/etcd with this member's name, the full static
-# --initial-cluster of profiles/local.toml and state new; the member's TLS
-# certificates copied from a kiln build's secrets folder; Debian's own
+# --initial-cluster of profiles/local.toml and state new; Debian's own
 # etcd.service (enabled by the package); networkd with DHCP; no kiln agent.
+# The member's TLS certificates are minted by hand with openssl from the
+# etcd CA of a kiln build's secrets folder (the runbook's cfssl step).
 # The disk is a GPT disk.raw with an ESP (systemd-boot, kernel, initrd) and
 # the root made by mkfs.ext4 -d, put together with sfdisk, mkfs.vfat, mcopy.
 # Needs root (file owners).
@@ -15,11 +16,31 @@ base=$1 secrets=$2 name=$3 out=$4
 case $name in etcd[123]) ;; *) echo "$name: expected etcd1, etcd2 or etcd3" >&2; exit 2 ;; esac
 ip=10.77.0.1${name#etcd}
 cluster=etcd1=https://10.77.0.11:2380,etcd2=https://10.77.0.12:2380,etcd3=https://10.77.0.13:2380
-certs=$secrets/etcd/members/$name
-[ -f "$certs/server.key" ] || { echo "$certs/server.key missing: run kiln build first" >&2; exit 1; }
+[ -f "$secrets/etcd/ca.key" ] || { echo "$secrets/etcd/ca.key missing: run kiln build first" >&2; exit 1; }
 
 work=$(mktemp -d -p "$(dirname "$out")")
 trap 'rm -rf "$work"' EXIT
+certs=$work/certs
+mkdir -m 0700 "$certs"
+# A private config: the system one would make an -x509 certificate a CA.
+cat > "$certs/leaf.cnf" <<EOF
+[req]
+distinguished_name = dn
+x509_extensions = leaf
+prompt = no
+[dn]
+CN = $name
+[leaf]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth,clientAuth
+subjectAltName = DNS:$name,DNS:localhost,IP:$ip,IP:127.0.0.1
+EOF
+for kind in server peer; do
+  openssl req -x509 -config "$certs/leaf.cnf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+    -nodes -days 365 -CA "$secrets/etcd/ca.crt" -CAkey "$secrets/etcd/ca.key" \
+    -keyout "$certs/$kind.key" -out "$certs/$kind.crt" 2>/dev/null
+done
 tree=$work/tree
 # Hard links when on the base's file system (as kiln does), else a copy.
 cp -al "$base" "$tree" 2>/dev/null || { rm -rf "$tree"; cp -a "$base" "$tree"; }

@@ -50,6 +50,58 @@ fn grep(path: &Path, pattern: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The disk's read-only OS holds no second copy of the kernel and initrd,
+/// which the ESP carries: /boot is empty; the kernel's modules are there.
+fn os_partition_leaves_the_kernel_to_the_esp(disk: &Path, work: &Path) {
+    let table: serde_json::Value = serde_json::from_str(&kiln_e2e::run_ok(
+        std::process::Command::new("sfdisk").arg("-J").arg(disk),
+    ))
+    .unwrap();
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap();
+    let os = parts
+        .iter()
+        .find(|p| p["name"] == "os")
+        .expect("an os partition");
+    let (start, size) = (os["start"].as_u64().unwrap(), os["size"].as_u64().unwrap());
+    let image = work.join("os.erofs");
+    kiln_e2e::run_ok(
+        std::process::Command::new("dd")
+            .arg(format!("if={}", disk.display()))
+            .arg(format!("of={}", image.display()))
+            .args([
+                "bs=512",
+                &format!("skip={start}"),
+                &format!("count={size}"),
+                "status=none",
+            ]),
+    );
+    let ls = |path: &str| {
+        let out = kiln_e2e::run_ok(
+            std::process::Command::new("dump.erofs")
+                .args(["--ls", &format!("--path={path}")])
+                .arg(&image),
+        );
+        let names: Vec<String> = out
+            .lines()
+            .skip_while(|l| !l.contains("FILENAME"))
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        names
+    };
+    assert_eq!(
+        ls("/boot"),
+        Vec::<String>::new(),
+        "the OS keeps a copy of /boot"
+    );
+    assert!(!ls("/")
+        .iter()
+        .any(|n| n.starts_with("vmlinuz") || n.starts_with("initrd")));
+    assert_eq!(ls("/usr/lib/modules").len(), 1, "the kernel's modules");
+    fs::remove_file(&image).unwrap();
+}
+
 #[test]
 fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
     let build = Build::new();
@@ -107,6 +159,7 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
     }
     let size = fs::metadata(&config).unwrap().len();
     assert!(size <= 16 * 1024, "etcd.ign is {size} bytes, over 16 KiB");
+    os_partition_leaves_the_kernel_to_the_esp(&build.out().join("etcd/disk.raw"), build.dir.path());
 
     // Another cluster (another CA, one member): the same disk, another config.
     let other = Build::new();

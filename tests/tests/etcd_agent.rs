@@ -869,19 +869,20 @@ fn bad_node_configuration_exits_2_and_says_why_once() {
 type Spoil<'a> = dyn Fn(&Node) + 'a;
 
 /// `plan` checks what `run` needs before it says what it would do, and
-/// both refuse alike, changing nothing: a missing member certificate, a key
-/// others can read, a certificate of another cluster's CA.
+/// both refuse alike, changing nothing: no etcd CA key to mint the member's
+/// certificates with, a key others can read, the agent's certificate of
+/// another cluster's CA.
 #[test]
 fn plan_and_run_refuse_alike_what_run_could_not_use() {
     let sc = Scenario::new("p", 111, 3, DiscoverySource::Static);
     let other = etcd::Fixture::new(&[sc.ip(11)], DiscoverySource::Static);
-    let member = "etc/kiln/pki/etcd/members/etcd1";
+    let pki = "etc/kiln/pki/etcd";
     let cases: [(&str, &Spoil<'_>); 3] = [
-        ("server.crt", &|n: &Node| {
-            std::fs::remove_file(n.root.join(member).join("server.crt")).unwrap()
+        ("has no etcd CA key", &|n: &Node| {
+            std::fs::remove_file(n.root.join(pki).join("ca.key")).unwrap()
         }),
         ("has mode 644", &|n: &Node| {
-            let key = n.root.join(member).join("peer.key");
+            let key = n.root.join(pki).join("ca.key");
             std::fs::set_permissions(key, std::os::unix::fs::PermissionsExt::from_mode(0o644))
                 .unwrap();
         }),
@@ -891,8 +892,8 @@ fn plan_and_run_refuse_alike_what_run_could_not_use() {
                 let foreign = tempfile::tempdir().unwrap();
                 other.node_root(foreign.path());
                 std::fs::copy(
-                    foreign.path().join(member).join("server.crt"),
-                    n.root.join(member).join("server.crt"),
+                    foreign.path().join(pki).join("kiln-agent.crt"),
+                    n.root.join(pki).join("kiln-agent.crt"),
                 )
                 .unwrap();
             },

@@ -20,7 +20,15 @@ use crate::profile::Suite;
 
 /// Bump when the recipe below changes what a base holds: old caches then
 /// stop matching instead of being reused.
-const RECIPE_VERSION: u32 = 7;
+const RECIPE_VERSION: u32 = 8;
+/// `SOURCE_DATE_EPOCH` of everything that runs while a base is built
+/// (mmdebstrap, the packages' scripts, the hooks): mmdebstrap then makes
+/// reproducible output, and mkinitramfs clamps the initrd's mtimes and has
+/// cpio write it `--reproducible` (initramfs-tools' mkinitramfs reads the
+/// variable). Without it two cold builds gave initrds that differed in a
+/// cpio inode field. Fixed, not the build's time: the base is cached and
+/// shared, and its bytes must not depend on when it was made. 2025-01-01.
+const BASE_SOURCE_DATE_EPOCH: u64 = 1_735_689_600;
 /// What every node needs to boot under UEFI and converge: systemd (with
 /// networkd), a kernel, udev, systemd-boot for the ESP, and D-Bus with
 /// polkit, without which hostnamed refuses networkd the hostname a DHCP
@@ -263,6 +271,7 @@ impl DebianBase {
         let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let status = Command::new("mmdebstrap")
             .args(args)
+            .env("SOURCE_DATE_EPOCH", BASE_SOURCE_DATE_EPOCH.to_string())
             .stdout(log_file.try_clone().context("duplicating the log handle")?)
             .stderr(log_file)
             .status()

@@ -86,6 +86,13 @@ fn uuid_text(h: &str) -> String {
     )
 }
 
+/// What the ESP already carries, left out of the read-only OS: the kernel
+/// and initrd under /boot (its folder stays, empty) and the links to them
+/// at the top. The kernel's modules stay, in /usr/lib/modules. The regex
+/// is matched against paths relative to the tree (erofs-utils'
+/// `--exclude-regex`).
+const BOOT_COPIES: &str = r"^(boot/.+|(vmlinuz|initrd\.img)(\.old)?)$";
+
 /// The verified OS image of a tree: the erofs file system and its hashes.
 struct OsImage {
     erofs: PathBuf,
@@ -103,6 +110,7 @@ impl OsImage {
         mkfs.arg(format!("-T{mtime}"))
             .arg(format!("-U{}", ids.os_fs))
             .arg("--quiet")
+            .arg(format!("--exclude-regex={BOOT_COPIES}"))
             .arg(&erofs)
             .arg(tree);
         run(&mut mkfs, "mkfs.erofs", "erofs-utils")?;
