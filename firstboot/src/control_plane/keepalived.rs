@@ -94,7 +94,12 @@ pub fn config(
         priority = priority(index),
     );
     if vip.unicast {
+        // check_unicast_src (keepalived.conf(5), "VRRP instance(s)"): drop
+        // adverts whose source is not one of the unicast peers. Without it
+        // any host that reaches the interface could send an advert of a
+        // higher priority and take the VIP.
         let _ = writeln!(text, "    unicast_src_ip {ip}");
+        text.push_str("    check_unicast_src\n");
         text.push_str("    unicast_peer {\n");
         for peer in peers {
             let _ = writeln!(text, "        {peer}");
@@ -104,16 +109,31 @@ pub fn config(
     let _ = write!(
         text,
         "    virtual_ipaddress {{\n\
-         \x20       {vip}/32 dev {interface}\n\
+         \x20       {vip}/{host} dev {interface}\n\
          \x20   }}\n\
          \x20   track_script {{\n\
          \x20       kiln_apiserver\n\
          \x20   }}\n\
          }}\n",
         vip = vip.address,
+        host = host_prefix(vip.address),
         interface = vip.interface,
     );
     text
+}
+
+/// The VIP as a single host: /32 for IPv4, /128 for IPv6. A wider prefix
+/// would add an on-link route for a whole network with the VIP. An IPv6
+/// VIP needs nothing else: keepalived takes an instance's family from its
+/// VIPs and runs VRRP version 3 for IPv6 (keepalived.conf(5), "VRRP
+/// instance(s)": `native_ipv6` is deprecated, `version`: "IPv6 instances
+/// will always use version 3"); unicast_src_ip and the peers are the
+/// masters' addresses, of the VIP's family (the profile's node checks).
+fn host_prefix(address: IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
 }
 
 /// The check keepalived runs: the agent itself does a TLS GET of /healthz
@@ -163,7 +183,7 @@ mod tests {
             "    interface eth0\n",
             "    virtual_router_id 51\n",
             "    priority 140\n",
-            "    unicast_src_ip 10.0.0.22\n",
+            "    unicast_src_ip 10.0.0.22\n    check_unicast_src\n",
             "        10.0.0.21\n        10.0.0.23\n        10.0.0.44\n    }\n",
             "        10.0.0.20/32 dev eth0\n",
             "    script \"/etc/keepalived/kiln-check-apiserver.sh\"\n",
@@ -174,6 +194,96 @@ mod tests {
         assert!(!text.contains("        10.0.0.22\n"), "{text}");
         let braces = text.matches('{').count();
         assert_eq!(braces, text.matches('}').count(), "{text}");
+    }
+
+    #[test]
+    fn an_ipv6_vip_is_one_host() {
+        let mut config = sample_config(Role::Master, "1.36.2");
+        let cp = config.control_plane.as_mut().unwrap();
+        v6_masters(cp);
+        let vip = cp.vip.as_ref().unwrap();
+        let ip = cp.masters[1].ip;
+        let text = super::config(cp, vip, "master2", ip, &unicast_peers(cp, ip, &[]));
+        assert!(text.contains("        fd00::20/128 dev eth0\n"), "{text}");
+        assert!(text.contains("    unicast_src_ip fd00::22\n    check_unicast_src\n"));
+    }
+
+    /// The sample's masters and VIP moved to fd00::/64.
+    fn v6_masters(cp: &mut ControlPlaneSettings) {
+        for m in &mut cp.masters {
+            m.ip = format!("fd00::{}", &m.ip.to_string()[7..]).parse().unwrap();
+        }
+        cp.vip.as_mut().unwrap().address = "fd00::20".parse().unwrap();
+    }
+
+    /// keepalived's own check of `conf` (`keepalived -t`, keepalived(8)):
+    /// exit 0 and nothing said, else the status and what it said. It runs in
+    /// a network namespace of its own with the VIP's interface as a bridge
+    /// link (keepalived refuses an interface it cannot see), and a mount
+    /// namespace where a folder with `conf` and the health check is
+    /// /etc/keepalived, since enable_script_security checks the script at
+    /// its real path; the host's network and files stay untouched.
+    fn keepalived_accepts(conf: &str, interface: &str) -> Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let check = dir.path().join("kiln-check-apiserver.sh");
+        std::fs::write(dir.path().join("keepalived.conf"), conf).unwrap();
+        std::fs::write(&check, check_script()).unwrap();
+        std::fs::set_permissions(&check, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let script = "ip link add \"$2\" type bridge && mount --bind \"$1\" /etc/keepalived \
+                      && exec keepalived -t -f /etc/keepalived/keepalived.conf";
+        let out = std::process::Command::new("unshare")
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "--net",
+                "sh",
+                "-c",
+                script,
+                "sh",
+            ])
+            .arg(dir.path())
+            .arg(interface)
+            .output()
+            .expect("running unshare and keepalived -t (apt-get install keepalived)");
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        if out.status.success() && said.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{}: {said}", out.status))
+        }
+    }
+
+    #[test]
+    fn keepalived_accepts_the_ipv4_and_ipv6_configs() {
+        let mut config = sample_config(Role::Master, "1.36.2");
+        let cp = config.control_plane.as_mut().unwrap();
+        for v6 in [false, true] {
+            if v6 {
+                v6_masters(cp);
+            }
+            let vip = cp.vip.as_ref().unwrap();
+            let ip = cp.masters[1].ip;
+            let text = super::config(cp, vip, "master2", ip, &unicast_peers(cp, ip, &[]));
+            assert!(text.contains("check_unicast_src"));
+            keepalived_accepts(&text, &vip.interface).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        }
+        // The check itself must refuse: a keyword keepalived does not know.
+        let bad = super::config(
+            cp,
+            cp.vip.as_ref().unwrap(),
+            "master2",
+            cp.masters[1].ip,
+            &[],
+        )
+        .replace("check_unicast_src", "check_unicast_source");
+        let refused = keepalived_accepts(&bad, "eth0").unwrap_err();
+        assert!(
+            refused.contains("Unknown keyword 'check_unicast_source'"),
+            "{refused}"
+        );
     }
 
     #[test]
