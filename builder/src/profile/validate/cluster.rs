@@ -185,6 +185,30 @@ fn check_address_families(profile: &Profile, check: &mut Checker<'_>) {
         };
         check.error(field, message, hint.clone());
     }
+    // keepalived takes a VRRP instance's family from its VIP, and refuses a
+    // unicast_src_ip or unicast_peer of the other family
+    // (keepalived.conf(5), "VRRP instance(s)"): the VIP must be of the
+    // masters' family. (An IPv4-mapped VIP is refused as such, in nodes.rs.)
+    let vip = (profile.control_plane.as_ref()).and_then(|cp| cp.vip.as_ref());
+    if let (Some(m), Some(vip)) = (master, vip) {
+        if vip.address.to_canonical().is_ipv6() != m.ip.is_ipv6() {
+            check.error(
+                "control_plane.vip.address",
+                format!(
+                    "VIP {} is {}, but control_plane.masters[0].ip {} is {}: {single_stack}, \
+                     and keepalived runs VRRP in the VIP's family",
+                    vip.address,
+                    family(vip.address),
+                    m.ip,
+                    family(m.ip)
+                ),
+                format!(
+                    "pick a VIP of the masters' family ({}) in a node subnet",
+                    family(m.ip)
+                ),
+            );
+        }
+    }
 }
 
 /// The version table decides: a supported minor passes, an older known one
