@@ -115,7 +115,7 @@ impl Registrar<'_> {
             return Ok(vec![]);
         };
         let peers = keepalived::unicast_peers(self.cp, ctx.me.ip, learned);
-        let text = keepalived::config(self.cp, self.vip, &ctx.me.name, ctx.me.ip, &peers);
+        let text = keepalived::config(self.cp, self.vip, &ctx.me.name, ctx.me.ip, &peers)?;
         let loaded = on_disk == text && self.loaded.as_ref().is_none_or(|l| *l == text);
         if !loaded {
             // Not loaded until the reload succeeds: a failed one is retried.
