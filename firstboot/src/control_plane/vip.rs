@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use anyhow::{bail, Context, Result};
+
 use super::keepalived;
 use super::vip_admission::{admit, RefusalLog, Registration};
 use crate::backoff::{every_beat, retry, Attempt, Beat};
 use crate::context::NodeContext;
 use crate::etcd;
-use anyhow::{bail, Context, Result};
 use kiln_node::etcd::kv::{KeptLease, KvCluster};
 use kiln_node::fsutil::write_with_parents;
 use kiln_node::layout::{self, kube::KEEPALIVED_CONFIG};
