@@ -68,6 +68,7 @@ pub fn node_config(profile: &Profile, role: Role, discovery_hash: &str) -> NodeC
                 masters: cp.masters.iter().map(member).collect(),
                 pod_subnet: cluster.pod_subnet.to_string(),
                 service_subnet: cluster.service_subnet.to_string(),
+                node_subnets: cluster.node_subnets.clone(),
                 discovery_hash: discovery_hash.to_owned(),
                 token_ttl_seconds: cp.token_ttl.map_or(0, |ttl| ttl.as_secs()),
             }),

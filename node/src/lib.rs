@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod hex;
 pub mod layout;
 pub mod logging;
+pub mod net;
 pub mod node_config;
 pub mod pki;
 pub mod renewal;

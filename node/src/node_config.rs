@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::Cidr;
 use crate::pki::KeyAlgorithm;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -155,12 +156,25 @@ pub struct ControlPlaneSettings {
     pub masters: Vec<Member>,
     pub pod_subnet: String,
     pub service_subnet: String,
+    /// The networks the nodes live on (`cluster.node_subnets`): a master
+    /// takes a keepalived peer registered in etcd only inside one. Empty in
+    /// node.toml files of older builders, which then take no registered
+    /// peer at all (the listed masters still are peers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub node_subnets: Vec<Cidr>,
     /// kubeadm's CA pin: `sha256:<hex of the cluster CA's SubjectPublicKeyInfo>`.
     pub discovery_hash: String,
     /// Lifetime of the bootstrap token in seconds; 0 means it never expires.
     #[serde(default)]
     pub token_ttl_seconds: u64,
 }
+
+/// Masters that share one VIP at most, listed and registered ones
+/// together. VRRP has no limit of its own; this one bounds what a rogue
+/// registration in etcd can add to every master's keepalived.conf (each
+/// peer gets an advert a second from every master), and lies far above any
+/// real control plane (kubeadm's HA guides use 3 or 5 masters).
+pub const MAX_VIP_MASTERS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -122,6 +122,33 @@ fn discovery_hash_matches_openssl() {
     }
 }
 
+#[test]
+fn masters_node_toml_carries_the_node_subnets() {
+    let build = Build::new();
+    build.ok(&profile("example.toml"));
+    let files = ignition_files(&build.out().join("master/master.ign"));
+    let node = files
+        .iter()
+        .find(|f| f.path == "/etc/kiln/node.toml")
+        .expect("node.toml is in the config");
+    let path = build.dir.path().join("master-node.toml");
+    std::fs::write(&path, &node.bytes).unwrap();
+    let config = kiln_node::NodeConfig::load(&path)
+        .expect("the master's node.toml loads as the agent reads it");
+    let subnets: Vec<String> = config
+        .control_plane
+        .expect("a master's control plane")
+        .node_subnets
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        subnets,
+        ["10.10.0.0/24"],
+        "profiles/example.toml's cluster.node_subnets"
+    );
+}
+
 fn all_payloads(out: &Path, role: &str) -> Vec<(String, PayloadFile)> {
     let ign = ignition_files(&out.join(format!("{role}/{role}.ign")));
     let tar = tarball_files(&out.join(format!("{role}/rootfs.tar.gz")));

@@ -14,6 +14,7 @@ use kiln_e2e::cluster::{
     Cluster, Images, Node, Record, Topology, ETCD_NODES, MASTERS, NEW_MASTER, VIP, WORKERS,
 };
 use kiln_e2e::fixture;
+use kiln_node::layout;
 
 /// From launch to every init and join on two shared cores.
 const CONVERGE: Duration = Duration::from_secs(300);
@@ -22,6 +23,8 @@ const FAILOVER: Duration = Duration::from_secs(10);
 /// Seconds the stand-in's init holds still (its test hook), the window
 /// to kill the master that runs it.
 const INIT_DELAY: &str = "12";
+/// An address outside the profiles' node_subnets (10.77.0.0/24).
+const ROGUE: &str = "10.78.0.9";
 
 fn is_master(name: &str) -> bool {
     MASTERS.iter().any(|m| m.name == name)
@@ -227,9 +230,51 @@ fn all_nodes_boot_at_once(images: &Images) {
         vip_health(&cluster)
     });
 
+    // Anyone holding a client certificate that may write under vip/peers/
+    // registers an address outside node_subnets: no master takes it as a
+    // peer. Taken, it would also hold up the replacement below, which waits
+    // for every registered master to know it.
+    let rogue = format!("{}rogue", layout::keys::vip_peers(&images.cluster));
+    let put = cluster.etcdctl(&["put", &rogue, &format!(r#"{{"ip":"{ROGUE}","peers":[]}}"#)]);
+    assert!(put.status.success(), "etcdctl put {rogue}: {put:?}");
+
     // The lost master's place goes to a cloud replacement: a new name on a
     // new address, which no listed master has as a keepalived peer.
     replacement_joins(&mut cluster, NEW_MASTER);
+    for master in MASTERS
+        .into_iter()
+        .chain([NEW_MASTER])
+        .filter(|m| *m != holder)
+    {
+        let conf = cluster
+            .container(master)
+            .exec("cat /etc/keepalived/keepalived.conf");
+        let conf = String::from_utf8_lossy(&conf.stdout);
+        let learned =
+            master == NEW_MASTER || conf.contains(&format!("        {}\n", NEW_MASTER.ip()));
+        assert!(
+            learned,
+            "{} has not learned {}:\n{conf}",
+            master.name, NEW_MASTER.name
+        );
+        assert!(
+            !conf.contains(ROGUE),
+            "{} took {ROGUE} as a peer:\n{conf}",
+            master.name
+        );
+        let journal = cluster
+            .container(master)
+            .exec("journalctl -b -u kiln-vip-peers.service --no-pager -o cat");
+        let journal = String::from_utf8_lossy(&journal.stdout);
+        let warned =
+            format!("ignoring the keepalived peer registered at {rogue} (address {ROGUE})");
+        assert_eq!(
+            journal.matches(&warned).count(),
+            1,
+            "{}:\n{journal}",
+            master.name
+        );
+    }
     let t = tally(&cluster.records());
     assert_eq!(
         t.inits.len(),

@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use anyhow::{ensure, Result};
 use kiln_node::layout::{kube::KEEPALIVED_CHECK, AGENT_BINARY};
+use kiln_node::net::{is_interface_name, INTERFACE_RULE};
 use kiln_node::node_config::{ControlPlaneSettings, Vip};
 
 /// Priority of the first listed master; each next one gets 10 less.
@@ -64,7 +66,15 @@ pub fn config(
     name: &str,
     ip: IpAddr,
     peers: &[IpAddr],
-) -> String {
+) -> Result<String> {
+    // The name goes unquoted into the file: the profile refuses a bad one,
+    // and this keeps a hand-edited node.toml from rewriting the config.
+    ensure!(
+        is_interface_name(&vip.interface),
+        "node.toml's control_plane.vip.interface {:?} is not a network interface name \
+         ({INTERFACE_RULE}); rebuild the image with `kiln build`",
+        vip.interface
+    );
     let index = cp.masters.iter().position(|m| m.name == name || m.ip == ip);
     let mut text = format!(
         "# Written by kiln-firstboot for {name}; rebuilt from node.toml on first boot.\n\
@@ -94,7 +104,12 @@ pub fn config(
         priority = priority(index),
     );
     if vip.unicast {
+        // check_unicast_src (keepalived.conf(5), "VRRP instance(s)"): drop
+        // adverts whose source is not one of the unicast peers. Without it
+        // any host that reaches the interface could send an advert of a
+        // higher priority and take the VIP.
         let _ = writeln!(text, "    unicast_src_ip {ip}");
+        text.push_str("    check_unicast_src\n");
         text.push_str("    unicast_peer {\n");
         for peer in peers {
             let _ = writeln!(text, "        {peer}");
@@ -104,16 +119,31 @@ pub fn config(
     let _ = write!(
         text,
         "    virtual_ipaddress {{\n\
-         \x20       {vip}/32 dev {interface}\n\
+         \x20       {vip}/{host} dev {interface}\n\
          \x20   }}\n\
          \x20   track_script {{\n\
          \x20       kiln_apiserver\n\
          \x20   }}\n\
          }}\n",
         vip = vip.address,
+        host = host_prefix(vip.address),
         interface = vip.interface,
     );
-    text
+    Ok(text)
+}
+
+/// The VIP as a single host: /32 for IPv4, /128 for IPv6. A wider prefix
+/// would add an on-link route for a whole network with the VIP. An IPv6
+/// VIP needs nothing else: keepalived takes an instance's family from its
+/// VIPs and runs VRRP version 3 for IPv6 (keepalived.conf(5), "VRRP
+/// instance(s)": `native_ipv6` is deprecated, `version`: "IPv6 instances
+/// will always use version 3"); unicast_src_ip and the peers are the
+/// masters' addresses, of the VIP's family (the profile's node checks).
+fn host_prefix(address: IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
 }
 
 /// The check keepalived runs: the agent itself does a TLS GET of /healthz
@@ -123,67 +153,5 @@ pub fn check_script() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kubeadm::config::tests::sample_config;
-    use kiln_node::node_config::Role;
-
-    #[test]
-    fn a_failing_check_ranks_below_every_healthy_master() {
-        let failing_best = i64::from(priority(Some(0))) + i64::from(CHECK_WEIGHT);
-        assert!(failing_best < i64::from(priority(None)));
-        assert!(failing_best > 0);
-    }
-
-    #[test]
-    fn priorities_follow_the_masters_order() {
-        assert_eq!(
-            [priority(Some(0)), priority(Some(1)), priority(Some(2))],
-            [150, 140, 130]
-        );
-        assert_eq!(priority(None), 100);
-        assert!(priority(Some(40)) > priority(None));
-    }
-
-    #[test]
-    fn unicast_config_names_the_other_masters() {
-        let config = sample_config(Role::Master, "1.36.2");
-        let cp = config.control_plane.as_ref().unwrap();
-        let vip = cp.vip.as_ref().unwrap();
-        let ip = "10.0.0.22".parse().unwrap();
-        let learned = [
-            "10.0.0.23".parse().unwrap(),
-            "10.0.0.44".parse().unwrap(),
-            ip,
-        ];
-        let peers = unicast_peers(cp, ip, &learned);
-        let text = super::config(cp, vip, "master2", ip, &peers);
-        for line in [
-            "    state BACKUP\n",
-            "    interface eth0\n",
-            "    virtual_router_id 51\n",
-            "    priority 140\n",
-            "    unicast_src_ip 10.0.0.22\n",
-            "        10.0.0.21\n        10.0.0.23\n        10.0.0.44\n    }\n",
-            "        10.0.0.20/32 dev eth0\n",
-            "    script \"/etc/keepalived/kiln-check-apiserver.sh\"\n",
-            "        kiln_apiserver\n",
-        ] {
-            assert!(text.contains(line), "missing {line:?} in\n{text}");
-        }
-        assert!(!text.contains("        10.0.0.22\n"), "{text}");
-        let braces = text.matches('{').count();
-        assert_eq!(braces, text.matches('}').count(), "{text}");
-    }
-
-    #[test]
-    fn multicast_config_has_no_peers() {
-        let config = sample_config(Role::Master, "1.36.2");
-        let cp = config.control_plane.as_ref().unwrap();
-        let mut vip = cp.vip.clone().unwrap();
-        vip.unicast = false;
-        let text = super::config(cp, &vip, "spare", "10.0.0.40".parse().unwrap(), &[]);
-        assert!(!text.contains("unicast"), "{text}");
-        assert!(text.contains("    priority 100\n"), "{text}");
-    }
-}
+#[path = "keepalived_tests.rs"]
+mod tests;

@@ -219,7 +219,7 @@ fn setup_keepalived(agent: &KubeNode) -> Result<()> {
     };
     let me = &agent.ctx.me;
     let peers = keepalived::unicast_peers(cp, me.ip, &[]);
-    let conf = keepalived::config(cp, vip, &me.name, me.ip, &peers);
+    let conf = keepalived::config(cp, vip, &me.name, me.ip, &peers)?;
     for (path, text, mode) in [
         (KEEPALIVED_CONFIG, conf, 0o644),
         (KEEPALIVED_CHECK, keepalived::check_script(), 0o755),

@@ -11,6 +11,7 @@ pub mod lock;
 pub mod master;
 pub mod renewal;
 pub mod vip;
+mod vip_admission;
 pub mod worker;
 
 use std::path::Path;

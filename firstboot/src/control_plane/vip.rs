@@ -16,9 +16,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::keepalived;
+use super::vip_admission::{admit, RefusalLog, Registration};
 use crate::backoff::{every_beat, retry, Attempt, Beat};
 use crate::context::NodeContext;
 use crate::etcd;
@@ -32,14 +32,6 @@ pub const BEAT: Duration = Duration::from_secs(2);
 /// A registration ends three beats after it was last renewed.
 const REGISTRATION_TTL: i64 = 6;
 
-/// What a master publishes at `layout::keys::vip_peer(cluster, name)`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Registration {
-    pub ip: IpAddr,
-    /// The unicast peers in its keepalived.conf now.
-    pub peers: Vec<IpAddr>,
-}
-
 /// The masters with a VIP, as this command needs them.
 struct Registrar<'a> {
     node: etcd::EtcdMember<'a>,
@@ -49,6 +41,7 @@ struct Registrar<'a> {
     /// The keepalived.conf keepalived runs with (or will start with);
     /// `None` until this command wrote one.
     loaded: Option<String>,
+    refusals: RefusalLog,
 }
 
 /// The control-plane settings and the VIP, when the VIP is unicast.
@@ -78,6 +71,7 @@ pub fn run(ctx: &NodeContext) -> Result<()> {
         vip,
         lease: KeptLease::new(REGISTRATION_TTL, "VIP registration's"),
         loaded: None,
+        refusals: RefusalLog::default(),
     };
     tracing::info!(every = ?BEAT, "registering this master as a keepalived peer");
     every_beat(
@@ -92,7 +86,7 @@ impl Registrar<'_> {
     fn beat(&mut self) -> Result<()> {
         let ctx = self.node.ctx;
         let kv = cluster(&self.node)?;
-        let learned: Vec<IpAddr> = registered(&kv, &ctx.config.cluster)?
+        let learned: Vec<IpAddr> = registered(&kv, ctx, &mut self.refusals)?
             .into_iter()
             .filter(|(name, _)| *name != ctx.me.name)
             .map(|(_, r)| r.ip)
@@ -122,7 +116,7 @@ impl Registrar<'_> {
             return Ok(vec![]);
         };
         let peers = keepalived::unicast_peers(self.cp, ctx.me.ip, learned);
-        let text = keepalived::config(self.cp, self.vip, &ctx.me.name, ctx.me.ip, &peers);
+        let text = keepalived::config(self.cp, self.vip, &ctx.me.name, ctx.me.ip, &peers)?;
         let loaded = on_disk == text && self.loaded.as_ref().is_none_or(|l| *l == text);
         if !loaded {
             // Not loaded until the reload succeeds: a failed one is retried.
@@ -172,22 +166,24 @@ fn cluster(node: &etcd::EtcdMember) -> Result<KvCluster> {
     })
 }
 
-/// The registered masters, by name; a registration kiln cannot read
-/// (another version's) is left out.
-fn registered(kv: &KvCluster, cluster: &str) -> Result<BTreeMap<String, Registration>> {
-    let prefix = layout::keys::vip_peers(cluster);
+/// The registered masters this one takes as peers, by name
+/// ([`admit`]); the others are warned of through `refusals`.
+fn registered(
+    kv: &KvCluster,
+    ctx: &NodeContext,
+    refusals: &mut RefusalLog,
+) -> Result<BTreeMap<String, Registration>> {
+    let Some((cp, _)) = unicast_vip(ctx) else {
+        return Ok(BTreeMap::new());
+    };
+    let prefix = layout::keys::vip_peers(&ctx.config.cluster);
     let found = kv.call(
         "read the masters registered as keepalived peers",
         |c, ep| c.range(ep, &prefix, true, 0),
     )?;
-    Ok(found
-        .kvs
-        .into_iter()
-        .filter_map(|kv| {
-            let name = kv.key.strip_prefix(&prefix)?.to_owned();
-            Some((name, serde_json::from_str(&kv.value).ok()?))
-        })
-        .collect())
+    let (taken, refused) = admit(cp, &prefix, found.kvs);
+    refusals.warn(refused);
+    Ok(taken)
 }
 
 /// The registered masters other than `me` that do not have `ip` as a
@@ -205,11 +201,12 @@ fn not_knowing(registered: &BTreeMap<String, Registration>, me: &str, ip: IpAddr
 pub fn wait_until_known(ctx: &NodeContext) -> Result<()> {
     let node = etcd::EtcdMember::new(ctx)?;
     let me = &ctx.me;
+    let mut refusals = RefusalLog::default();
     retry(
         "every registered master to have this one as a keepalived peer",
         ctx.timeout,
         || {
-            let seen = cluster(&node).and_then(|kv| registered(&kv, &ctx.config.cluster));
+            let seen = cluster(&node).and_then(|kv| registered(&kv, ctx, &mut refusals));
             match seen {
                 Err(e) => Attempt::Retry(format!("{e:#}")),
                 Ok(seen) if !seen.contains_key(&me.name) => Attempt::Retry(format!(

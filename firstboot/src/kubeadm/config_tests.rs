@@ -55,6 +55,7 @@ pub(crate) fn sample_config(role: Role, version: &str) -> NodeConfig {
             ],
             pod_subnet: "10.244.0.0/16".into(),
             service_subnet: "10.96.0.0/12".into(),
+            node_subnets: vec!["10.0.0.0/24".parse().unwrap()],
             discovery_hash:
                 "sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f".into(),
             token_ttl_seconds: 0,

@@ -16,6 +16,9 @@ pub struct KeyValue {
     pub value: String,
     /// The lease the key is attached to; 0 for none.
     pub lease: i64,
+    /// The revision that created the key: it stays while the key is
+    /// rewritten, so it orders keys by how long they have existed.
+    pub create_revision: i64,
 }
 
 /// What a range read found: up to `limit` keys and how many match in all.
@@ -69,6 +72,7 @@ fn key_values(value: &Value) -> Result<Vec<KeyValue>> {
                 key: unb64(&kv["key"])?,
                 value: unb64(&kv["value"])?,
                 lease: int(&kv["lease"]),
+                create_revision: int(&kv["create_revision"]),
             })
         })
         .collect()
@@ -246,6 +250,7 @@ mod tests {
         assert_eq!(kvs[0].key, "/kiln/lock");
         assert_eq!(kvs[0].value, "master1");
         assert_eq!(kvs[0].lease, 7587869950217127947);
+        assert_eq!(kvs[0].create_revision, 5);
         assert!(key_values(&json!({"header": {}})).unwrap().is_empty());
     }
 }

@@ -8,13 +8,12 @@ use std::path::Path;
 
 use kiln_node::etcd::reports::{BEATS_PER_GRACE, MIN_REPLACE_DEAD_AFTER, SHORTEST_BEAT};
 use kiln_node::layout::{kiln_owner, resolve_base_links};
-use kiln_node::node_config::Topology;
+use kiln_node::net::{is_interface_name, INTERFACE_RULE};
+use kiln_node::node_config::{Topology, MAX_VIP_MASTERS};
 use kiln_node::versions::Version;
 
 use super::images::is_clean_absolute;
-use super::{
-    is_dns_label, is_dns_name, is_interface_name, Checker, DNS_LABEL_RULE, INTERFACE_RULE,
-};
+use super::{is_dns_label, is_dns_name, Checker, DNS_LABEL_RULE};
 use crate::profile::model::{ClusterSection, ControlPlaneSection, EtcdSection, Profile};
 use crate::profile::types::Cidr;
 use crate::profile::versions;
@@ -185,6 +184,30 @@ fn check_address_families(profile: &Profile, check: &mut Checker<'_>) {
             ),
         };
         check.error(field, message, hint.clone());
+    }
+    // keepalived takes a VRRP instance's family from its VIP, and refuses a
+    // unicast_src_ip or unicast_peer of the other family
+    // (keepalived.conf(5), "VRRP instance(s)"): the VIP must be of the
+    // masters' family. (An IPv4-mapped VIP is refused as such, in nodes.rs.)
+    let vip = (profile.control_plane.as_ref()).and_then(|cp| cp.vip.as_ref());
+    if let (Some(m), Some(vip)) = (master, vip) {
+        if vip.address.to_canonical().is_ipv6() != m.ip.is_ipv6() {
+            check.error(
+                "control_plane.vip.address",
+                format!(
+                    "VIP {} is {}, but control_plane.masters[0].ip {} is {}: {single_stack}, \
+                     and keepalived runs VRRP in the VIP's family",
+                    vip.address,
+                    family(vip.address),
+                    m.ip,
+                    family(m.ip)
+                ),
+                format!(
+                    "pick a VIP of the masters' family ({}) in a node subnet",
+                    family(m.ip)
+                ),
+            );
+        }
     }
 }
 
@@ -527,6 +550,16 @@ fn check_control_plane(cp: &ControlPlaneSection, check: &mut Checker<'_>) {
         );
     }
     if let Some(vip) = &cp.vip {
+        if cp.masters.len() > MAX_VIP_MASTERS {
+            check.error(
+                "control_plane.masters",
+                format!(
+                    "{} masters are listed, but a VIP is shared by at most {MAX_VIP_MASTERS}",
+                    cp.masters.len()
+                ),
+                format!("list at most {MAX_VIP_MASTERS} masters, or put a load balancer in front of them instead of control_plane.vip"),
+            );
+        }
         let name = &vip.interface;
         if !is_interface_name(name) {
             check.error(

@@ -200,54 +200,9 @@ pub fn is_dns_name(s: &str) -> bool {
 pub const DNS_LABEL_RULE: &str =
     "use 1-63 lowercase letters, digits and '-', starting and ending with a letter or digit";
 
-/// A network interface name the kernel accepts (dev_valid_name in
-/// net/core/dev.c: 1 to IFNAMSIZ - 1 = 15 bytes, not "." or "..", no '/',
-/// ':' or white space), narrowed to the characters interfaces are named
-/// with: the name goes unquoted into keepalived.conf (`interface`, and the
-/// VIP's `dev`), where `{`, `}`, `#` or `"` would change the configuration.
-pub fn is_interface_name(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-}
-
-pub const INTERFACE_RULE: &str = "1-15 letters, digits, '_', '.' and '-', not \".\" or \"..\"";
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interface_names_are_what_the_kernel_and_keepalived_take() {
-        for good in [
-            "eth0",
-            "ens3",
-            "ve0",
-            "br-lan",
-            "bond0.100",
-            "wg_0",
-            &"e".repeat(15),
-        ] {
-            assert!(is_interface_name(good), "{good}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "eth0}}#",
-            "eth 0",
-            "eth0/1",
-            "eth0:1",
-            "eth0\"",
-            "\u{e9}th0",
-            &"e".repeat(16),
-        ] {
-            assert!(!is_interface_name(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn dns_labels_and_names_follow_rfc_1123() {
