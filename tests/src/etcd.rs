@@ -253,28 +253,36 @@ impl Fixture {
             .find(|m| m.name == name)
             .expect("a listed member");
         let ca = Authority::load(&self.ca.cert_pem, &self.ca.key_pem).unwrap();
-        let (dns_names, ips) = kiln_node::pki::member_sans(name, DOMAIN, &[], member.ip, None);
         let dir = under_root(root, Path::new(kiln_node::layout::etcd::CERT_DIR));
-        fs::create_dir_all(&dir).unwrap();
+        mint_member_pair(&ca, name, member.ip, self.lifetimes.leaf_seconds, &dir);
+        let ca_file = dir.join("ca.crt");
+        kiln_node::fsutil::write_atomic(&ca_file, self.ca.cert_pem.as_bytes(), 0o644).unwrap();
+    }
+}
+
+/// Member `name`'s serving and peer pair from `ca`, with the names a member
+/// certificate carries ([`kiln_node::pki::member_sans`]), as
+/// `server.{crt,key}` and `peer.{crt,key}` in `dir`.
+pub fn mint_member_pair(ca: &Authority, name: &str, ip: IpAddr, seconds: u64, dir: &Path) {
+    let (dns_names, ips) = kiln_node::pki::member_sans(name, DOMAIN, &[], ip, None);
+    fs::create_dir_all(dir).unwrap();
+    for (usage, stem) in [(Usage::Server, "server"), (Usage::Peer, "peer")] {
+        let leaf = ca
+            .issue(&LeafSpec {
+                common_name: name.into(),
+                organization: None,
+                usage,
+                dns_names: dns_names.clone(),
+                ips: ips.clone(),
+                algorithm: KeyAlgorithm::EcdsaP256,
+                validity_seconds: seconds,
+            })
+            .unwrap();
         let write = |file: String, text: &str, mode| {
             kiln_node::fsutil::write_atomic(&dir.join(file), text.as_bytes(), mode).unwrap()
         };
-        write("ca.crt".into(), &self.ca.cert_pem, 0o644);
-        for (usage, stem) in [(Usage::Server, "server"), (Usage::Peer, "peer")] {
-            let leaf = ca
-                .issue(&LeafSpec {
-                    common_name: name.into(),
-                    organization: None,
-                    usage,
-                    dns_names: dns_names.clone(),
-                    ips: ips.clone(),
-                    algorithm: KeyAlgorithm::EcdsaP256,
-                    validity_seconds: self.lifetimes.leaf_seconds,
-                })
-                .unwrap();
-            write(format!("{stem}.crt"), &leaf.cert_pem, 0o644);
-            write(format!("{stem}.key"), &leaf.key_pem, 0o600);
-        }
+        write(format!("{stem}.crt"), &leaf.cert_pem, 0o644);
+        write(format!("{stem}.key"), &leaf.key_pem, 0o600);
     }
 }
 

@@ -269,6 +269,13 @@ fn kill_while_waiting(root: &Path, host: &Host, config: &str) {
     );
 }
 
+/// etcd1's serving and peer pair from the CA in `pki`, into `dir`.
+fn mint_member_certs(pki: &Path, dir: &Path, host: &Host) {
+    let read = |f: &str| fs::read_to_string(pki.join(f)).unwrap();
+    let ca = kiln_node::pki::Authority::load(&read("ca.crt"), &read("ca.key")).unwrap();
+    kiln_e2e::etcd::mint_member_pair(&ca, "etcd1", host.ip.into(), 86_400, dir);
+}
+
 /// Kills the kubelets the stand-in daemonized under each root, with the
 /// static pods (fake API servers) in their process groups.
 struct ApiServers(Vec<PathBuf>);
@@ -281,12 +288,14 @@ impl Drop for ApiServers {
     }
 }
 
-/// Starts etcd1 of `release` from the etcd image's member certificates in
-/// `host`; returns once it is healthy.
+/// Starts etcd1 of `release` in `host`, with serving and peer certificates
+/// minted from the etcd image's CA as the member would mint them; returns
+/// once it is healthy.
 fn start_etcd(lab: &Lab, cluster: &Cluster, host: &Host, release: Release) -> PathBuf {
     let root = cluster.root("etcd", "etcd1");
     let pki = root.join("etc/kiln/pki/etcd");
-    let member = pki.join("members/etcd1");
+    let member = root.join("test-member-pki");
+    mint_member_certs(&pki, &member, host);
     let url = |port: u16| format!("https://{}:{port}", host.ip);
     let mut cmd = host.command(&release.tool("etcd").display().to_string());
     cmd.args(["--name", "etcd1", "--data-dir"])
