@@ -41,12 +41,19 @@ fn kube_agent(host: &Host, root: &Path, name: &str) -> Output {
     run(&mut cmd)
 }
 
-/// Every secret value of the secrets folder: the bootstrap token and its
-/// secret half, and each base64 line of every PEM private key.
-fn secrets(dir: &Path) -> Vec<String> {
+/// Every secret value of the secrets folder, named without showing it: the
+/// bootstrap token and its secret half, each base64 line of every PEM
+/// private key.
+fn secrets(dir: &Path) -> Vec<(String, String)> {
     let token = fs::read_to_string(dir.join("bootstrap-token")).expect("reading the token");
     let token = token.trim();
-    let mut found = vec![token.to_owned(), token[7..].to_owned()];
+    let mut found = vec![
+        ("the bootstrap token".to_owned(), token.to_owned()),
+        (
+            "the bootstrap token's secret".to_owned(),
+            token[7..].to_owned(),
+        ),
+    ];
     let mut pending = vec![dir.to_owned()];
     while let Some(dir) = pending.pop() {
         for entry in fs::read_dir(&dir).unwrap() {
@@ -57,13 +64,14 @@ fn secrets(dir: &Path) -> Vec<String> {
             }
             let text = fs::read_to_string(&path).unwrap_or_default();
             let mut in_key = false;
-            for line in text.lines() {
+            for (n, line) in text.lines().enumerate() {
                 if line.starts_with("-----BEGIN") {
                     in_key = line.contains("PRIVATE KEY");
                 } else if line.starts_with("-----END") {
                     in_key = false;
                 } else if in_key && line.len() >= 16 {
-                    found.push(line.to_owned());
+                    let what = format!("line {} of private key {}", n + 1, path.display());
+                    found.push((what, line.to_owned()));
                 }
             }
         }
@@ -144,7 +152,7 @@ fn no_secret_reaches_a_log_the_console_or_an_argv() {
     let secret = secrets(&build.secrets());
     let token_key = format!(
         "/registry/secrets/kube-system/bootstrap-token-{}",
-        &secret[0][..6]
+        &secret[0].1[..6]
     );
     let joined_key = "/registry/kiln-standin/log/master2-join-control-plane";
     let hook = master2.2.join("etc/kubeadm-standin/done-delay");
@@ -204,8 +212,8 @@ fn no_secret_reaches_a_log_the_console_or_an_argv() {
         .flat_map(|(what, text)| {
             secret
                 .iter()
-                .filter(|s| text.contains(s.as_str()))
-                .map(move |s| format!("{what} holds {}…", &s[..6]))
+                .filter(|(_, value)| text.contains(value.as_str()))
+                .map(move |(name, _)| format!("{what} holds {name}"))
         })
         .collect();
     assert!(
