@@ -13,6 +13,7 @@ mod discovery;
 mod etcd;
 mod identity;
 mod kubeadm;
+mod redact;
 mod renew;
 mod status;
 mod systemd;

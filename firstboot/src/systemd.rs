@@ -6,12 +6,12 @@ use anyhow::{bail, Context, Result};
 
 /// `systemctl ARGS`; fails with the command and `hint` when it does.
 pub fn systemctl(args: &[&str], hint: &str) -> Result<()> {
-    let status = Command::new("systemctl")
-        .args(args)
-        .status()
-        .with_context(|| format!("running systemctl {}", args.join(" ")))?;
+    let mut cmd = Command::new("systemctl");
+    cmd.args(args);
+    let shown = crate::redact::command(&cmd);
+    let status = cmd.status().with_context(|| format!("running {shown}"))?;
     if !status.success() {
-        bail!("systemctl {} failed with {status}{hint}", args.join(" "));
+        bail!("{shown} failed with {status}{hint}");
     }
     Ok(())
 }

@@ -41,8 +41,7 @@ pub fn converge(agent: &KubeNode) -> Result<String> {
         Topology::External => external(agent)?,
         Topology::Stacked => stacked(agent)?,
     };
-    let cp = agent.control_plane()?;
-    if command::ensure_token(&agent.token, cp.token_ttl_seconds)? {
+    if command::ensure_token(&agent.token)? {
         tracing::info!("created the bootstrap token the images carry");
     }
     tracing::info!(node = %agent.ctx.me.name, initialized, "the control plane runs on this master");

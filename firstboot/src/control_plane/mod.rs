@@ -39,6 +39,8 @@ impl<'a> KubeNode<'a> {
             .with_context(|| format!("reading the bootstrap token {}", token_file.display()))?
             .trim()
             .to_owned();
+        // Hidden from every log line and repeated stderr from here on.
+        crate::redact::remember(&token);
         if !is_token(&token) {
             bail!(
                 "{} does not hold a bootstrap token of the form [a-z0-9]{{6}}.[a-z0-9]{{16}}; \

@@ -89,13 +89,15 @@ pub fn apply(
         .arg(format!("--initial-cluster-token={}", restore.token))
         .arg(format!("--initial-advertise-peer-urls={}", node.peer_url))
         .arg(format!("--data-dir={}", staging.display()));
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", crate::redact::command(&cmd)))?;
     if !out.status.success() {
         let _ = fs::remove_dir_all(&staging);
         bail!(
             "etcd could not restore {}: {}",
             restore.file.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            crate::redact::text(String::from_utf8_lossy(&out.stderr).trim())
         );
     }
     if data_dir.exists() {

@@ -1,12 +1,13 @@
 //! Running kubeadm: `init`, `join` and the bootstrap-token calls, with
-//! kubeadm's own words in every error.
+//! kubeadm's own words in every error and no secret in its argv or our logs.
 
 use std::ffi::OsString;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use kiln_node::layout::kube::ADMIN_KUBECONFIG;
+use crate::redact;
+use kiln_node::layout::kube::{ADMIN_KUBECONFIG, KUBEADM_INIT_CONFIG};
 
 /// Test images put a stand-in elsewhere; release images use kubeadm on PATH.
 const KUBEADM_ENV: &str = "KILN_KUBEADM";
@@ -18,21 +19,22 @@ fn kubeadm() -> OsString {
 }
 
 /// Runs `kubeadm ARGS`; returns stdout, or an error with stderr's tail.
+/// The line logged and the stderr repeated go through [`redact`]; stdout,
+/// where kubeadm prints tokens (`init`'s join command, `token list`), is
+/// returned to the caller and never logged.
 pub fn run(args: &[&str]) -> Result<String> {
-    let program = kubeadm();
-    let shown = format!("{} {}", program.to_string_lossy(), args.join(" "));
+    let mut cmd = Command::new(kubeadm());
+    cmd.args(args);
+    let shown = redact::command(&cmd);
     tracing::info!(command = %shown, "running kubeadm");
-    let out = Command::new(&program)
-        .args(args)
-        .output()
-        .with_context(|| {
-            format!(
-                "starting `{shown}`: is kubeadm installed? Give the profile an \
-                 images.kubernetes source (apt repository or binaries folder) and rebuild"
-            )
-        })?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = cmd.output().with_context(|| {
+        format!(
+            "starting `{shown}`: is kubeadm installed? Give the profile an \
+             images.kubernetes source (apt repository or binaries folder) and rebuild"
+        )
+    })?;
     if !out.status.success() {
+        let stderr = redact::text(&String::from_utf8_lossy(&out.stderr));
         let lines: Vec<&str> = stderr.lines().collect();
         let tail = lines[lines.len().saturating_sub(STDERR_TAIL)..].join("\n");
         bail!(
@@ -57,7 +59,17 @@ pub fn listed_tokens(json: &str) -> Result<Vec<String>> {
 /// Creates the bootstrap token unless the cluster already has it, so every
 /// master can call this after init or join and the token of the baked
 /// images keeps working.
-pub fn ensure_token(token: &str, ttl_seconds: u64) -> Result<bool> {
+///
+/// The token reaches kubeadm in the init configuration (0600, written by
+/// `host::prepare` on every master), never as an argument: an argument is in
+/// /proc/PID/cmdline for every local user while kubeadm runs. `kubeadm token
+/// create --config FILE` loads an InitConfiguration and creates each of its
+/// `bootstrapTokens` with their ttl, usages and groups (RunCreateToken:
+/// LoadOrDefaultInitConfiguration, then tokenphase.CreateNewTokens, in
+/// cmd/kubeadm/app/cmd/token.go). `--kubeconfig` is one of the flags kubeadm
+/// lets beside `--config`; `--ttl` is not (isAllowedFlag in
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go).
+pub fn ensure_token(token: &str) -> Result<bool> {
     let listed = run(&[
         "token",
         "list",
@@ -69,13 +81,11 @@ pub fn ensure_token(token: &str, ttl_seconds: u64) -> Result<bool> {
     if listed_tokens(&listed)?.iter().any(|t| t == token) {
         return Ok(false);
     }
-    let ttl = format!("{ttl_seconds}s");
     run(&[
         "token",
         "create",
-        token,
-        "--ttl",
-        &ttl,
+        "--config",
+        KUBEADM_INIT_CONFIG,
         "--kubeconfig",
         ADMIN_KUBECONFIG,
     ])?;

@@ -20,8 +20,7 @@ pub enum Command {
         json: bool,
     },
     TokenCreate {
-        token: Option<String>,
-        ttl: String,
+        from: TokenSource,
         kubeconfig: String,
     },
     /// `kubeadm certs renew all`.
@@ -40,6 +39,21 @@ pub enum Command {
         port: u16,
     },
 }
+
+/// Where `kubeadm token create` takes its token from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `token create [TOKEN] --ttl D`: the token in argv.
+    Argument { token: Option<String>, ttl: String },
+    /// `token create --config FILE`: each InitConfiguration.bootstrapTokens
+    /// entry of FILE (RunCreateToken, cmd/kubeadm/app/cmd/token.go).
+    Config(String),
+}
+
+/// Flags kubeadm lets beside `--config` (isAllowedFlag in
+/// cmd/kubeadm/app/apis/kubeadm/validation/validation.go), minus the ones
+/// this stand-in does not implement.
+const BESIDE_CONFIG: [&str; 2] = ["config", "kubeconfig"];
 
 /// `(name, value)` pairs in command-line order.
 type Flags = Vec<(String, String)>;
@@ -110,12 +124,31 @@ pub fn parse(args: &[String]) -> Result<Command> {
             }
         }
         ["token", "create", rest @ ..] if rest.len() <= 1 => {
-            only(&flags, &["kubeconfig", "ttl"], "token create")?;
-            Ok(Command::TokenCreate {
-                token: rest.first().map(|t| t.to_string()),
-                ttl: flag(&flags, "ttl").unwrap_or_else(|| "24h0m0s".to_owned()),
-                kubeconfig: kubeconfig(),
-            })
+            let from = match flag(&flags, "config") {
+                Some(config) => {
+                    let mixed: Vec<&str> = flags
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .filter(|n| !BESIDE_CONFIG.contains(n))
+                        .collect();
+                    if !mixed.is_empty() {
+                        refuse!("can not mix '--config' with arguments {mixed:?} (ValidateMixedArguments)");
+                    }
+                    if !rest.is_empty() {
+                        // kubeadm silently drops the argument for the file's tokens.
+                        refuse!("`kubeadm token create TOKEN --config FILE`: kubeadm ignores TOKEN and creates FILE's bootstrapTokens");
+                    }
+                    TokenSource::Config(config)
+                }
+                None => {
+                    only(&flags, &["kubeconfig", "ttl"], "token create")?;
+                    TokenSource::Argument {
+                        token: rest.first().map(|t| t.to_string()),
+                        ttl: flag(&flags, "ttl").unwrap_or_else(|| "24h0m0s".to_owned()),
+                    }
+                }
+            };
+            Ok(Command::TokenCreate { from, kubeconfig: kubeconfig() })
         }
         ["certs", "renew", "all"] => {
             only(&flags, &[], "certs renew all")?;
@@ -156,8 +189,17 @@ mod tests {
             ))
             .unwrap(),
             Command::TokenCreate {
-                token: Some("abcdef.0123456789abcdef".into()),
-                ttl: "0s".into(),
+                from: TokenSource::Argument {
+                    token: Some("abcdef.0123456789abcdef".into()),
+                    ttl: "0s".into(),
+                },
+                kubeconfig: "/k".into()
+            }
+        );
+        assert_eq!(
+            parse(&args("token create --config /i.yaml --kubeconfig /k")).unwrap(),
+            Command::TokenCreate {
+                from: TokenSource::Config("/i.yaml".into()),
                 kubeconfig: "/k".into()
             }
         );
@@ -175,5 +217,15 @@ mod tests {
         let err = parse(&args("join --config j.yaml --control-plane x")).unwrap_err();
         assert!(err.0.contains("--control-plane"), "{err}");
         assert!(parse(&args("init")).is_err());
+        let err = parse(&args("token create --config /i.yaml --ttl 0s")).unwrap_err();
+        assert!(
+            err.0.contains("can not mix '--config'") && err.0.contains("ttl"),
+            "{err}"
+        );
+        let err = parse(&args(
+            "token create abcdef.0123456789abcdef --config /i.yaml",
+        ))
+        .unwrap_err();
+        assert!(err.0.contains("ignores TOKEN"), "{err}");
     }
 }

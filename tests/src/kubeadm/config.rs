@@ -5,19 +5,14 @@ use serde_json::Value;
 
 pub use super::cluster::{cluster, Cluster, ExternalEtcd};
 use super::yaml::str_at;
-use super::{networking, rules, schema, yaml, Refused, Result, Root};
+use super::{bootstrap_token, networking, rules, schema, yaml, Refused, Result, Root};
 use crate::refuse;
 
 pub const INIT: &str = "InitConfiguration";
 pub const CLUSTER: &str = "ClusterConfiguration";
 pub const JOIN: &str = "JoinConfiguration";
 
-/// A bootstrap token and its lifetime in seconds (0 = never expires).
-#[derive(Debug, Clone)]
-pub struct Token {
-    pub token: String,
-    pub ttl_secs: u64,
-}
+pub use super::bootstrap_token::Token;
 
 /// Where this node's API server listens.
 #[derive(Debug, Clone)]
@@ -133,13 +128,20 @@ fn local_endpoint(path: &str, at: &str, value: Option<&Value>) -> Result<LocalEn
     })
 }
 
-/// `kubeadm init --config`: InitConfiguration plus ClusterConfiguration.
-pub fn init(root: &Root, path: &str) -> Result<InitPlan> {
+/// The InitConfiguration of `path`, checked as kubeadm checks it wherever
+/// it reads one, and the ClusterConfiguration beside it, if any.
+fn init_documents(
+    root: &Root,
+    path: &str,
+) -> Result<(String, LocalEndpoint, Vec<Token>, Option<Value>)> {
     let docs = load(root, path)?;
     let kinds = only_kinds(path, &docs, &[INIT, CLUSTER])?;
     let find = |k: &str| kinds.iter().find(|(kind, _)| *kind == k).map(|(_, d)| *d);
-    let (Some(init), Some(cluster_doc)) = (find(INIT), find(CLUSTER)) else {
-        refuse!("{path}: an init config needs both InitConfiguration and ClusterConfiguration");
+    let Some(init) = find(INIT) else {
+        refuse!(
+            "{path}: no InitConfiguration (kinds here: {:?})",
+            kinds.iter().map(|(k, _)| *k).collect::<Vec<_>>()
+        );
     };
     let node = node_name(path, INIT, init, root)?;
     let local = local_endpoint(
@@ -147,35 +149,34 @@ pub fn init(root: &Root, path: &str) -> Result<InitPlan> {
         "InitConfiguration.localAPIEndpoint",
         init.get("localAPIEndpoint"),
     )?;
-    let mut tokens = Vec::new();
-    for (i, t) in init["bootstrapTokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        let token = t["token"].as_str().unwrap_or_default();
-        if !rules::is_token(token) {
-            refuse!("{path}: InitConfiguration.bootstrapTokens[{i}].token does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}");
-        }
-        let ttl = t["ttl"].as_str().unwrap_or("24h0m0s");
-        let Some(ttl_secs) = rules::go_duration_secs(ttl) else {
-            refuse!("{path}: InitConfiguration.bootstrapTokens[{i}].ttl {ttl:?} is not a Go duration like 24h0m0s (at most {})", rules::GO_MAX_DURATION);
-        };
-        tokens.push(Token {
-            token: token.to_owned(),
-            ttl_secs,
-        });
-    }
-    if tokens.is_empty() {
-        refuse!("{path}: InitConfiguration.bootstrapTokens is empty: kubeadm would generate a random token the baked worker images cannot know");
-    }
+    let tokens = bootstrap_token::from_init(path, init)?;
+    Ok((node, local, tokens, find(CLUSTER).cloned()))
+}
+
+/// `kubeadm init --config`: InitConfiguration plus ClusterConfiguration.
+pub fn init(root: &Root, path: &str) -> Result<InitPlan> {
+    let (node, local, tokens, cluster_doc) = init_documents(root, path)?;
+    let Some(cluster_doc) = cluster_doc else {
+        refuse!("{path}: an init config needs both InitConfiguration and ClusterConfiguration");
+    };
     Ok(InitPlan {
         node,
         local,
         tokens,
-        cluster: cluster(path, cluster_doc)?,
+        cluster: cluster(path, &cluster_doc)?,
     })
+}
+
+/// `kubeadm token create --config`: the bootstrapTokens of an
+/// InitConfiguration, loaded and validated like init's, with its
+/// ClusterConfiguration when there is one (RunCreateToken in
+/// cmd/kubeadm/app/cmd/token.go calls LoadOrDefaultInitConfiguration).
+pub fn token_create(root: &Root, path: &str) -> Result<Vec<Token>> {
+    let (_, _, tokens, cluster_doc) = init_documents(root, path)?;
+    if let Some(doc) = cluster_doc {
+        cluster(path, &doc)?;
+    }
+    Ok(tokens)
 }
 
 /// `kubeadm join --config`: one JoinConfiguration with bootstrap-token discovery.

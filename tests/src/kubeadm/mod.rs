@@ -3,6 +3,7 @@
 //! serves a fake API server, so kiln's agent is tested without Kubernetes.
 
 pub mod apiserver;
+pub mod bootstrap_token;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
@@ -77,6 +78,7 @@ macro_rules! refuse {
 /// Runs the stand-in with `argv` (program name first); returns the exit code.
 pub fn main(argv: &[String]) -> i32 {
     let root = Root::from_env();
+    record::argv(&root, argv);
     let command = match cli::parse(&argv[1..]) {
         Ok(command) => command,
         Err(e) => {

@@ -1,5 +1,7 @@
 //! Records every invocation: a JSON line in /var/log/kubeadm-standin.jsonl and
-//! a `KUBEADM-STANDIN <verb> <ok|refused> <reason>` console line tests grep.
+//! a `KUBEADM-STANDIN <verb> <ok|refused> <reason>` console line tests grep;
+//! and every argv it is started with, its servers' too, in [`ARGV_LOG`], so
+//! tests see what /proc/PID/cmdline showed.
 
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +11,28 @@ use serde_json::json;
 use super::{Refused, Root};
 
 pub const LOG: &str = "/var/log/kubeadm-standin.jsonl";
+/// One JSON array per start of the stand-in: its argv.
+pub const ARGV_LOG: &str = "/var/log/kubeadm-standin-argv.jsonl";
+
+/// Appends `argv` to [`ARGV_LOG`].
+pub fn argv(root: &Root, argv: &[String]) {
+    append(root, ARGV_LOG, &json!(argv));
+}
+
+fn append(root: &Root, node_path: &str, line: &serde_json::Value) {
+    let log = root.path(node_path);
+    if let Some(dir) = log.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = appended {
+        eprintln!("kubeadm stand-in: cannot append to {}: {e}", log.display());
+    }
+}
 
 /// Appends the record and prints the console line.
 pub fn invocation(
@@ -40,18 +64,7 @@ pub fn invocation(
         "node": node,
         "time": time,
     });
-    let log = root.path(LOG);
-    if let Some(dir) = log.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let appended = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = appended {
-        eprintln!("kubeadm stand-in: cannot append to {}: {e}", log.display());
-    }
+    append(root, LOG, &line);
     console(&format!("KUBEADM-STANDIN {verb} {outcome} {reason}"));
 }
 

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::config::ExternalEtcd;
+use super::cluster::ExternalEtcd;
 use super::etcd::Etcd;
 use super::{rules, Refused, Result, Root};
 use crate::refuse;
@@ -122,14 +122,13 @@ pub fn list(etcd: &Etcd) -> Result<Vec<Value>> {
         .collect())
 }
 
-/// `kubeadm token create [TOKEN] --ttl D`: refuses an existing id, as kubeadm does.
-pub fn create(etcd: &Etcd, token: &str, ttl: &str) -> Result<()> {
+/// Creates `token` (CreateNewTokens in
+/// cmd/kubeadm/app/phases/bootstraptoken/node/token.go): refuses an
+/// existing id, as kubeadm does.
+pub fn create(etcd: &Etcd, token: &str, ttl_secs: u64) -> Result<()> {
     if !rules::is_token(token) {
-        refuse!("token {token:?} does not match [a-z0-9]{{6}}.[a-z0-9]{{16}}");
+        refuse!("the bootstrap token is invalid (not [a-z0-9]{{6}}.[a-z0-9]{{16}})");
     }
-    let Some(ttl_secs) = rules::go_duration_secs(ttl) else {
-        refuse!("--ttl {ttl:?} is not a Go duration like 0s or 24h0m0s");
-    };
     if !store(etcd, token, ttl_secs)? {
         let id = token.split('.').next().unwrap_or_default();
         refuse!("a token with id {id:?} already exists");

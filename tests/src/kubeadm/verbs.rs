@@ -3,15 +3,21 @@
 
 use std::time::Duration;
 
-use super::cli::Command;
-use super::config::{self, ExternalEtcd};
+use super::cli::{Command, TokenSource};
+use super::config::{self, ExternalEtcd, Token};
 use super::discovery::{self, KUBEADM_CONFIG};
 use super::etcd::{self, Etcd};
-use super::{apiserver, certs, kubelet, preflight, record, stacked, tokens, Refused, Result, Root};
+use super::{
+    apiserver, certs, kubelet, preflight, record, rules, stacked, tokens, Refused, Result, Root,
+};
 use crate::refuse;
 
 /// Test hook: seconds `init` sleeps after its checks, before writing to etcd.
 pub const INIT_DELAY: &str = "/etc/kubeadm-standin/init-delay";
+/// Test hook: seconds a successful `init` or `join` waits, its records
+/// written, before it exits (a window to change the cluster under the
+/// caller, as another node or an operator could).
+pub const DONE_DELAY: &str = "/etc/kubeadm-standin/done-delay";
 /// Present once this node initialized or joined (kubeadm's FileAvailable check).
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 /// Written by a worker's TLS bootstrap; must not exist before a join.
@@ -31,14 +37,9 @@ pub fn run(root: &Root, argv: &[String], command: Command) -> i32 {
         Command::TokenList { kubeconfig, json } => {
             ("token-list", token_list(root, &kubeconfig, json))
         }
-        Command::TokenCreate {
-            token,
-            ttl,
-            kubeconfig,
-        } => (
-            "token-create",
-            token_create(root, token.as_deref(), &ttl, &kubeconfig),
-        ),
+        Command::TokenCreate { from, kubeconfig } => {
+            ("token-create", token_create(root, &from, &kubeconfig))
+        }
         Command::CertsRenewAll => ("certs-renew-all", certs_renew_all(root)),
         Command::ServeApiserver { config } => return served(apiserver::serve(root, &config)),
         Command::ServeKubelet { manifests } => {
@@ -58,7 +59,28 @@ pub fn run(root: &Root, argv: &[String], command: Command) -> i32 {
         Ok((node, reason)) => record::invocation(root, argv, verb, node.as_deref(), Ok(reason)),
         Err(e) => record::invocation(root, argv, verb, None, Err(e)),
     }
+    if outcome.is_ok() && (verb == "init" || verb.starts_with("join")) {
+        if let Err(e) = hold(root, DONE_DELAY, verb, "before exiting") {
+            eprintln!("error: {e}");
+        }
+    }
     i32::from(outcome.is_err())
+}
+
+/// Sleeps the seconds the test hook `hook` holds, if it exists, saying so.
+fn hold(root: &Root, hook: &str, verb: &str, until: &str) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(root.path(hook)) else {
+        return Ok(());
+    };
+    let secs: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| Refused(format!("{hook}: {text:?} is not seconds")))?;
+    record::console(&format!(
+        "KUBEADM-STANDIN {verb} waiting {secs}s ({hook}) {until}"
+    ));
+    std::thread::sleep(Duration::from_secs(secs));
+    Ok(())
 }
 
 type Outcome = Result<(Option<String>, String)>;
@@ -138,17 +160,8 @@ fn init(root: &Root, path: &str) -> Outcome {
     if let Some(key) = etcd.keys("/registry/", 1)?.first() {
         refuse!("etcd already holds Kubernetes data ({key}): the cluster is initialized, this node must join");
     }
-    if let Ok(text) = std::fs::read_to_string(root.path(INIT_DELAY)) {
-        let secs: u64 = text
-            .trim()
-            .parse()
-            .map_err(|_| Refused(format!("{INIT_DELAY}: {text:?} is not seconds")))?;
-        // Tests kill the node while this line is the last one on its console.
-        record::console(&format!(
-            "KUBEADM-STANDIN init waiting {secs}s ({INIT_DELAY}) before writing to etcd"
-        ));
-        std::thread::sleep(Duration::from_secs(secs));
-    }
+    // Tests kill the node while this line is the last one on its console.
+    hold(root, INIT_DELAY, "init", "before writing to etcd")?;
     if !etcd.create(etcd::INITIALIZED_BY, &plan.node)? {
         let by = etcd.get(etcd::INITIALIZED_BY)?.unwrap_or_default();
         refuse!(
@@ -170,6 +183,12 @@ fn init(root: &Root, path: &str) -> Outcome {
         "ok",
     )?;
     finish_control_plane(root, &plan.node, &plan.local, &plan.cluster, ext, true)?;
+    // kubeadm ends init with the join command, token included, on stdout
+    // ("Then you can join any number of worker nodes ...", initDoneTempl in
+    // cmd/kubeadm/app/cmd/init.go): whoever runs it must not log stdout.
+    if let (Some((host, port)), Some(token)) = (&plan.cluster.endpoint, plan.tokens.first()) {
+        println!("kubeadm join {host}:{port} --token {}", token.token);
+    }
     Ok((
         Some(plan.node.clone()),
         format!("{} initialized the cluster", plan.node),
@@ -321,18 +340,34 @@ fn token_list(root: &Root, kubeconfig: &str, json: bool) -> Outcome {
     Ok((None, format!("listed {} tokens", list.len())))
 }
 
-fn token_create(root: &Root, token: Option<&str>, ttl: &str, kubeconfig: &str) -> Outcome {
-    let Some(token) = token else {
-        refuse!("`kubeadm token create` without a token: kiln always names the token it baked into images");
+fn token_create(root: &Root, from: &TokenSource, kubeconfig: &str) -> Outcome {
+    let created: Vec<Token> = match from {
+        TokenSource::Config(path) => config::token_create(root, path)?,
+        TokenSource::Argument { token: None, .. } => {
+            refuse!("`kubeadm token create` without a token: kiln always names the token it baked into images")
+        }
+        TokenSource::Argument {
+            token: Some(token),
+            ttl,
+        } => {
+            let Some(ttl_secs) = rules::go_duration_secs(ttl) else {
+                refuse!("--ttl {ttl:?} is not a Go duration like 0s or 24h0m0s");
+            };
+            vec![Token {
+                token: token.clone(),
+                ttl_secs,
+            }]
+        }
     };
     let etcd = Etcd::connect(root, &tokens::etcd_of_kubeconfig(root, kubeconfig)?)?;
-    tokens::create(&etcd, token, ttl)?;
-    println!("{token}");
-    Ok((
-        None,
-        format!(
-            "created token id {} with ttl {ttl}",
-            token.split('.').next().unwrap_or_default()
-        ),
-    ))
+    for token in &created {
+        tokens::create(&etcd, &token.token, token.ttl_secs)?;
+    }
+    // kubeadm prints the first token on stdout, for scripts.
+    println!("{}", created[0].token);
+    let ids: Vec<&str> = created
+        .iter()
+        .map(|t| t.token.split('.').next().unwrap_or_default())
+        .collect();
+    Ok((None, format!("created token ids {ids:?}")))
 }
