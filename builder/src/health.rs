@@ -165,7 +165,7 @@ impl HealthCheck {
             .iter()
             .filter_map(|m| m.client_urls.first())
             .find_map(|url| self.client.range(url, &prefix, true, 0).ok())
-            .map(|found| parse_reports(found.kvs.into_iter().map(|kv| kv.value)))
+            .map(|found| parse_reports(&prefix, found.kvs).warn_ignored())
             .unwrap_or_default()
     }
 

@@ -39,6 +39,8 @@ pub enum PkiError {
     UnusableCa(String),
     #[error("{0}")]
     Untrusted(rustls::Error),
+    #[error("not a PKCS#10 request signed by the key it names: {0}")]
+    BadRequest(String),
 }
 
 /// Key algorithms that both etcd and kubeadm load (no Ed25519: neither accepts it).
@@ -326,6 +328,28 @@ fn first_text<'a>(
     values.next()?.as_str().ok().map(str::to_owned)
 }
 
+/// The DER SubjectPublicKeyInfo a PKCS#10 request asks to certify, once
+/// its signature is checked: a request signed by another key proves nothing.
+pub fn requested_public_key(csr_pem: &str) -> Result<Vec<u8>, PkiError> {
+    use x509_parser::prelude::FromDer;
+    // rcgen checks the request's signature with the key it carries.
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| PkiError::BadRequest(e.to_string()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+        .map_err(|e| PkiError::BadRequest(e.to_string()))?;
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .map_err(|e| PkiError::BadRequest(e.to_string()))?;
+    Ok(csr.certification_request_info.subject_pki.raw.to_vec())
+}
+
+/// A key's fingerprint in logs and records: the hex SHA-256 of its DER
+/// SubjectPublicKeyInfo (what `openssl pkey -pubout -outform DER | sha256sum`
+/// prints).
+pub fn key_fingerprint(spki_der: &[u8]) -> String {
+    crate::hex::hex(&Sha256::digest(spki_der))
+}
+
 /// The DER SubjectPublicKeyInfo of the private key `key_pem`.
 pub fn public_key_of(key_pem: &str) -> Result<Vec<u8>, PkiError> {
     Ok(KeyPair::from_pem(key_pem)
@@ -340,8 +364,7 @@ pub fn generate_key_pair(algorithm: KeyAlgorithm) -> Result<(String, String), Pk
 }
 
 fn spki_hash(key: &impl PublicKeyData) -> String {
-    let digest = Sha256::digest(key.subject_public_key_info());
-    format!("sha256:{}", crate::hex::hex(&digest))
+    format!("sha256:{}", key_fingerprint(&key.subject_public_key_info()))
 }
 
 fn distinguished_name(common_name: &str, organization: Option<&str>) -> DistinguishedName {
@@ -529,6 +552,10 @@ mod tests {
         };
         lines[1].replace_range(40..41, flipped);
         assert!(ca.sign_request(&lines.join("\n"), &client).is_err());
+        assert!(requested_public_key(&lines.join("\n")).is_err());
+        let key = public_key_of(&first.key_pem).unwrap();
+        assert_eq!(requested_public_key(&csr).unwrap(), key);
+        assert_eq!(key_fingerprint(&key).len(), 64);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use kiln_node::etcd::config::parse_env;
 use kiln_node::layout::etcd::ENV_FILE;
 use kiln_node::layout::{kube, pki as paths, under_root, NODE_CONFIG};
 use kiln_node::node_config::{
-    DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role, Topology,
+    ControlPlaneSettings, DiscoverySource, EtcdSettings, Member, NodeConfig, PkiSettings, Role,
+    Topology,
 };
 use kiln_node::pki::{Authority, CertifiedKey, KeyAlgorithm, LeafSpec, Usage};
 use kiln_node::versions::Version;
@@ -192,6 +193,26 @@ impl Fixture {
     /// with the primary etcd release.
     pub fn node_root(&self, root: &Path) {
         self.node_root_with(root, Release::Primary);
+    }
+
+    /// Lists `masters` (name, address) in every node configuration written
+    /// from now on, as a profile's control_plane.masters would.
+    pub fn list_masters(&mut self, masters: &[(&str, Ipv4Addr)]) {
+        self.config.control_plane = Some(ControlPlaneSettings {
+            endpoint: format!("{}:6443", masters[0].1),
+            vip: None,
+            masters: (masters.iter())
+                .map(|(name, ip)| Member {
+                    name: (*name).into(),
+                    ip: IpAddr::V4(*ip),
+                    dns_names: vec![],
+                })
+                .collect(),
+            pod_subnet: "10.244.0.0/16".into(),
+            service_subnet: "10.96.0.0/12".into(),
+            discovery_hash: String::new(),
+            token_ttl_seconds: 0,
+        });
     }
 
     /// A master's root as the image has it for renewal: the node

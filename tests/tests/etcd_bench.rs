@@ -249,7 +249,11 @@ fn wait_dead_to_cluster(sc: &Scenario, node: &Node, survivors: &[Ipv4Addr], dead
             &["get", "--prefix", &prefix, "--print-value-only"],
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let reports = kiln_node::etcd::reports::parse_reports(text.lines().map(str::to_owned));
+        // The watchers' own reports: only theirs are under this prefix here.
+        let reports: Vec<kiln_node::etcd::reports::Report> = text
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
         let saying_dead = reports
             .iter()
             .filter(|r| r.unseen_seconds.get(&dead.to_string()) >= Some(&grace))

@@ -189,7 +189,10 @@ fn minute_long_certificates_are_renewed_on_every_member_while_writes_go_on() {
 /// with the master's own key), and the master's next run installs it.
 #[test]
 fn a_master_without_the_etcd_ca_key_renews_through_the_etcd_nodes() {
-    let sc = Scenario::with_lifetimes("rm", 124, 3, DiscoverySource::Static, LIFETIMES);
+    let mut sc = Scenario::with_lifetimes("rm", 124, 3, DiscoverySource::Static, LIFETIMES);
+    // The etcd nodes sign only for masters in the cluster: listed ones.
+    let listed = sc.ip(21);
+    sc.fixture.list_masters(&[("master1", listed)]);
     let nodes: Vec<Node> = (11..14).map(|i| sc.node(i)).collect();
     sc.boot(&nodes.iter().collect::<Vec<_>>(), None);
     let all = [sc.ip(11), sc.ip(12), sc.ip(13)];

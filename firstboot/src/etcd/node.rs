@@ -115,7 +115,7 @@ impl<'a> EtcdMember<'a> {
     fn reports(&self, url: &str) -> Option<Vec<Report>> {
         let prefix = layout::keys::watch_reports(&self.ctx.config.cluster);
         let found = self.client.range(url, &prefix, true, 0).ok()?;
-        Some(parse_reports(found.kvs.into_iter().map(|kv| kv.value)))
+        Some(parse_reports(&prefix, found.kvs).warn_ignored())
     }
 
     /// The profile's membership rules, as the decision takes them.

@@ -11,15 +11,18 @@ use anyhow::{Context, Result};
 use time::OffsetDateTime;
 
 use crate::control_plane::renewal;
+use crate::identity::{identify, HostFacts};
 use kiln_node::etcd::client::EtcdClient;
 use kiln_node::etcd::kv::KvCluster;
 use kiln_node::fsutil::write_atomic;
 use kiln_node::layout::etcd::{cert_path, PEER_CERT, PEER_KEY, SERVER_CERT, SERVER_KEY};
 use kiln_node::layout::{kube, pki, under_root};
 use kiln_node::node_config::{NodeConfig, Role};
-use kiln_node::pki::{
-    public_key_of, requested_common_name, signing_request, Authority, CertInfo, LeafSpec, Usage,
-};
+use kiln_node::pki::{public_key_of, signing_request, Authority, CertInfo, LeafSpec, Usage};
+use request::{RenewalRequest, ISSUED, REQUESTS};
+
+mod request;
+mod signer;
 
 /// A leaf certificate of this node that kiln renews, with its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,17 +97,6 @@ enum Signer {
     ThroughEtcd { cluster: KvCluster, node: String },
 }
 
-/// Where a node asks, and finds the answer, in etcd: a PKCS#10 request
-/// under `requests/<node>/<stem>`, the certificate under `issued/...`.
-const REQUESTS: &str = "/kiln/certs/requests/";
-const ISSUED: &str = "/kiln/certs/issued/";
-/// What an etcd node signs for others, by the request's key name: the
-/// client certificates masters hold, each under its one common name.
-const SIGNED_FOR_OTHERS: [(&str, &str); 2] = [
-    ("kiln-agent", "kiln-agent"),
-    ("apiserver-etcd-client", "kube-apiserver-etcd-client"),
-];
-
 impl Signer {
     /// The new certificate for `leaf`, or `None` while the request waits
     /// for an etcd node.
@@ -114,6 +106,7 @@ impl Signer {
         spec: &LeafSpec,
         key: &str,
         current: &CertInfo,
+        current_pem: &str,
         ca_pem: &str,
     ) -> Result<Option<String>> {
         match self {
@@ -137,9 +130,13 @@ impl Signer {
                     }
                 }
                 let request = format!("{REQUESTS}{node}/{stem}");
-                let csr = signing_request(&spec.common_name, key)?;
+                let body = RenewalRequest {
+                    csr: signing_request(&spec.common_name, key)?,
+                    current: current_pem.to_owned(),
+                }
+                .to_json();
                 cluster.call("ask for a renewed certificate", |c, e| {
-                    c.put(e, &request, &csr, 0)
+                    c.put(e, &request, &body, 0)
                 })?;
                 tracing::info!(cert = %leaf.cert.display(), decision = "requested", "asked the etcd nodes to renew {} (this node holds no etcd CA key)", leaf.cert.display());
                 Ok(None)
@@ -216,7 +213,7 @@ pub fn renew_leaves(
         let key = std::fs::read_to_string(&key_file)
             .with_context(|| format!("reading {}", key_file.display()))?;
         let spec = respec(&info, leaf.usage, config);
-        let Some(renewed) = signer.sign(&leaf, &spec, &key, &info, &ca_pem)? else {
+        let Some(renewed) = signer.sign(&leaf, &spec, &key, &info, &pem, &ca_pem)? else {
             outcomes.push((leaf, Outcome::Requested));
             continue;
         };
@@ -239,9 +236,15 @@ fn signer_for(root: &Path, config: &NodeConfig) -> Result<Signer> {
     if let Some(ca) = local_ca(root)? {
         return Ok(Signer::Local(Box::new(ca)));
     }
+    // The name it registers under as a keepalived peer too: the signer
+    // knows a master by its listing or that registration.
+    let masters = config
+        .control_plane
+        .as_ref()
+        .map_or(&[][..], |cp| &cp.masters);
     Ok(Signer::ThroughEtcd {
         cluster: agent_cluster(root, config)?,
-        node: hostname()?,
+        node: identify(&HostFacts::detect()?, masters)?.name,
     })
 }
 
@@ -285,65 +288,18 @@ fn local_ca(root: &Path) -> Result<Option<Authority>> {
     Ok(None)
 }
 
-/// On etcd nodes: signs the waiting requests of nodes without the CA key,
-/// for the client names they hold, with the node configuration's validity.
-pub fn sign_waiting_requests(root: &Path, config: &NodeConfig) -> Result<usize> {
-    let Some(ca) = local_ca(root)? else {
-        return Ok(0);
-    };
-    let cluster = agent_cluster(root, config)?;
-    let waiting = cluster.call("read renewal requests", |c, e| {
-        c.range(e, REQUESTS, true, 0).map(|r| r.kvs)
-    })?;
-    let mut signed = 0;
-    for kv in waiting {
-        let rest = kv.key.strip_prefix(REQUESTS).unwrap_or_default().to_owned();
-        let stem = rest.rsplit('/').next().unwrap_or_default();
-        let allowed = SIGNED_FOR_OTHERS.iter().find(|(s, _)| *s == stem);
-        let asked = requested_common_name(&kv.value);
-        let cn = match allowed {
-            Some((_, cn)) if asked.as_deref() == Some(*cn) => (*cn).to_owned(),
-            _ => {
-                tracing::warn!(request = %kv.key, "refusing the renewal request {}: it asks for {asked:?}, and etcd nodes sign only {SIGNED_FOR_OTHERS:?} (key name, common name)", kv.key);
-                cluster.call("drop a refused request", |c, e| c.delete(e, &kv.key))?;
-                continue;
-            }
-        };
-        let spec = LeafSpec {
-            common_name: cn,
-            organization: None,
-            usage: Usage::Client,
-            dns_names: vec![],
-            ips: vec![],
-            algorithm: config.pki.key_algorithm,
-            validity_seconds: config.pki.leaf_validity_seconds,
-        };
-        let cert = match ca.sign_request(&kv.value, &spec) {
-            Ok(cert) => cert,
-            Err(e) => {
-                // One bad request must not stop the others for good.
-                tracing::warn!(request = %kv.key, "refusing the renewal request {}: {e}", kv.key);
-                cluster.call("drop a refused request", |c, e| c.delete(e, &kv.key))?;
-                continue;
-            }
-        };
-        let issued = format!("{ISSUED}{rest}");
-        cluster.call("hand out a renewed certificate", |c, e| {
-            c.put(e, &issued, &cert, 0)
-        })?;
-        cluster.call("clear the signed request", |c, e| c.delete(e, &kv.key))?;
-        tracing::info!(request = %kv.key, decision = "signed", "signed the renewal request {}", kv.key);
-        signed += 1;
-    }
-    Ok(signed)
-}
-
 /// `kiln-firstboot renew`.
 pub fn run(root: &Path, config: &NodeConfig) -> Result<()> {
     let now = OffsetDateTime::now_utc();
     let outcomes = renew_leaves(root, config, now)?;
     let signed = match config.role {
-        Role::Etcd => sign_waiting_requests(root, config)?,
+        Role::Etcd => match local_ca(root)? {
+            Some(ca) => {
+                let cluster = agent_cluster(root, config)?;
+                signer::sign_waiting_requests(&ca, ca.cert_pem(), &cluster, config)?
+            }
+            None => 0,
+        },
         Role::Master => {
             let etcd_client_renewed = outcomes.iter().any(|(leaf, outcome)| {
                 *outcome == Outcome::Renewed && leaf.cert == Path::new(kube::ETCD_CLIENT_CERT)
