@@ -310,16 +310,6 @@ pub fn signing_request(common_name: &str, key_pem: &str) -> Result<String, PkiEr
         .map_err(|e| PkiError::Signing(common_name.to_owned(), e))
 }
 
-/// The subject common name a PKCS#10 request asks for.
-pub fn requested_common_name(csr_pem: &str) -> Option<String> {
-    use x509_parser::prelude::FromDer;
-    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).ok()?;
-    let (_, csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
-            .ok()?;
-    first_text(csr.certification_request_info.subject.iter_common_name())
-}
-
 /// The first of a name's values of one attribute (common name,
 /// organization), if it is text.
 fn first_text<'a>(
@@ -535,8 +525,11 @@ mod tests {
             public_key_of(&first.key_pem).unwrap()
         );
         let csr = signing_request("kiln-agent", &first.key_pem).unwrap();
-        assert_eq!(requested_common_name(&csr).as_deref(), Some("kiln-agent"));
-        assert_eq!(requested_common_name("no request"), None);
+        assert_eq!(
+            requested_public_key(&csr).unwrap(),
+            public_key_of(&first.key_pem).unwrap()
+        );
+        assert!(requested_public_key("no request").is_err());
         let mut client = server_spec();
         client.common_name = "kiln-agent".into();
         client.usage = Usage::Client;

@@ -212,6 +212,7 @@ impl Fixture {
             service_subnet: "10.96.0.0/12".into(),
             discovery_hash: String::new(),
             token_ttl_seconds: 0,
+            node_subnets: vec![],
         });
     }
 

@@ -162,6 +162,7 @@ mod tests {
             key: key.into(),
             value: value.into(),
             lease,
+            create_revision: 0,
         }
     }
 
