@@ -26,17 +26,6 @@ const LIFETIME: Duration = Duration::from_secs(180);
 const TIMER: Duration = Duration::from_secs(10);
 const TIMEOUT_SECS: u64 = 120;
 
-/// Ends the kubelets (and their static pods) the stand-in daemonized.
-struct Kubelets(Vec<PathBuf>);
-
-impl Drop for Kubelets {
-    fn drop(&mut self) {
-        for root in &self.0 {
-            kiln_e2e::kubeadm::kubelet::stop(root);
-        }
-    }
-}
-
 /// The agent on a master root, with the stand-in as its kubeadm.
 fn master_agent(host: &Host, root: &Path, name: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = agent_command(host, root, Some(name), TIMEOUT_SECS, args);
@@ -139,7 +128,8 @@ fn masters_renew_kubeadms_certificates_and_restart_one_at_a_time() {
             )
         })
         .collect();
-    let _kubelets = Kubelets(masters.iter().map(|m| m.3.clone()).collect());
+    let _kubelets =
+        kiln_e2e::kubeadm::kubelet::Kubelets(masters.iter().map(|m| m.3.clone()).collect());
     for (name, _, host, root) in &masters {
         assert_ok(
             &master_agent(host, root, name, &["run"]),

@@ -276,18 +276,6 @@ fn mint_member_certs(pki: &Path, dir: &Path, host: &Host) {
     kiln_e2e::etcd::mint_member_pair(&ca, "etcd1", host.ip.into(), 86_400, dir);
 }
 
-/// Kills the kubelets the stand-in daemonized under each root, with the
-/// static pods (fake API servers) in their process groups.
-struct ApiServers(Vec<PathBuf>);
-
-impl Drop for ApiServers {
-    fn drop(&mut self) {
-        for root in &self.0 {
-            kiln_e2e::kubeadm::kubelet::stop(root);
-        }
-    }
-}
-
 /// Starts etcd1 of `release` in `host`, with serving and peer certificates
 /// minted from the etcd image's CA as the member would mint them; returns
 /// once it is healthy.
@@ -377,7 +365,7 @@ fn init_once_then_joins_against_real_etcd() {
     let master1 = cluster.root("master", "master1");
     let master2 = cluster.root("master", "master2");
     let worker1 = cluster.root("worker", "worker1");
-    let _apiservers = ApiServers(vec![master1.clone(), master2.clone()]);
+    let _apiservers = kiln_e2e::kubeadm::kubelet::Kubelets(vec![master1.clone(), master2.clone()]);
     start_etcd(&lab, &cluster, &etcd_host, Release::Primary);
 
     // A control-plane join before any init finds no API server.
@@ -550,7 +538,7 @@ fn init_refuses_an_external_etcd_older_than_kubeadms_minimum() {
     let etcd_host = lab.host(11);
     let m1 = lab.host(21);
     let master1 = cluster.root("master", "master1");
-    let _apiservers = ApiServers(vec![master1.clone()]);
+    let _apiservers = kiln_e2e::kubeadm::kubelet::Kubelets(vec![master1.clone()]);
     start_etcd(&lab, &cluster, &etcd_host, Release::Previous);
     let init = cluster.config(&master1, "init-v1beta4.yaml", "master1", "10.77.150.21");
     assert_refused(

@@ -22,17 +22,6 @@ use kiln_e2e::{binary, fixture, run};
 /// tests/fixtures/kubeadm/configs/cluster.toml's subnet.
 const SUBNET: u8 = 150;
 
-/// Ends the kubelets (and their static pods) the stand-in daemonized.
-struct Kubelets(Vec<PathBuf>);
-
-impl Drop for Kubelets {
-    fn drop(&mut self) {
-        for root in &self.0 {
-            kiln_e2e::kubeadm::kubelet::stop(root);
-        }
-    }
-}
-
 /// `kiln-firstboot run` on a master or worker root, the stand-in as kubeadm.
 fn kube_agent(host: &Host, root: &Path, name: &str) -> Output {
     let mut cmd = agent_command(host, root, Some(name), AGENT_TIMEOUT_SECS, &["run"]);
@@ -140,7 +129,8 @@ fn no_secret_reaches_a_log_the_console_or_an_argv() {
     .into_iter()
     .map(|(name, last, role)| (name, lab.host(last), root(role, name)))
     .collect();
-    let _kubelets = Kubelets(nodes.iter().map(|n| n.2.clone()).collect());
+    let _kubelets =
+        kiln_e2e::kubeadm::kubelet::Kubelets(nodes.iter().map(|n| n.2.clone()).collect());
     let (master1, master2, worker1) = (&nodes[0], &nodes[1], &nodes[2]);
     keep(
         "master1 run",

@@ -174,6 +174,19 @@ pub fn serve_component(root: &Root, kubeconfig: &str, port: u16) -> Result<()> {
     refuse!("the listener on port {port} ended")
 }
 
+/// Ends, on drop, the kubelets the stand-in daemonized under each root,
+/// with their static pods (in their process groups), whether the test
+/// passed or not.
+pub struct Kubelets(pub Vec<std::path::PathBuf>);
+
+impl Drop for Kubelets {
+    fn drop(&mut self) {
+        for root in &self.0 {
+            stop(root);
+        }
+    }
+}
+
 /// Ends the kubelet daemonized under `root` (tier-1 tests) and its static
 /// pods: its process group, by the pid its pid file names.
 pub fn stop(root: &std::path::Path) {
