@@ -112,7 +112,7 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
         agent: &agent,
     };
     let mut manifest = Manifest {
-        kiln_version: env!("CARGO_PKG_VERSION"),
+        kiln_version: env!("CARGO_PKG_VERSION").to_owned(),
         cluster: cluster.clone(),
         profile: ProfileRecord {
             name: file_name(&loaded.path),

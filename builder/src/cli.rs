@@ -83,6 +83,13 @@ pub enum Command {
         /// The cluster profile (TOML).
         profile: PathBuf,
     },
+    /// Recheck a build's output folder against its manifest.json: every
+    /// artifact's size and SHA-256, private ones still private, nothing
+    /// unlisted; exit 1 naming what does not match.
+    Verify {
+        /// The output folder of `kiln build` (e.g. images/example).
+        dir: PathBuf,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -148,6 +155,23 @@ pub fn run(cli: Cli) -> Result<()> {
                     crate::certs::span_text(i64::try_from(window).unwrap_or(i64::MAX))
                 );
             }
+            Ok(())
+        }
+        Command::Verify { dir } => {
+            let manifest = crate::verify::read_manifest(&dir)?;
+            let findings = crate::verify::verify(&dir, &manifest)?;
+            for finding in &findings {
+                println!("{finding}");
+            }
+            let bad = findings.iter().filter(|f| !f.is_match()).count();
+            if bad > 0 {
+                anyhow::bail!(
+                    "{bad} of {} entries of {} do not match its manifest.json",
+                    findings.len(),
+                    dir.display()
+                );
+            }
+            println!("{} matches its manifest.json", dir.display());
             Ok(())
         }
         Command::Validate { profile } => {

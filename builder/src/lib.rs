@@ -15,3 +15,4 @@ pub mod profile;
 pub mod progress;
 pub mod render;
 pub mod secrets;
+pub mod verify;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use kiln_node::node_config::Role;
 use nix::errno::Errno;
 use nix::unistd::{lseek, Whence};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Read size for an artifact's data; large reads keep syscalls off the profile.
@@ -20,9 +20,9 @@ static ZEROS: [u8; CHUNK] = [0; CHUNK];
 /// Written as `manifest.json` beside the role folders. Holds nothing that
 /// changes between two builds of the same inputs (no timestamps, no paths
 /// outside the output folder), so the manifest is reproducible too.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Manifest {
-    pub kiln_version: &'static str,
+    pub kiln_version: String,
     pub cluster: String,
     pub profile: ProfileRecord,
     /// mtime of every tarball entry.
@@ -30,7 +30,7 @@ pub struct Manifest {
     pub roles: BTreeMap<Role, RoleRecord>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProfileRecord {
     /// File name of the profile.
     pub name: String,
@@ -38,7 +38,7 @@ pub struct ProfileRecord {
     pub digest: String,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RoleRecord {
     /// The etcd release baked into the etcd image, as `etcd --version` said.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,7 +46,7 @@ pub struct RoleRecord {
     pub artifacts: Vec<Artifact>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Artifact {
     /// Relative to the output folder, e.g. `etcd/etcd.ign`.
     pub path: String,

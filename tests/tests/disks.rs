@@ -179,4 +179,33 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
         fs::read(&config).unwrap(),
         fs::read(other.out().join("etcd/etcd.ign")).unwrap()
     );
+
+    // `kiln verify` rechecks the build against its manifest, and names the
+    // disk when one byte of it flips.
+    let verify = |dir: &Path| kiln_e2e::run(kiln_e2e::kiln().arg("verify").arg(dir));
+    let clean = verify(&other.out());
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
+    let disk = other.out().join("etcd/disk.raw");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk)
+        .unwrap();
+    let mut byte = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, 600).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 1], 600).unwrap();
+    drop(file);
+    let flipped = verify(&other.out());
+    let said = String::from_utf8_lossy(&flipped.stdout);
+    assert_eq!(flipped.status.code(), Some(1), "{said}");
+    let named: Vec<&str> = said.lines().filter(|l| !l.starts_with("ok ")).collect();
+    assert_eq!(named.len(), 1, "{said}");
+    assert!(
+        named[0].starts_with("DIFFERS   etcd/disk.raw: sha256"),
+        "{said}"
+    );
 }
