@@ -149,10 +149,16 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
             );
             layer.mark_image([kiln_node::layout::ETCD_VERSION_FILE]);
         }
-        if let RoleBase::Debian(_) = base {
+        let mut sbom = None;
+        if let RoleBase::Debian(tree) = &base {
             image::add_os_files(&mut layer);
+            let document = crate::sbom::for_role(&loaded, role, tree, etcd.as_ref(), mtime)?;
+            let path = Path::new(crate::sbom::IMAGE_DIR).join(format!("kiln-{role}.spdx.json"));
+            layer.add_file(&path, Meta::root(0o644), Contents::Inline(document.clone()));
+            layer.mark_image([path]);
+            sbom = Some(document);
         }
-        prepared.push((role, base, layer, etcd_version));
+        prepared.push((role, base, layer, etcd_version, sbom));
     }
     let deflate = loaded
         .profile
@@ -164,19 +170,20 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
     let (loaded, staging_dir) = (&loaded, staging.path());
     let jobs: Vec<_> = prepared
         .iter()
-        .map(|(role, base, layer, _)| {
+        .map(|(role, base, layer, _, sbom)| {
             let target = RoleTarget {
                 base,
                 cache: &cache,
                 deflate: deflate.as_ref(),
                 // The image is the same for every cluster: so is its disk.
                 seed: format!("kiln/{role}"),
+                sbom: sbom.as_deref(),
             };
             let work = move || write_role(layer, loaded, &target, staging_dir, mtime);
             (format!("building the {role} image"), work)
         })
         .collect();
-    for ((role, _, _, etcd_version), record) in prepared.iter().zip(progress.parallel(jobs)) {
+    for ((role, _, _, etcd_version, _), record) in prepared.iter().zip(progress.parallel(jobs)) {
         let mut record = record?;
         record.etcd_version = etcd_version.map(|v| v.to_string());
         manifest.roles.insert(*role, record);
@@ -240,6 +247,8 @@ struct RoleTarget<'a> {
     cache: &'a Path,
     deflate: Option<&'a DeflateCache>,
     seed: String,
+    /// The image's SBOM, written beside its artifacts too (kiln's base).
+    sbom: Option<&'a [u8]>,
 }
 
 /// Refuses (exit 2) a config the platform would refuse as user-data.
@@ -322,6 +331,15 @@ fn write_role(
                     .with_context(|| format!("writing {}", path.display()))?;
                 Ok::<_, anyhow::Error>(artifact)
             }));
+        }
+        if let Some(sbom) = target.sbom {
+            let rel = format!("{role}/sbom.spdx.json");
+            let path = staging.join(&rel);
+            let mut file = create_artifact(&path, false)?;
+            file.write_all(sbom)
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            hashing.push(hashers.spawn(move || Artifact::of(staging, &rel, false)));
         }
         let mut record = RoleRecord::default();
         for hashed in hashing {

@@ -14,5 +14,6 @@ pub mod output;
 pub mod profile;
 pub mod progress;
 pub mod render;
+pub mod sbom;
 pub mod secrets;
 pub mod verify;

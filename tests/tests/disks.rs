@@ -50,6 +50,72 @@ fn grep(path: &Path, pattern: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The etcd role's SBOM: SPDX 2.3 that spdx-tools validates and that has
+/// NTIA's minimum elements, beside the disk and the same inside the image,
+/// listing exactly the packages dpkg says the image holds, and the agent.
+fn sbom_lists_exactly_what_dpkg_installed(out: &Path, tree: &Path) {
+    let sbom = out.join("etcd/sbom.spdx.json");
+    let venv = Path::new("/var/cache/kiln-tests/spdx-venv/bin");
+    kiln_e2e::run_ok(
+        std::process::Command::new(venv.join("pyspdxtools"))
+            .arg("-i")
+            .arg(&sbom),
+    );
+    let ntia = kiln_e2e::run(
+        std::process::Command::new(venv.join("ntia-checker"))
+            .arg("--file")
+            .arg(&sbom),
+    );
+    let said = String::from_utf8_lossy(&ntia.stdout);
+    assert!(
+        ntia.status.success() && said.contains("NTIA conformant: True"),
+        "{said}{}",
+        String::from_utf8_lossy(&ntia.stderr)
+    );
+    let inside = fs::read(tree.join("usr/share/spdx/kiln-etcd.spdx.json")).unwrap();
+    assert_eq!(inside, fs::read(&sbom).unwrap(), "the image's SBOM differs");
+    let document: serde_json::Value = serde_json::from_slice(&inside).unwrap();
+    let purls: Vec<String> = document["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            p["externalRefs"][0]["referenceLocator"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut listed: Vec<String> = purls
+        .iter()
+        .filter_map(|p| p.strip_prefix("pkg:deb/debian/"))
+        .map(|p| p.split('@').next().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let dpkg = kiln_e2e::run_ok(
+        std::process::Command::new("dpkg-query")
+            .arg(format!(
+                "--admindir={}",
+                tree.join("var/lib/dpkg").display()
+            ))
+            .args(["-W", "-f", "${db:Status-Abbrev} ${Package}\n"]),
+    );
+    let mut installed: Vec<String> = dpkg
+        .lines()
+        .filter(|l| l.starts_with("ii "))
+        .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+        .collect();
+    installed.sort();
+    assert_eq!(
+        listed, installed,
+        "the SBOM's Debian packages are not dpkg's"
+    );
+    assert!(purls
+        .iter()
+        .any(|p| p.starts_with("pkg:cargo/kiln-firstboot@")));
+    let manifest = fs::read_to_string(out.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"etcd/sbom.spdx.json\""), "{manifest}");
+}
+
 /// The disk's read-only OS holds no second copy of the kernel and initrd,
 /// which the ESP carries: /boot is empty; the kernel's modules are there.
 fn os_partition_leaves_the_kernel_to_the_esp(disk: &Path, work: &Path) {
@@ -131,6 +197,7 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
         fs::read_dir(tree.join("usr/bin")).unwrap().count() > 100,
         "the OS tree is not a whole OS"
     );
+    sbom_lists_exactly_what_dpkg_installed(&build.out(), &tree);
     let mut scanned = vec![tree];
     scanned.extend(PUBLIC.map(|p| build.out().join(p)));
     for path in &scanned {
