@@ -135,17 +135,34 @@ fn package(id: &str, name: &str, version: &str, supplier: &str, purl: &str) -> V
     })
 }
 
-/// etcd when no Debian package carries it: a release tarball (with its
-/// SHA-256) or a folder of binaries.
+/// etcd when dpkg does not list it: a release tarball (with its SHA-256),
+/// another suite's Debian packages (unpacked, not installed), a folder.
 fn etcd_package(loaded: &LoadedProfile, etcd: Option<&EtcdBinaries>) -> Option<Value> {
     let version = etcd?.version().ok()?.to_string();
-    let purl = format!("pkg:github/etcd-io/etcd@v{version}");
-    let mut value = package("etcd", "etcd", &version, "etcd-io", &purl);
-    if let EtcdSource::Release(release) = loaded.profile.images.etcd.etcd_source() {
-        value["downloadLocation"] = json!(release.url);
-        value["checksums"] =
-            json!([{"algorithm": "SHA256", "checksumValue": release.sha256.to_ascii_lowercase()}]);
-    }
+    let value = match loaded.profile.images.etcd.etcd_source() {
+        EtcdSource::Release(release) => {
+            let purl = format!("pkg:github/etcd-io/etcd@v{version}");
+            let mut value = package("etcd", "etcd", &version, "etcd-io", &purl);
+            value["downloadLocation"] = json!(release.url);
+            let sha256 = release.sha256.to_ascii_lowercase();
+            value["checksums"] = json!([{"algorithm": "SHA256", "checksumValue": sha256}]);
+            value
+        }
+        EtcdSource::DebianSuite(suite) => {
+            let purl = format!("pkg:deb/debian/etcd-server?distro={suite}");
+            package(
+                "etcd",
+                "etcd-server",
+                &version,
+                "Debian Go Packaging Team",
+                &purl,
+            )
+        }
+        EtcdSource::Binaries(_) | EtcdSource::BaseSuite => {
+            let purl = format!("pkg:generic/etcd@{version}");
+            package("etcd", "etcd", &version, "etcd-io", &purl)
+        }
+    };
     Some(value)
 }
 
