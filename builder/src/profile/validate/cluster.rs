@@ -185,6 +185,31 @@ fn check_address_families(profile: &Profile, check: &mut Checker<'_>) {
         };
         check.error(field, message, hint.clone());
     }
+    // The other Kubernetes nodes too: one node-ip family for every kubelet.
+    if let Some(m) = master {
+        let masters = (profile.control_plane.iter()).flat_map(|cp| cp.masters.iter().enumerate());
+        let masters = masters
+            .skip(1)
+            .map(|(i, n)| (format!("control_plane.masters[{i}].ip"), n));
+        let workers = profile.workers.nodes.iter().enumerate();
+        let workers = workers.map(|(i, n)| (format!("workers.nodes[{i}].ip"), n));
+        for (field, node) in masters.chain(workers) {
+            if node.ip.is_ipv6() != ipv6 {
+                check.error(
+                    field,
+                    format!(
+                        "{} ({}) is {}, but control_plane.masters[0].ip {} is {}: {single_stack}",
+                        node.ip,
+                        node.name,
+                        family(node.ip),
+                        m.ip,
+                        family(m.ip)
+                    ),
+                    format!("give every master and worker an {} address", family(m.ip)),
+                );
+            }
+        }
+    }
     // keepalived takes a VRRP instance's family from its VIP, and refuses a
     // unicast_src_ip or unicast_peer of the other family
     // (keepalived.conf(5), "VRRP instance(s)"): the VIP must be of the
