@@ -233,3 +233,46 @@ pub fn lay_out(out: &Path, role: &str, root: &Path) {
     crate::ignition::apply(&out.join(format!("{role}/{role}.ign")), root)
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
+
+/// Whether `bytes` hold a PEM private-key block: a BEGIN line naming a
+/// private key, base64 lines, and its END line. A label alone, such as the
+/// agent's redaction patterns in its binary, is no key.
+pub fn holds_private_key(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.match_indices("-----BEGIN ").any(|(at, begin)| {
+        let rest = &text[at + begin.len()..];
+        let Some((label, body)) = rest.split_once("-----\n") else {
+            return false;
+        };
+        if !label.ends_with("PRIVATE KEY") || label.contains('\n') {
+            return false;
+        }
+        let Some(stop) = body.find(&format!("-----END {label}-----")) else {
+            return false;
+        };
+        let base64 = |line: &str| {
+            (1..=76).contains(&line.len())
+                && line
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        };
+        let lines: Vec<&str> = body[..stop].lines().collect();
+        !lines.is_empty() && lines.into_iter().all(base64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_pem_block_is_a_key_and_a_label_is_not() {
+        let key =
+            b"x-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG\nByqGSM49\n-----END PRIVATE KEY-----\n";
+        assert!(super::holds_private_key(key));
+        assert!(!super::holds_private_key(
+            b"\0PRIVATE KEY-----\0-----BEGIN \0"
+        ));
+        assert!(!super::holds_private_key(
+            b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+        ));
+    }
+}

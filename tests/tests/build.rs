@@ -159,7 +159,7 @@ fn all_payloads(out: &Path, role: &str) -> Vec<(String, PayloadFile)> {
 }
 
 fn is_private_key(bytes: &[u8]) -> bool {
-    String::from_utf8_lossy(bytes).contains("PRIVATE KEY-----")
+    kiln_e2e::artifacts::holds_private_key(bytes)
 }
 
 #[test]
