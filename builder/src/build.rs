@@ -41,7 +41,7 @@ pub struct BuildOptions {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Output formats instead of the profile's images.formats, comma
-    /// separated: ignition, rootfs, raw, qcow2.
+    /// separated: ignition, rootfs, raw, qcow2, vhd, gce, vmdk, ova.
     #[arg(
         long,
         value_name = "LIST",
@@ -298,32 +298,51 @@ fn write_role(
     if loaded.profile.images.embed_config {
         image.add_secret(kiln_node::layout::EMBEDDED_CONFIG, rendered.clone());
     }
+    let formats = &loaded.profile.images.formats;
+    let disk = match formats.iter().any(|f| f.is_disk()) {
+        true => Some(RawDisk::bake(&image, target, staging, mtime, formats)?),
+        false => None,
+    };
+    let ids = image::DiskIds::derive(&target.seed);
+    let conversion = disk.as_ref().map(|disk| image::Conversion {
+        raw: &disk.path,
+        ids: &ids,
+        role,
+        mtime,
+        secret: image.has_secrets(),
+    });
     // Each artifact is hashed for the manifest and synced to disk beside
     // the making of the next (the raw disk's SHA-256 and writeback while
     // qemu-img converts it): all on disk before the build is moved into place.
     std::thread::scope(|hashers| {
         let mut hashing = Vec::new();
-        for format in &loaded.profile.images.formats {
-            let (rel, secret) = match format {
-                OutputFormat::Ignition => (format!("{role}/{role}.ign"), config.has_secrets()),
-                OutputFormat::Rootfs => (format!("{role}/rootfs.tar.gz"), image.has_secrets()),
-                OutputFormat::Raw => (format!("{role}/disk.raw"), image.has_secrets()),
-                OutputFormat::Qcow2 => (format!("{role}/disk.qcow2"), image.has_secrets()),
+        for format in formats {
+            let (rel, secret) = match (format, image::disk_file_name(*format)) {
+                (OutputFormat::Ignition, _) => (format!("{role}/{role}.ign"), config.has_secrets()),
+                (OutputFormat::Rootfs, _) => (format!("{role}/rootfs.tar.gz"), image.has_secrets()),
+                (_, Some(name)) => (format!("{role}/{name}"), image.has_secrets()),
+                (_, None) => unreachable!("{format:?} is a disk format without a file name"),
             };
             let path = staging.join(&rel);
-            let mut file = create_artifact(&path, secret)?;
-            match format {
-                OutputFormat::Ignition => {
+            let mut file = match format {
+                // Baked above, before any other disk format.
+                OutputFormat::Raw => {
+                    File::open(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                _ => create_artifact(&path, secret)?,
+            };
+            match (format, &conversion) {
+                (OutputFormat::Ignition, _) => {
                     file.write_all(&rendered)
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
-                OutputFormat::Rootfs => {
+                (OutputFormat::Rootfs, _) => {
                     write_rootfs(&image, target.base.path(), mtime, target.deflate, &mut file)
                         .with_context(|| format!("writing {}", path.display()))?;
                 }
-                OutputFormat::Raw | OutputFormat::Qcow2 => {
-                    write_disk(&image, target, staging, *format, mtime, &path)?;
-                }
+                (OutputFormat::Raw, _) => {}
+                (_, Some(conversion)) => conversion.write(*format, &path)?,
+                (_, None) => unreachable!("{format:?} is a disk format and no disk was baked"),
             }
             hashing.push(hashers.spawn(move || {
                 let artifact = Artifact::of(staging, &rel, secret)?;
@@ -351,39 +370,50 @@ fn write_role(
     })
 }
 
-/// `disk.raw` is baked once per role; `disk.qcow2` is converted from it
-/// (from a private raw disk when raw itself was not asked for).
-fn write_disk(
-    layer: &RoleLayer,
-    target: &RoleTarget,
-    staging: &Path,
-    format: OutputFormat,
-    mtime: u64,
-    path: &Path,
-) -> Result<()> {
-    let raw = staging.join(layer.role.as_str()).join("disk.raw");
-    let mut request = DiskRequest {
-        layer,
-        base: target.base,
-        seed: target.seed.clone(),
-        mtime,
-        cache: target.cache,
-        raw: &raw,
-        qcow2: None,
-    };
-    match format {
-        OutputFormat::Raw => image::write_disks(&request),
-        _ if raw.exists() => image::write_qcow2(&raw, path),
-        _ => {
-            let private = tempfile::Builder::new()
-                .prefix(".disk-")
-                .suffix(".raw")
-                .tempfile_in(staging)
-                .with_context(|| format!("creating a temporary disk in {}", staging.display()))?;
-            request.raw = private.path();
-            request.qcow2 = Some(path);
-            image::write_disks(&request)
-        }
+/// The role's `disk.raw`, baked once for every disk format: into the
+/// artifact itself when raw is one of the formats, else into a private
+/// folder of the staging folder (removed with this value, so no disk.raw
+/// is published that was not asked for).
+struct RawDisk {
+    path: PathBuf,
+    _private: Option<tempfile::TempDir>,
+}
+
+impl RawDisk {
+    fn bake(
+        layer: &RoleLayer,
+        target: &RoleTarget,
+        staging: &Path,
+        mtime: u64,
+        formats: &[OutputFormat],
+    ) -> Result<RawDisk> {
+        // Named disk.raw either way: GCE's tarball takes the name from it.
+        let raw_name = image::disk_file_name(OutputFormat::Raw).expect("raw's file name");
+        let (path, private) = match formats.contains(&OutputFormat::Raw) {
+            true => (staging.join(layer.role.as_str()).join(raw_name), None),
+            false => {
+                let dir = tempfile::Builder::new()
+                    .prefix(".disk-")
+                    .tempdir_in(staging)
+                    .with_context(|| {
+                        format!("creating a temporary folder in {}", staging.display())
+                    })?;
+                (dir.path().join(raw_name), Some(dir))
+            }
+        };
+        create_artifact(&path, layer.has_secrets())?;
+        image::write_disks(&DiskRequest {
+            layer,
+            base: target.base,
+            seed: target.seed.clone(),
+            mtime,
+            cache: target.cache,
+            raw: &path,
+        })?;
+        Ok(RawDisk {
+            path,
+            _private: private,
+        })
     }
 }
 

@@ -261,7 +261,7 @@ mod tests {
         };
         let formats = refused(&["--formats", "ignition,disk"]);
         assert!(
-            formats.contains("ignition, rootfs, raw, qcow2"),
+            formats.contains("ignition, rootfs, raw, qcow2, vhd, gce, vmdk, ova"),
             "{formats}"
         );
         let base = refused(&["--base", "ubuntu"]);

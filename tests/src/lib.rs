@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod bootnet;
 pub mod cluster;
 pub mod etcd;
+pub mod formats;
 pub mod ignition;
 pub mod kubeadm;
 pub mod netns;

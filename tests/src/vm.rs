@@ -1,8 +1,9 @@
 //! qemu virtual machines (software emulation, UEFI through OVMF) booting a
-//! role's disk.raw read-only (`snapshot=on`, so any number share one
-//! disk), each on a tap device of a [`crate::bootnet::BootNet`] bridge, the
-//! serial console written to a log, its Ignition config (if any) handed
-//! over through fw_cfg as Ignition's qemu platform reads it. Dropping a VM
+//! role's disk (raw, or qcow2 or VHD by the file's extension) read-only
+//! (`snapshot=on`, so any number share one disk), each on a tap device of
+//! a [`crate::bootnet::BootNet`] bridge, the serial console written to a
+//! log, its Ignition config (if any) handed over through fw_cfg as
+//! Ignition's qemu platform reads it. Dropping a VM
 //! kills qemu by PID and deletes its tap device.
 
 use std::path::{Path, PathBuf};
@@ -57,10 +58,11 @@ impl Vm {
             .arg(format!(
                 "file={},if=virtio,format={},snapshot=on",
                 disk.display(),
-                if disk.extension().is_some_and(|e| e == "qcow2") {
-                    "qcow2"
-                } else {
-                    "raw"
+                match disk.extension().and_then(|e| e.to_str()) {
+                    Some("qcow2") => "qcow2",
+                    // qemu's name for VHD
+                    Some("vhd") => "vpc",
+                    _ => "raw",
                 }
             ))
             .arg("-serial")

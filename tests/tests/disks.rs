@@ -1,8 +1,10 @@
 //! What a role's public artifacts are without booting them: two builds of
-//! one profile from one cached base are the same bytes, raw, qcow2 and the
-//! OS tree's tarball; neither the disks nor the OS tree hold a private key
-//! or the bootstrap token, so another cluster's build gives the very same
-//! files (its config, the `.ign`, is what differs).
+//! one profile from one cached base are the same bytes, every disk format
+//! and the OS tree's tarball; every disk format reads back as exactly
+//! disk.raw, in the container its platform takes; neither the disks nor
+//! the OS tree hold a private key or the bootstrap token, so another
+//! cluster's build gives the very same files (its config, the `.ign`, is
+//! what differs).
 
 use std::fs;
 use std::path::Path;
@@ -11,8 +13,16 @@ use std::process::Command;
 use kiln_e2e::artifacts::Build;
 use kiln_e2e::{one_member_profile, profile, run, run_ok};
 
-const PUBLIC: [&str; 3] = ["etcd/disk.raw", "etcd/disk.qcow2", "etcd/rootfs.tar.gz"];
-const FORMATS: &str = "ignition,rootfs,raw,qcow2";
+const PUBLIC: [&str; 7] = [
+    "etcd/disk.raw",
+    "etcd/disk.qcow2",
+    "etcd/disk.vhd",
+    "etcd/disk.tar.gz",
+    "etcd/disk.vmdk",
+    "etcd/disk.ova",
+    "etcd/rootfs.tar.gz",
+];
+const FORMATS: &str = "ignition,rootfs,raw,qcow2,vhd,gce,vmdk,ova";
 /// A PEM private-key block, as a grep -P pattern (\x20 is a space).
 const PEM_PRIVATE_KEY: &str = r"-----BEGIN([A-Z\x20]*)\x20PRIVATE\x20KEY-----\n([A-Za-z0-9+/=]{1,76}\n)+-----END\1\x20PRIVATE\x20KEY-----";
 
@@ -218,12 +228,24 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
     let size = fs::metadata(&config).unwrap().len();
     assert!(size <= 16 * 1024, "etcd.ign is {size} bytes, over 16 KiB");
     os_partition_leaves_the_kernel_to_the_esp(&build.out().join("etcd/disk.raw"), build.dir.path());
+    kiln_e2e::formats::check_all(&build.out().join("etcd"), build.dir.path());
 
-    // Another cluster (another CA, one member): the same disk, another config.
+    // Another cluster (another CA, one member): the same disks, another
+    // config. Without raw among its formats: the others are converted from
+    // a private disk.raw, which is not published, and are the same bytes.
     let other = Build::new();
     let solo = one_member_profile(other.dir.path(), "solo", "10.77.0.15", "");
-    other.on_debian_base(&solo, FORMATS);
-    for disk in PUBLIC {
+    other.on_debian_base(&solo, &FORMATS.replace(",raw,", ","));
+    let mut published: Vec<String> = fs::read_dir(other.out().join("etcd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    published.sort();
+    let mut expected: Vec<&str> = PUBLIC[1..].iter().map(|p| &p["etcd/".len()..]).collect();
+    expected.extend([".kiln-output", "etcd.ign"]);
+    expected.sort();
+    assert_eq!(published, expected);
+    for disk in &PUBLIC[1..] {
         let (a, b) = (build.out().join(disk), other.out().join(disk));
         assert_eq!(
             sha256(&a),

@@ -5,7 +5,8 @@
 //! hashes by `veritysetup format` in the partition after it; an empty ext4
 //! state partition (/var, and the changes to /etc) by mkfs.ext4. The root
 //! hash is on the boot entry's command line, so a changed byte of the OS
-//! partition fails the read. `disk.qcow2` is that disk through qemu-img.
+//! partition fails the read. The other disk formats are converted from it
+//! (`formats/`).
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::gpt::{self, Partition, SECTOR};
 
-const MIB: u64 = 1 << 20;
+pub(super) const MIB: u64 = 1 << 20;
 /// Partitions start on MiB boundaries, as every partitioning tool does.
 const ALIGN: u64 = MIB / SECTOR;
 /// Free room on the state partition for etcd's data, logs and the agent's
@@ -48,20 +49,29 @@ pub struct DiskIds {
     /// dm-verity's salt, hex.
     pub salt: String,
     pub esp_volume: String,
+    /// The unique ID in a VHD's footer, as its 16 bytes.
+    pub vhd: [u8; 16],
+    /// A VMDK's content ID (`CID=` of its descriptor).
+    pub vmdk_cid: u32,
 }
 
 impl DiskIds {
     pub fn derive(seed: &str) -> DiskIds {
         let digest = |what: &str| Sha256::digest(format!("{seed}/{what}"));
-        let uuid = |what: &str| {
+        let uuid_bytes = |what: &str| {
             let hash = digest(what);
             let mut b: [u8; 16] = hash[..16].try_into().expect("16 bytes");
             b[6] = (b[6] & 0x0f) | 0x40;
             b[8] = (b[8] & 0x3f) | 0x80;
-            uuid_text(&hex(&b))
+            b
         };
+        let uuid = |what: &str| uuid_text(&hex(&uuid_bytes(what)));
         let esp_volume = uuid("esp-volume")[..8].to_owned();
+        let cid = digest("vmdk-cid");
         DiskIds {
+            vhd: uuid_bytes("vhd"),
+            // ffffffff means "no disk" (a parentCID's value for none).
+            vmdk_cid: u32::from_be_bytes(cid[..4].try_into().expect("4 bytes")).min(0xffff_fffe),
             disk: uuid("disk"),
             esp: uuid("esp"),
             state: uuid("state"),
@@ -291,16 +301,6 @@ fn copy_into(disk: &mut File, from: &Path, offset: u64) -> io::Result<()> {
     io::copy(&mut source, disk).map(drop)
 }
 
-/// `disk.qcow2` from `disk.raw`; unallocated clusters stay unallocated.
-pub fn write_qcow2(raw: &Path, out: &Path) -> Result<()> {
-    let mut convert = Command::new("qemu-img");
-    convert
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(raw)
-        .arg(out);
-    run(&mut convert, "qemu-img", "qemu-utils").map(drop)
-}
-
 /// The kernel, initrd and boot loader found in the baked tree.
 struct BootFiles {
     kernel: PathBuf,
@@ -395,11 +395,12 @@ fn tree_size(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-fn round_up(value: u64, to: u64) -> u64 {
+pub(super) fn round_up(value: u64, to: u64) -> u64 {
     value.div_ceil(to) * to
 }
 
-fn run(cmd: &mut Command, tool: &str, package: &str) -> Result<Output> {
+/// Runs `cmd`, its failure an error with the tool's own words.
+pub(super) fn run(cmd: &mut Command, tool: &str, package: &str) -> Result<Output> {
     let out = cmd
         .output()
         .with_context(|| format!("running {tool} (install it with `apt-get install {package}`)"))?;

@@ -1,6 +1,6 @@
 //! Bootable role images: the base root filesystem a role is baked on (kiln's
-//! cached Debian base or the profile's own), and the disks made from the
-//! baked tree (`disk.raw`, `disk.qcow2`).
+//! cached Debian base or the profile's own), the disk baked from it
+//! (`disk.raw`) and the formats converted from that (`formats/`).
 
 mod apt;
 mod bake;
@@ -8,6 +8,7 @@ mod base;
 mod cache;
 mod disk;
 mod etcd;
+mod formats;
 mod gpt;
 mod mirror;
 mod os;
@@ -22,8 +23,9 @@ use kiln_node::node_config::Role;
 pub use apt::KubernetesApt;
 pub use bake::bake_tree;
 pub use base::{default_cache_dir, has_kiln_initramfs, DebianBase};
-pub use disk::{write_qcow2, write_raw, DiskIds};
+pub use disk::{write_raw, DiskIds};
 pub use etcd::{EtcdBinaries, FetchRefused};
+pub use formats::{file_name as disk_file_name, Conversion};
 pub use mirror::Mirrors;
 pub use os::add_os_files;
 pub use readonly::kept_in_var;
@@ -93,8 +95,8 @@ impl RoleBase {
     }
 }
 
-/// The disks one role gets, written into `dir` (created by the caller as
-/// empty files with the right mode, so keys are never world-readable).
+/// The raw disk one role gets (created by the caller as an empty file with
+/// the right mode, so keys are never world-readable).
 pub struct DiskRequest<'a> {
     pub layer: &'a RoleLayer,
     pub base: &'a RoleBase,
@@ -103,10 +105,9 @@ pub struct DiskRequest<'a> {
     pub mtime: u64,
     pub cache: &'a Path,
     pub raw: &'a Path,
-    pub qcow2: Option<&'a Path>,
 }
 
-/// Bakes the tree and writes `raw` (and `qcow2` from it).
+/// Bakes the tree and writes `raw`.
 pub fn write_disks(request: &DiskRequest) -> Result<()> {
     let role = request.layer.role;
     let base = match request.base {
@@ -144,9 +145,5 @@ pub fn write_disks(request: &DiskRequest) -> Result<()> {
     readonly::link_writable_dirs(&tree)?;
     let ids = DiskIds::derive(&request.seed);
     write_raw(&tree, &ids, request.mtime, request.raw)
-        .with_context(|| format!("writing {}", request.raw.display()))?;
-    if let Some(qcow2) = request.qcow2 {
-        write_qcow2(request.raw, qcow2).with_context(|| format!("writing {}", qcow2.display()))?;
-    }
-    Ok(())
+        .with_context(|| format!("writing {}", request.raw.display()))
 }

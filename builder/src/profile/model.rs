@@ -204,12 +204,21 @@ pub enum OutputFormat {
     Raw,
     /// `<role>/disk.qcow2`, the same disk converted by qemu-img.
     Qcow2,
+    /// `<role>/disk.vhd`, the same disk as Azure's fixed VHD.
+    Vhd,
+    /// `<role>/disk.tar.gz`, the same disk as GCE imports it.
+    Gce,
+    /// `<role>/disk.vmdk`, the same disk as a stream-optimized VMDK.
+    Vmdk,
+    /// `<role>/disk.ova`, that VMDK with an OVF descriptor, for VMware.
+    Ova,
 }
 
 impl OutputFormat {
     /// Whether the format is a bootable disk, which needs a whole OS as base.
     pub fn is_disk(self) -> bool {
-        matches!(self, OutputFormat::Raw | OutputFormat::Qcow2)
+        use OutputFormat::*;
+        matches!(self, Raw | Qcow2 | Vhd | Gce | Vmdk | Ova)
     }
 }
 

@@ -795,3 +795,30 @@ fn pods_services_and_masters_share_one_address_family() {
         .replace("10.77.0.11", "fd00:77::11");
     assert!(warnings_of(&v6_etcd).is_empty(), "etcd alone runs no pods");
 }
+
+#[test]
+fn every_cloud_format_is_a_disk_needing_a_base_and_taking_the_embedded_config() {
+    for format in ["vhd", "gce", "vmdk", "ova"] {
+        let images = format!("\n[images]\nformats = [\"ignition\", \"{format}\"]\n");
+        let refused = errors_of(&(BASE.to_owned() + &images));
+        let d = find(&refused, "images.formats[1]");
+        assert!(
+            d.message
+                .contains("a bootable disk needs an operating system"),
+            "{d:?}"
+        );
+        let embedded = format!("{images}base = \"debian\"\nembed_config = true\n");
+        let (_dir, loaded) = load_text(&(BASE.to_owned() + &embedded));
+        let loaded = loaded.unwrap_or_else(|e| panic!("{format}: {e}"));
+        assert!(
+            loaded.warnings.is_empty(),
+            "{format}: {:?}",
+            loaded.warnings
+        );
+    }
+    let (_dir, loaded) = load_text(
+        &(BASE.to_owned() + "\n[images]\nformats = [\"ignition\"]\nembed_config = true\n"),
+    );
+    let loaded = loaded.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.warnings[0].field, "images.embed_config");
+}

@@ -17,8 +17,8 @@ use kiln_node::node_config::Role;
 use super::Checker;
 use crate::image::kept_in_var;
 use crate::profile::model::{
-    BaseImage, EtcdRelease, ExtraFile, ExtraUnit, FileSource, ImagesSection, OutputFormat,
-    RoleImage, DEFAULT_USER_DATA_LIMIT,
+    BaseImage, EtcdRelease, ExtraFile, ExtraUnit, FileSource, ImagesSection, RoleImage,
+    DEFAULT_USER_DATA_LIMIT,
 };
 
 /// Unit types that can be defined by a unit file in /etc/systemd/system.
@@ -75,12 +75,12 @@ pub fn check(images: &ImagesSection, check: &mut Checker<'_>) {
         );
     }
     check_disk_base(images, check);
-    let disks = [OutputFormat::Raw, OutputFormat::Qcow2];
-    if images.embed_config && !images.formats.iter().any(|f| disks.contains(f)) {
+    if images.embed_config && !images.formats.iter().any(|f| f.is_disk()) {
         check.warn(
             "images.embed_config",
             "has no effect: no disk format is built",
-            "add \"raw\" or \"qcow2\" to images.formats, or remove images.embed_config",
+            "add a disk format (\"raw\", \"qcow2\", \"vhd\", \"gce\", \"vmdk\" or \"ova\") to \
+             images.formats, or remove images.embed_config",
         );
     }
     for role in [Role::Etcd, Role::Master, Role::Worker] {
@@ -229,7 +229,7 @@ fn check_disk_base(images: &ImagesSection, check: &mut Checker<'_>) {
                 format!("images.formats[{j}]"),
                 format!("a bootable disk needs an operating system, and images.{role} has no base"),
                 "write base = \"debian\" in [images] (kiln builds and caches a Debian base), \
-                 or drop \"raw\"/\"qcow2\" from formats",
+                 or drop the disk formats (raw, qcow2, vhd, gce, vmdk, ova) from formats",
             );
             return;
         }
