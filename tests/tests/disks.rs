@@ -242,7 +242,7 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
         .collect();
     published.sort();
     let mut expected: Vec<&str> = PUBLIC[1..].iter().map(|p| &p["etcd/".len()..]).collect();
-    expected.extend([".kiln-output", "etcd.ign"]);
+    expected.extend([".kiln-output", "etcd.ign", "sbom.spdx.json"]);
     expected.sort();
     assert_eq!(published, expected);
     for disk in &PUBLIC[1..] {
@@ -263,13 +263,13 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
     // `kiln verify` rechecks the build against its manifest, and names the
     // disk when one byte of it flips.
     let verify = |dir: &Path| kiln_e2e::run(kiln_e2e::kiln().arg("verify").arg(dir));
-    let clean = verify(&other.out());
+    let clean = verify(&build.out());
     assert!(
         clean.status.success(),
         "{}",
         String::from_utf8_lossy(&clean.stderr)
     );
-    let disk = other.out().join("etcd/disk.raw");
+    let disk = build.out().join("etcd/disk.raw");
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -279,7 +279,7 @@ fn one_public_disk_per_role_the_same_bytes_in_every_build_and_cluster() {
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, 600).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 1], 600).unwrap();
     drop(file);
-    let flipped = verify(&other.out());
+    let flipped = verify(&build.out());
     let said = String::from_utf8_lossy(&flipped.stdout);
     assert_eq!(flipped.status.code(), Some(1), "{said}");
     let named: Vec<&str> = said.lines().filter(|l| !l.starts_with("ok ")).collect();
