@@ -122,6 +122,14 @@ fn image_paths(role: &str, binaries: bool) -> Vec<String> {
         paths.extend(unit("kiln-watch.service"));
         paths.push(format!("{units}/etcd.service.d/05-kiln-gate.conf"));
     }
+    if role != "etcd" {
+        // The metadata lockdown: on from the first boot, required by kubelet.
+        let lockdown = "kiln-metadata-lockdown.service";
+        paths.push("usr/lib/kiln/metadata-lockdown.nft".to_owned());
+        paths.push(format!("{units}/{lockdown}"));
+        paths.push(format!("{units}/sysinit.target.wants/{lockdown}"));
+        paths.push(format!("{units}/kubelet.service.requires/{lockdown}"));
+    }
     if binaries && role != "etcd" {
         paths.extend(["kubeadm", "kubelet", "kubectl"].map(|b| format!("usr/bin/{b}")));
         paths.extend(unit("kubelet.service"));
