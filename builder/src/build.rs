@@ -149,10 +149,12 @@ pub fn build(options: &BuildOptions, progress: &Progress) -> Result<BuildReport>
             );
             layer.mark_image([kiln_node::layout::ETCD_VERSION_FILE]);
         }
+        // The version read above, for etcd that dpkg does not list.
+        let unpackaged = etcd.as_ref().and(etcd_version);
         let mut sbom = None;
         if let RoleBase::Debian(tree) = &base {
             image::add_os_files(&mut layer);
-            let document = crate::sbom::for_role(&loaded, role, tree, etcd.as_ref(), mtime)?;
+            let document = crate::sbom::for_role(&loaded, role, tree, unpackaged, mtime)?;
             let path = Path::new(crate::sbom::IMAGE_DIR).join(format!("kiln-{role}.spdx.json"));
             layer.add_file(&path, Meta::root(0o644), Contents::Inline(document.clone()));
             layer.mark_image([path]);

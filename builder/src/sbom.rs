@@ -12,8 +12,8 @@ use kiln_node::node_config::Role;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::image::EtcdBinaries;
 use crate::profile::{EtcdSource, LoadedProfile};
+use kiln_node::versions::Version;
 
 /// Where the image carries its own SBOM.
 pub const IMAGE_DIR: &str = "/usr/share/spdx";
@@ -26,7 +26,7 @@ pub fn for_role(
     loaded: &LoadedProfile,
     role: Role,
     base: &Path,
-    etcd: Option<&EtcdBinaries>,
+    unpackaged_etcd: Option<Version>,
     created: u64,
 ) -> Result<Vec<u8>> {
     let status = base.join("var/lib/dpkg/status");
@@ -52,7 +52,7 @@ pub fn for_role(
         })
         .collect();
     if role == Role::Etcd {
-        packages.extend(etcd_package(loaded, etcd));
+        packages.extend(unpackaged_etcd.map(|v| etcd_package(loaded, v)));
     }
     let agent = crate_closure("kiln-firstboot");
     for (name, version) in &agent {
@@ -137,9 +137,9 @@ fn package(id: &str, name: &str, version: &str, supplier: &str, purl: &str) -> V
 
 /// etcd when dpkg does not list it: a release tarball (with its SHA-256),
 /// another suite's Debian packages (unpacked, not installed), a folder.
-fn etcd_package(loaded: &LoadedProfile, etcd: Option<&EtcdBinaries>) -> Option<Value> {
-    let version = etcd?.version().ok()?.to_string();
-    let value = match loaded.profile.images.etcd.etcd_source() {
+fn etcd_package(loaded: &LoadedProfile, version: Version) -> Value {
+    let version = version.to_string();
+    match loaded.profile.images.etcd.etcd_source() {
         EtcdSource::Release(release) => {
             let purl = format!("pkg:github/etcd-io/etcd@v{version}");
             let mut value = package("etcd", "etcd", &version, "etcd-io", &purl);
@@ -162,8 +162,7 @@ fn etcd_package(loaded: &LoadedProfile, etcd: Option<&EtcdBinaries>) -> Option<V
             let purl = format!("pkg:generic/etcd@{version}");
             package("etcd", "etcd", &version, "etcd-io", &purl)
         }
-    };
-    Some(value)
+    }
 }
 
 /// A package dpkg lists as installed.
